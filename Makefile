@@ -1,0 +1,43 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DATA := data/demo-opencell
+DEMO_RUN := models/cytoself/demo
+export TF_CPP_MIN_LOG_LEVEL := 3
+export MPLBACKEND := Agg
+
+.PHONY: demo test science bench install clean-demo
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	bin/make-synthetic-data --out $(DEMO_DATA) --format opencell --seed 0
+	bin/inspect-data $(DEMO_DATA)
+	@if [ -f statcell_tf/cli/train_cytoself.py ]; then \
+	  bin/train-cytoself --data $(DEMO_DATA) --preset demo --out $(DEMO_RUN) --resume && \
+	  bin/feature-spectrum $$($(PY) -c "import pandas as p,glob; print(p.read_csv(sorted(glob.glob('$(DEMO_DATA)/*_label.csv'))[0])['protein'].iloc[0])") --run $(DEMO_RUN) --data $(DEMO_DATA) --heatmap && \
+	  bin/umap-cytoself $(DEMO_RUN) --data $(DEMO_DATA) --level global --color-by family --score && \
+	  echo "Demo outputs are in $(DEMO_RUN)/ (figures/, feature_spectrum/, umap/)"; \
+	fi
+
+test: $(STAMP)
+	$(PY) -m pytest -q --durations=15
+
+science: $(STAMP)
+	$(PY) -m pytest -q -m science --durations=0 -s
+
+bench: $(STAMP)
+	$(PY) bench/pipeline.py
+	@for b in bench/train_*.py; do [ -f $$b ] && $(PY) $$b || true; done
+
+clean-demo:
+	rm -rf $(DEMO_DATA) $(DEMO_RUN)

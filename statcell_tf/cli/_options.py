@@ -1,0 +1,34 @@
+"""Click options shared by several commands (one definition, one meaning)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+existing_path = click.Path(exists=True, path_type=Path)
+existing_dir = click.Path(exists=True, file_okay=False, path_type=Path)
+out_path = click.Path(path_type=Path)
+
+strategy_option = click.option(
+    "--strategy",
+    type=click.Choice(["auto", "one", "mirrored", "multi-worker"]),
+    default="auto",
+    show_default=True,
+    help="Distribution: auto = mirrored over all GPUs if >1 else one device; "
+    "multi-worker reads TF_CONFIG.",
+)
+precision_option = click.option(
+    "--precision",
+    type=click.Choice(["auto", "float32", "mixed_bfloat16", "mixed_float16"]),
+    default="auto",
+    show_default=True,
+    help="auto = float32 on CPU, mixed_bfloat16 on GPU.",
+)
+seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+allow_pickle_option = click.option(
+    "--allow-pickle",
+    is_flag=True,
+    default=False,
+    help="Allow reading pickled label .npy files (runs code from the file: only for trusted data).",
+)
