@@ -74,9 +74,12 @@ class TrainableModel(keras.Model):
         optimizer = self.optimizers_by_name[name]
         variables = self.optimizer_variables(name) if variables is None else list(variables)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        scaled = optimizer.scale_loss(tf.cast(loss, "float32") / replicas)
+        with tape:  # re-enter so the scaling is recorded too
+            scaled = optimizer.scale_loss(tf.cast(loss, "float32") / replicas)
         gradients = tape.gradient(scaled, variables)
         pairs = [(g, v) for g, v in zip(gradients, variables) if g is not None]
+        if not pairs:
+            raise ValueError(f"optimizer {name!r}: the loss does not depend on any of its variables")
         optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
 
     def train_step_fn(self, batch: dict) -> dict:

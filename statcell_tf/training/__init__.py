@@ -1,0 +1,2 @@
+"""Training runtime shared by every model: strategy + precision + seeds (`runtime`), the run
+directory contract (`run_dir`), the one training loop (`trainer`) and export (`export`)."""

@@ -1,0 +1,342 @@
+"""The one training loop of statcell_tf.
+
+`fit` trains any `TrainableModel` under any `tf.distribute` strategy (one device, mirrored,
+multi-worker) with one loop: each step runs ``model.train_step_fn`` on every replica through
+``strategy.run``; per-replica loss terms are combined as batch-size-weighted means. After each
+epoch it validates, logs (``history.csv``, TensorBoard, progress bar), keeps the best model
+(``best.keras``), applies the plateau and early-stopping rules and checkpoints everything
+needed to resume: weights, optimizer slots, learning rates, the epoch and step counters and
+the plateau/early-stopping state all live in one TF checkpoint, so a run killed at any point
+resumes from its last completed epoch exactly as if it had not stopped.
+
+Keras `fit` is not used: under MultiWorkerMirroredStrategy it fails on scalar logs and tuple
+batches with Keras 3.15 (tensorflow issue #72388; ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from statcell_tf import atomic
+from statcell_tf.backend import keras, tf
+from statcell_tf.training import runtime
+from statcell_tf.training.export import save_keras
+from statcell_tf.training.run_dir import RunDirectory
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    """How long to train and the rules applied after each epoch.
+
+    Args:
+        epochs: int. Total number of epochs (a resumed run continues up to it).
+        steps_per_epoch: int or None. Steps per epoch; None = one pass over a finite dataset.
+            With a number, the training dataset should repeat; one iterator runs across epochs.
+        validation_steps: int or None. Validation batches per epoch; None = the whole set.
+        monitor: str. Log key that decides the best model, plateau and early stopping.
+        mode: str. ``"min"`` or ``"max"``: whether smaller or larger `monitor` is better.
+        plateau_patience: int or None. Epochs without improvement before the learning
+            rates are multiplied by `plateau_factor`; None disables it.
+        plateau_factor: float. Learning-rate factor on a plateau. Defaults to 0.1.
+        min_lr: float. Floor of the learning rates. Defaults to 1e-8.
+        early_stopping_patience: int or None. Epochs without improvement before training
+            stops; None disables it.
+        min_delta: float. Smallest change that counts as an improvement.
+        verbose: int. 0 silent, 1 progress bar and one line per epoch.
+    """
+
+    epochs: int = 10
+    steps_per_epoch: int | None = None
+    validation_steps: int | None = None
+    monitor: str = "val_loss"
+    mode: str = "min"
+    plateau_patience: int | None = None
+    plateau_factor: float = 0.1
+    min_lr: float = 1e-8
+    early_stopping_patience: int | None = None
+    min_delta: float = 0.0
+    verbose: int = 1
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ValueError(f"`epochs` must be >= 1. Received: epochs={self.epochs}")
+        for name in ("steps_per_epoch", "validation_steps", "plateau_patience", "early_stopping_patience"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"`{name}` must be None or >= 1. Received: {name}={value}")
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"`mode` must be 'min' or 'max'. Received: mode={self.mode!r}")
+        if not 0.0 < self.plateau_factor < 1.0:
+            raise ValueError(
+                f"`plateau_factor` must be in (0, 1). Received: plateau_factor={self.plateau_factor}"
+            )
+
+
+EpochCallback = Callable[[int, dict, keras.Model], None]
+
+
+class _State:
+    """Counters that must survive a restart; tf.Variables so the checkpoint holds them."""
+
+    def __init__(self, mode: str):
+        worst = math.inf if mode == "min" else -math.inf
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.best = tf.Variable(worst, dtype=tf.float64, trainable=False, name="best")
+        self.plateau_wait = tf.Variable(0, dtype=tf.int64, trainable=False, name="plateau_wait")
+        self.stop_wait = tf.Variable(0, dtype=tf.int64, trainable=False, name="stop_wait")
+        self.stopped = tf.Variable(False, trainable=False, name="stopped")
+
+    def trackables(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "best": self.best,
+            "plateau_wait": self.plateau_wait,
+            "stop_wait": self.stop_wait,
+            "stopped": self.stopped,
+        }
+
+
+def _learning_rates(model) -> dict:
+    return {name: float(opt.learning_rate.numpy()) for name, opt in model.optimizers_by_name.items()}
+
+
+def _first_batch(dataset):
+    for batch in dataset.take(1):
+        return batch
+    raise ValueError("the training dataset is empty")
+
+
+def _batch_size(batch) -> tf.Tensor:
+    first = tf.nest.flatten(batch)[0]
+    return tf.cast(tf.shape(first)[0], tf.float32)
+
+
+def _make_step(strategy, step_fn):
+    """A tf.function running `step_fn` on every replica; returns batch-weighted loss sums."""
+
+    def replica_fn(batch):
+        losses = step_fn(batch)
+        count = _batch_size(batch)
+        weighted = {key: tf.cast(value, tf.float32) * count for key, value in losses.items()}
+        return weighted, count
+
+    @tf.function
+    def step(iterator):
+        weighted, count = strategy.run(replica_fn, args=(next(iterator),))
+        total = strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None)
+        sums = {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in weighted.items()}
+        return sums, total
+
+    return step
+
+
+def _run_epoch(step, iterator, steps, progbar=None, prefix=""):
+    """Run `steps` steps (None = until the iterator ends); return means of every term."""
+    sums: dict = {}
+    count = 0.0
+    done = 0
+    while steps is None or done < steps:
+        try:
+            batch_sums, batch_count = step(iterator)
+        except (StopIteration, tf.errors.OutOfRangeError):
+            break
+        batch_count = float(batch_count.numpy())
+        for key, value in batch_sums.items():
+            sums[key] = sums.get(key, 0.0) + float(value.numpy())
+        count += batch_count
+        done += 1
+        if progbar is not None:
+            progbar.update(done, [(prefix + k, v / batch_count) for k, v in batch_sums.items() if k == "loss"])
+    if done == 0:
+        raise ValueError(f"no {prefix or 'training '}batches were produced")
+    return {prefix + key: value / count for key, value in sums.items()}, done
+
+
+def _improved(value: float, best: float, mode: str, min_delta: float) -> bool:
+    if not np.isfinite(value):
+        return False
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+def fit(
+    model,
+    train_dataset: tf.data.Dataset,
+    val_dataset: tf.data.Dataset | None,
+    run_directory,
+    settings: TrainSettings,
+    strategy: tf.distribute.Strategy | None = None,
+    epoch_callbacks: Iterable[EpochCallback] = (),
+    resume: bool = True,
+) -> pd.DataFrame:
+    """Train `model` and return its history (one row per epoch, all epochs of the run).
+
+    Args:
+        model: TrainableModel. Built inside ``strategy.scope()`` (its variables must be
+            created there); `fit` creates variables and optimizers from the first batch.
+        train_dataset: tf.data.Dataset of dict batches (global batch size).
+        val_dataset: tf.data.Dataset or None. Validation batches; their loss terms are
+            logged with a ``val_`` prefix.
+        run_directory: RunDirectory or path. Receives checkpoints/, history.csv,
+            tensorboard/ and best.keras.
+        settings: TrainSettings.
+        strategy: tf.distribute.Strategy or None (the default strategy).
+        epoch_callbacks: callables ``fn(epoch, logs, model)`` run on the chief after each
+            epoch (figures, extra metrics). `epoch` counts from 1.
+        resume: bool. Continue from the newest checkpoint in the run directory if any.
+
+    Returns:
+        pandas.DataFrame with columns epoch, every loss term, every ``val_`` term, the
+        learning rate(s) and the epoch time.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    run = run_directory if isinstance(run_directory, RunDirectory) else RunDirectory(run_directory)
+    run.path.mkdir(parents=True, exist_ok=True)
+    chief = runtime.is_chief(strategy)
+    if settings.monitor.startswith("val_") and val_dataset is None:
+        raise ValueError(f"monitor={settings.monitor!r} needs a validation dataset")
+
+    with strategy.scope():
+        model.prepare(_first_batch(train_dataset))
+        state = _State(settings.mode)
+        optimizers = {f"optimizer_{name}": opt for name, opt in model.optimizers_by_name.items()}
+        checkpoint = tf.train.Checkpoint(
+            model=model, **optimizers, **state.trackables(), **_seed_states(model)
+        )
+
+    # Non-chief workers must save too (the save is collective) but into a throw-away folder.
+    checkpoint_dir = run.checkpoints if chief else Path(tempfile.mkdtemp(prefix="statcell_worker_ckpt_"))
+    manager = tf.train.CheckpointManager(checkpoint, str(checkpoint_dir), max_to_keep=2)
+    history = _restore(run, manager, checkpoint, state, resume, chief, settings.verbose)
+
+    train_step = _make_step(strategy, model.train_step_fn)
+    test_step = _make_step(strategy, model.test_step_fn)
+    distributed_train = strategy.experimental_distribute_dataset(train_dataset)
+    distributed_val = strategy.experimental_distribute_dataset(val_dataset) if val_dataset is not None else None
+    persistent_iterator = iter(distributed_train) if settings.steps_per_epoch else None
+    writer = tf.summary.create_file_writer(str(run.tensorboard)) if chief else None
+    steps_hint = settings.steps_per_epoch or _cardinality(train_dataset)
+
+    try:
+        while int(state.epoch.numpy()) < settings.epochs and not bool(state.stopped.numpy()):
+            epoch = int(state.epoch.numpy()) + 1
+            started = time.time()
+            progbar = None
+            if chief and settings.verbose:
+                print(f"Epoch {epoch}/{settings.epochs}", flush=True)
+                progbar = keras.utils.Progbar(steps_hint, verbose=1, stateful_metrics=["loss"])
+            iterator = persistent_iterator or iter(distributed_train)
+            logs, steps = _run_epoch(train_step, iterator, settings.steps_per_epoch, progbar)
+            state.step.assign_add(steps)
+            if distributed_val is not None:
+                val_logs, _ = _run_epoch(test_step, iter(distributed_val), settings.validation_steps, prefix="val_")
+                logs.update(val_logs)
+            lrs = _learning_rates(model)
+            for name, value in lrs.items():
+                logs["lr" if name == "main" else f"lr_{name}"] = value
+            logs = {"epoch": epoch, "step": int(state.step.numpy()), **logs, "time_s": time.time() - started}
+            if settings.monitor not in logs:
+                raise ValueError(
+                    f"monitor={settings.monitor!r} is not a logged value; logged: {', '.join(logs)}"
+                )
+            _apply_rules(model, logs, state, settings, run, chief)
+            state.epoch.assign(epoch)
+            manager.save(checkpoint_number=epoch)
+            history = pd.concat([history, pd.DataFrame([logs])], ignore_index=True)
+            if chief:
+                atomic.write_csv(run.history, history)
+                with writer.as_default(step=epoch):
+                    for key, value in logs.items():
+                        if key != "epoch":
+                            tf.summary.scalar(key, value)
+                writer.flush()
+                if settings.verbose:
+                    shown = ", ".join(f"{k}={v:.4g}" for k, v in logs.items() if k not in ("epoch", "step"))
+                    print(f"epoch {epoch}: {shown}", flush=True)
+                for callback in epoch_callbacks:
+                    callback(epoch, logs, model)
+    finally:
+        if writer is not None:
+            writer.close()
+        if not chief:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return history
+
+
+def _seed_states(model) -> dict:
+    """The state variables of every SeedGenerator in `model` (dropout masks, sampling), so a
+    resumed run draws the same random numbers as an uninterrupted one."""
+    states = {}
+    for layer in [model, *model._flatten_layers(include_self=False)]:
+        for generator in getattr(layer, "_seed_generators", []):
+            states[f"seed_state_{len(states)}"] = generator.state
+    return states
+
+
+def _cardinality(dataset) -> int | None:
+    value = int(dataset.cardinality().numpy())
+    return value if value >= 0 else None
+
+
+def _restore(run, manager, checkpoint, state, resume, chief, verbose) -> pd.DataFrame:
+    """Restore the newest checkpoint; return the history rows up to its epoch."""
+    latest = manager.latest_checkpoint if resume else None
+    if latest is None:
+        if chief and run.history.exists() and not resume:
+            run.history.unlink()
+        return pd.DataFrame()
+    try:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+    except Exception as error:  # TF raises OpError, IndexError, ValueError... for bad files
+        from statcell_tf.errors import UserError
+
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(
+            f"cannot resume from checkpoint {latest}: it is corrupt or from a different model "
+            f"({first[:200]}); remove {run.checkpoints} to start over"
+        ) from None
+    epoch = int(state.epoch.numpy())
+    if chief and verbose:
+        print(f"Resuming {run.path} after epoch {epoch} (step {int(state.step.numpy())})", flush=True)
+    if run.history.exists():
+        history = pd.read_csv(run.history)
+        # A kill between the checkpoint and the history write can leave extra rows.
+        return history[history["epoch"] <= epoch].reset_index(drop=True)
+    return pd.DataFrame()
+
+
+def _apply_rules(model, logs, state, settings, run, chief) -> None:
+    """Keep-best, plateau and early stopping, in that order (Keras callback semantics)."""
+    value = float(logs[settings.monitor])
+    if _improved(value, float(state.best.numpy()), settings.mode, settings.min_delta):
+        state.best.assign(value)
+        state.plateau_wait.assign(0)
+        state.stop_wait.assign(0)
+        if chief:
+            save_keras(model, run.best_model)
+        return
+    state.plateau_wait.assign_add(1)
+    state.stop_wait.assign_add(1)
+    if settings.plateau_patience and int(state.plateau_wait.numpy()) >= settings.plateau_patience:
+        for optimizer in model.optimizers_by_name.values():
+            current = float(optimizer.learning_rate.numpy())
+            if current > settings.min_lr:
+                optimizer.learning_rate.assign(max(current * settings.plateau_factor, settings.min_lr))
+        state.plateau_wait.assign(0)
+        if chief and settings.verbose:
+            print(f"plateau: learning rates now {_learning_rates(model)}", flush=True)
+    if settings.early_stopping_patience and int(state.stop_wait.numpy()) >= settings.early_stopping_patience:
+        state.stopped.assign(True)
+        if chief and settings.verbose:
+            print(f"early stopping: no {settings.monitor} improvement for "
+                  f"{settings.early_stopping_patience} epochs", flush=True)

@@ -1,0 +1,84 @@
+"""A tiny autoencoder + classifier used to test the runtime (not a paper model).
+
+Also the multi-worker test's worker: ``python tiny.py OUT_DIR`` trains a few steps under
+MultiWorkerMirroredStrategy (cluster from TF_CONFIG) and saves the final weights.
+"""
+
+import sys
+
+import numpy as np
+
+from statcell_tf.backend import keras, tf
+from statcell_tf.models.base import TrainableModel
+
+
+@keras.saving.register_keras_serializable(package="statcell_tf_tests")
+class TinyModel(TrainableModel):
+    def __init__(self, num_classes=3, filters=4, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.filters = filters
+        self.encoder = keras.layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu")
+        self.decoder = keras.layers.Conv2DTranspose(1, 3, strides=2, padding="same")
+        self.dropout = keras.layers.Dropout(0.2, seed=1)
+        self.pool = keras.layers.GlobalAveragePooling2D()
+        self.head = keras.layers.Dense(num_classes)
+
+    def call(self, image, training=False):
+        z = self.encoder(image)
+        return self.decoder(z), self.head(self.dropout(self.pool(z), training=training))
+
+    def compute_losses(self, batch, training=False):
+        recon, logits = self(batch["image"], training=training)
+        mse = keras.ops.mean(keras.ops.square(recon - batch["image"]))
+        ce = keras.ops.mean(
+            keras.losses.sparse_categorical_crossentropy(batch["label"], logits, from_logits=True)
+        )
+        return {"loss": mse + ce, "reconstruction": mse, "classification": ce}
+
+    def export_endpoints(self):
+        spec = [tf.TensorSpec([None, 8, 8, 1], tf.float32)]
+        return {"reconstruct": (lambda x: self(x)[0], spec), "classify": (lambda x: self(x)[1], spec)}
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes, "filters": self.filters}
+
+
+def tiny_data(n=64, seed=0):
+    """Images whose mean brightness encodes one of 3 classes."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n).astype("int32")
+    images = (rng.random((n, 8, 8, 1)) * 0.2 + labels[:, None, None, None] * 0.4).astype("float32")
+    return images, labels
+
+
+def tiny_dataset(n=64, batch_size=16, seed=0, repeat=False):
+    images, labels = tiny_data(n, seed)
+    ds = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels}).batch(batch_size, drop_remainder=True)
+    if repeat:
+        ds = ds.repeat()
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
+
+
+def _worker(out_dir):
+    from statcell_tf.training import runtime, trainer
+
+    strategy = runtime.select_strategy("multi-worker")  # first: configures the collectives
+    runtime.set_seed(0)
+    index = runtime.json.loads(runtime.os.environ["TF_CONFIG"])["task"]["index"]
+    with strategy.scope():
+        model = TinyModel(learning_rate=1e-2)
+        model(tiny_data(2)[0])
+    np.savez(f"{out_dir}_initial_{index}.npz", *[v.numpy() for v in model.weights])
+    settings = trainer.TrainSettings(epochs=2, steps_per_epoch=3, monitor="loss", verbose=0)
+    # Each worker reads different images: identical final weights prove the all-reduce.
+    dataset = tiny_dataset(seed=index, repeat=True)
+    trainer.fit(model, dataset, None, out_dir, settings, strategy=strategy)
+    np.savez(f"{out_dir}/weights_{index}.npz", *[v.numpy() for v in model.weights])
+    print(f"worker {index} done", flush=True)
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1])
