@@ -16,7 +16,7 @@ import sys
 
 import click
 
-from statcell_tf.errors import UserError
+from statcell_tf.errors import UserError, user_message
 
 
 def _module_name(command_name: str) -> str:
@@ -66,6 +66,12 @@ def _run(command: click.Command, args: list[str] | None, prog_name: str) -> int:
     except click.ClickException as error:
         error.show()
         return error.exit_code
+    except Exception as error:
+        message = user_message(error)  # a user error raised inside a TensorFlow op
+        if message is None:
+            raise
+        click.echo(f"Error: {message}", err=True)
+        return 2
     return 0
 
 

@@ -41,3 +41,14 @@ def test_bin_shim_runs_help_without_importing_tensorflow():
         return
     result = subprocess.run([str(shims[0]), "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "Usage:" in result.stdout
+
+
+def test_user_error_wrapped_by_tensorflow_is_one_line(capsys):
+    from statcell_tf.errors import USER_ERROR_MARK
+
+    @click.command()
+    def broken():
+        raise RuntimeError(f"InvalidArgumentError: {USER_ERROR_MARK}image 3 in x.npy has NaN\n\t [[node]]")
+
+    assert cli._run(broken, [], "broken") == 2
+    assert capsys.readouterr().err == "Error: image 3 in x.npy has NaN\n"

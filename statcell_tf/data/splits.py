@@ -1,0 +1,85 @@
+"""Deterministic grouped splits: no group (field of view, well, cell) in two splits.
+
+Groups are ordered by an MD5 hash of ``"<seed>:<group>"`` (stable across runs, machines and
+Python versions, unlike ``hash()``), then filled into train, val and test until each holds its
+fraction of the images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+
+from statcell_tf import atomic
+from statcell_tf.errors import UserError
+
+SPLITS = ("train", "val", "test")
+
+
+def _key(seed: int, group: str) -> str:
+    return hashlib.md5(f"{seed}:{group}".encode()).hexdigest()
+
+
+def split_indices(
+    metadata: pd.DataFrame, group_column: str = "group", fractions=(0.8, 0.1, 0.1), seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Split the rows of `metadata` by group.
+
+    Args:
+        metadata: DataFrame. One row per image.
+        group_column: str. Rows sharing its value stay together. Defaults to "group".
+        fractions: three floats. Train, val and test fractions of the images (sum 1).
+        seed: int. Changes the assignment; the same seed always gives the same split.
+
+    Returns:
+        ``{"train": idx, "val": idx, "test": idx}`` of sorted int64 row indices.
+    """
+    if group_column not in metadata:
+        raise UserError(
+            f"--group-column {group_column!r} is not a metadata column. "
+            f"Received columns: {', '.join(map(str, metadata.columns))}"
+        )
+    fractions = np.asarray(fractions, dtype=float)
+    if fractions.shape != (3,) or (fractions < 0).any() or abs(fractions.sum() - 1) > 1e-6:
+        raise UserError(f"split fractions must be three non-negative numbers summing to 1. Received: {list(fractions)}")
+    groups = metadata[group_column].astype(str).to_numpy()
+    sizes = pd.Series(groups).value_counts()
+    order = sorted(sizes.index, key=lambda g: _key(seed, g))
+    bounds = np.cumsum(fractions) * len(groups)
+    assignment, filled = {}, 0
+    for position, group in enumerate(order):
+        # Place the group where the midpoint of its images falls.
+        midpoint = filled + sizes[group] / 2
+        split = int(np.searchsorted(bounds[:2], midpoint, side="right"))
+        # With few groups make sure val and test are not left empty.
+        remaining = len(order) - position
+        taken = set(assignment.values())
+        if remaining <= 2 and len(order) >= 3:
+            for wanted in (1, 2):
+                if fractions[wanted] > 0 and wanted not in taken and split != wanted:
+                    if remaining == 1 or wanted == 1:
+                        split = wanted
+                        break
+        assignment[group] = split
+        filled += sizes[group]
+    codes = np.array([assignment[g] for g in groups])
+    return {name: np.flatnonzero(codes == i).astype(np.int64) for i, name in enumerate(SPLITS)}
+
+
+def save_splits(path, metadata: pd.DataFrame, splits: dict, group_column: str = "group"):
+    """Record the split of every row (row, group, split) as CSV, atomically."""
+    split = np.full(len(metadata), "", dtype=object)
+    for name, rows in splits.items():
+        split[rows] = name
+    table = pd.DataFrame({"row": np.arange(len(metadata)), "group": metadata[group_column].astype(str), "split": split})
+    return atomic.write_csv(path, table)
+
+
+def load_splits(path, n: int) -> dict[str, np.ndarray]:
+    """Read a split written by `save_splits`, checking it covers `n` rows."""
+    table = pd.read_csv(path)
+    if len(table) != n:
+        raise UserError(f"{path} records a split of {len(table)} images but the data has {n}")
+    return {name: table["row"][table["split"] == name].to_numpy(np.int64) for name in SPLITS}

@@ -1,0 +1,54 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from statcell_tf.data.splits import load_splits, save_splits, split_indices
+from statcell_tf.errors import UserError
+
+
+def _metadata(n_groups=200, seed=0):
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 20, n_groups)
+    return pd.DataFrame({"group": np.repeat([f"fov{i}" for i in range(n_groups)], sizes)})
+
+
+def test_grouped_split_no_leakage_fractions_and_determinism(tmp_path):
+    metadata = _metadata()
+    splits = split_indices(metadata)
+    groups = {k: set(metadata["group"].iloc[v]) for k, v in splits.items()}
+    assert not groups["train"] & groups["val"] and not groups["train"] & groups["test"]
+    assert not groups["val"] & groups["test"]
+    assert sum(len(v) for v in splits.values()) == len(metadata)
+    fractions = np.array([len(splits[k]) for k in ("train", "val", "test")]) / len(metadata)
+    np.testing.assert_allclose(fractions, [0.8, 0.1, 0.1], atol=0.03)
+    again = split_indices(metadata.sample(frac=1, random_state=1).sort_index())
+    for name in splits:
+        np.testing.assert_array_equal(splits[name], again[name])
+    other = split_indices(metadata, seed=1)
+    assert not np.array_equal(splits["test"], other["test"])
+    save_splits(tmp_path / "s.csv", metadata, splits)
+    loaded = load_splits(tmp_path / "s.csv", len(metadata))
+    for name in splits:
+        np.testing.assert_array_equal(splits[name], loaded[name])
+
+
+def test_few_groups_still_fill_every_split():
+    splits = split_indices(pd.DataFrame({"group": list("abcde")}))
+    assert all(len(v) for v in splits.values())
+
+
+def test_bad_group_column_is_user_error():
+    with pytest.raises(UserError, match="--group-column 'plate'"):
+        split_indices(pd.DataFrame({"group": ["a"]}), "plate")
+
+
+def test_bbbc021_split_by_plate_and_well_without_leakage(shared_data):
+    from statcell_tf.data.bbbc021 import read_bbbc021
+
+    cells = read_bbbc021(shared_data("bbbc021-dmso-cycloheximide"))
+    splits = split_indices(cells.metadata, "group")
+    wells = {k: set(cells.metadata["group"].iloc[v]) for k, v in splits.items()}
+    assert all(wells.values())
+    assert not (wells["train"] & wells["val"] or wells["train"] & wells["test"] or wells["val"] & wells["test"])
+    # Every crop of a well lies in one split.
+    assert sum(len(w) for w in wells.values()) == cells.metadata["group"].nunique()
