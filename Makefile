@@ -20,7 +20,7 @@ $(STAMP): requirements.txt setup.py
 	touch $(STAMP)
 
 demo: $(STAMP)
-	bin/make-synthetic-data --out $(DEMO_DATA) --format opencell --seed 0
+	test -d $(DEMO_DATA) || bin/make-synthetic-data --out $(DEMO_DATA) --format opencell --seed 0
 	bin/inspect-data $(DEMO_DATA)
 	@if [ -f statcell_tf/cli/train_cytoself.py ]; then \
 	  bin/train-cytoself --data $(DEMO_DATA) --preset demo --out $(DEMO_RUN) --resume && \

@@ -32,7 +32,22 @@ def command_names() -> list[str]:
     return sorted(names)
 
 
+class _UserFacingError(click.ClickException):
+    """A user error shown by click as ``Error: <message>`` with exit status 2."""
+
+    exit_code = 2
+
+
 class _LazyGroup(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Exception as error:
+            message = user_message(error)
+            if message is None:
+                raise
+            raise _UserFacingError(message) from None
+
     def list_commands(self, ctx):
         return command_names()
 

@@ -9,7 +9,7 @@ from fake_data import write_opencell  # noqa: E402
 
 from statcell_tf.backend import tf  # noqa: E402
 from statcell_tf.data import opencell  # noqa: E402
-from statcell_tf.data.pipeline import augment_batch, make_dataset, rot90  # noqa: E402
+from statcell_tf.data.pipeline import augment_batch, dihedral, make_dataset  # noqa: E402
 from statcell_tf.data.source import ArrayImages, CellImages  # noqa: E402
 
 
@@ -42,13 +42,17 @@ def test_shuffle_is_deterministic_under_seed_and_changes_each_epoch(tmp_path):
     assert sorted(a[0]) == list(range(12))
 
 
-def test_rot90_matches_numpy_per_image():
-    x = np.arange(2 * 3 * 3 * 1, dtype=np.float32).reshape(2, 3, 3, 1)
-    out = rot90(tf.constant(x), tf.constant([1, 3])).numpy()
-    np.testing.assert_array_equal(out[0], np.rot90(x[0], 1))
-    np.testing.assert_array_equal(out[1], np.rot90(x[1], 3))
+def test_dihedral_matches_numpy_rotations_and_flips():
+    x = np.arange(16 * 3 * 3 * 1, dtype=np.float32).reshape(16, 3, 3, 1)
+    k, fw, fh = np.arange(16) % 4, (np.arange(16) // 4) % 2, np.arange(16) // 8
+    out = dihedral(tf.constant(x), tf.constant(k), tf.constant(fw), tf.constant(fh)).numpy()
+    for i in range(16):
+        expected = np.rot90(x[i], k[i])
+        expected = expected[:, ::-1] if fw[i] else expected
+        expected = expected[::-1] if fh[i] else expected
+        np.testing.assert_array_equal(out[i], expected)
     volume = np.arange(2 * 2 * 3 * 3 * 1, dtype=np.float32).reshape(2, 2, 3, 3, 1)
-    out3 = rot90(tf.constant(volume), tf.constant([2, 1])).numpy()
+    out3 = dihedral(tf.constant(volume), tf.constant([2, 1]), tf.constant([0, 0]), tf.constant([0, 0])).numpy()
     np.testing.assert_array_equal(out3[1], np.rot90(volume[1], 1, axes=(1, 2)))
 
 

@@ -1,0 +1,591 @@
+"""Procedural cells with known localisation families, in the OpenCell and Allen Cell formats.
+
+Every cell is drawn from a seeded ``numpy.random.Generator``: a blobby ellipse (2D) or
+ellipsoid (3D) cell, a nucleus inside it at a random offset, and a protein channel whose
+pattern comes from one of the localisation families in `FAMILIES`. Each simulated protein has
+fixed parameters (intensity level, texture scale, puncta count and size, line width), drawn
+around its family's values, so proteins of one family differ slightly and families differ
+clearly. Images then get a background, Poisson shot noise and Gaussian read noise.
+
+The Allen Cell format also has mitotic cells (``cell_cycle_phase`` prophase / metaphase /
+anaphase): a rounded cell, condensed chromatin and no nuclear envelope (nuclear proteins spread
+through the cell).
+
+Everything is vectorised numpy / scipy.ndimage: the demo OpenCell set (11 families × 3
+proteins × 40 cells, 100×100) generates in a few seconds on one core.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+
+from statcell_tf.atomic import atomic_path
+from statcell_tf.data.preprocess import normalize_signed_distance, signed_distance
+
+FAMILIES: tuple[str, ...] = (
+    "nucleoplasm",
+    "nucleolus",
+    "nuclear_envelope",
+    "chromatin",
+    "cytoplasm",
+    "mitochondria",
+    "er",
+    "golgi",
+    "vesicles",
+    "plasma_membrane",
+    "centrosome",
+)
+NUCLEAR_FAMILIES: tuple[str, ...] = ("nucleoplasm", "nucleolus", "nuclear_envelope", "chromatin")
+PHASES: tuple[str, ...] = ("interphase", "prophase", "metaphase", "anaphase")
+
+# Per family: base protein parameters (level = peak intensity; texture = noise correlation length
+# in units of the cell radius / 40; puncta = count; puncta_size = Gaussian sigma in pixels at
+# radius 40; width = ring / tubule half-width in pixels).
+_FAMILY_PARAMS: dict[str, dict[str, float]] = {
+    "nucleoplasm": {"level": 0.55, "texture": 3.0, "puncta": 3, "puncta_size": 3.5, "width": 1.0},
+    "nucleolus": {"level": 0.8, "texture": 2.0, "puncta": 3, "puncta_size": 3.5, "width": 1.0},
+    "nuclear_envelope": {"level": 0.7, "texture": 3.0, "puncta": 0, "puncta_size": 1.0, "width": 1.4},
+    "chromatin": {"level": 0.6, "texture": 1.2, "puncta": 0, "puncta_size": 1.0, "width": 1.0},
+    "cytoplasm": {"level": 0.4, "texture": 4.0, "puncta": 0, "puncta_size": 1.0, "width": 1.0},
+    "mitochondria": {"level": 0.75, "texture": 2.6, "puncta": 0, "puncta_size": 1.0, "width": 0.3},
+    "er": {"level": 0.5, "texture": 1.5, "puncta": 0, "puncta_size": 1.0, "width": 0.3},
+    "golgi": {"level": 0.85, "texture": 2.0, "puncta": 5, "puncta_size": 2.2, "width": 1.0},
+    "vesicles": {"level": 0.8, "texture": 2.0, "puncta": 35, "puncta_size": 1.1, "width": 1.0},
+    "plasma_membrane": {"level": 0.6, "texture": 3.0, "puncta": 0, "puncta_size": 1.0, "width": 1.4},
+    "centrosome": {"level": 0.95, "texture": 2.0, "puncta": 2, "puncta_size": 1.3, "width": 1.0},
+}
+
+
+def protein_parameters(family: str, index: int, seed: int = 0) -> dict[str, float]:
+    """The fixed parameters of protein `index` of `family` (deterministic in `seed`).
+
+    Args:
+        family: str. One of `FAMILIES`.
+        index: int. Protein number within the family.
+        seed: int. Data-set seed.
+
+    Returns:
+        dict with ``level``, ``texture``, ``puncta``, ``puncta_size``, ``width`` and ``contrast``.
+    """
+    if family not in _FAMILY_PARAMS:
+        raise ValueError(f"`family` must be one of {FAMILIES}. Received: family={family!r}")
+    base = _FAMILY_PARAMS[family]
+    rng = np.random.default_rng([seed, 7919, FAMILIES.index(family), index])
+    return {
+        "level": base["level"] * rng.uniform(0.75, 1.25),
+        "texture": base["texture"] * rng.uniform(0.8, 1.25),
+        "puncta": int(round(base["puncta"] * rng.uniform(0.7, 1.3))),
+        "puncta_size": base["puncta_size"] * rng.uniform(0.85, 1.2),
+        "width": base["width"] * rng.uniform(0.85, 1.2),
+        "contrast": rng.uniform(0.15, 0.4),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Geometry
+
+
+class _Geometry:
+    """Masks and distances of one cell on a 2D (H, W) or 3D (D, H, W) grid."""
+
+    def __init__(self, cell, nucleus, chromatin, nucleus_center, nucleus_radius, scale, angle):
+        self.cell = cell  # bool, the cell body
+        self.nucleus = nucleus  # bool, the nucleus (interphase) or the chromatin region (mitosis)
+        self.chromatin = chromatin  # float, DNA density pattern before noise
+        self.nucleus_center = np.asarray(nucleus_center, np.float32)
+        self.nucleus_radius = float(nucleus_radius)
+        self.scale = float(scale)  # pixels per "unit" (cell radius / 40)
+        self.angle = float(angle)
+        self.sd_nucleus = _boundary_distance(nucleus)
+        self.cytoplasm = cell & ~nucleus
+        self._sd_cell = None
+
+    @property
+    def sd_cell(self):
+        if self._sd_cell is None:  # only ring-shaped patterns need it: computed on demand
+            self._sd_cell = _boundary_distance(self.cell)
+        return self._sd_cell
+
+
+def _boundary_distance(mask):
+    """Signed pixel distance to the boundary line between pixels (±0.5 at the first pixels)."""
+    distance = signed_distance(mask, normalize=False)
+    return distance - np.float32(0.5) * np.sign(distance)
+
+
+@functools.lru_cache(maxsize=8)
+def _grid(shape):
+    grid = [g.astype(np.float32) for g in np.indices(shape)]
+    for g in grid:
+        g.setflags(write=False)
+    return grid
+
+
+def _blob_mask(grid, center, radii, angle, harmonics):
+    """Blobby ellipse/ellipsoid: normalised radius < 1 + sum_k a_k cos(k theta + phi_k).
+
+    `radii` = (r_major, r_minor) in 2D or (r_z, r_major, r_minor) in 3D; rotation is in the
+    y-x plane.
+    """
+    y, x = grid[-2] - center[-2], grid[-1] - center[-1]
+    c, s = np.cos(angle), np.sin(angle)
+    u, v = (x * c + y * s) / radii[-2], (-x * s + y * c) / radii[-1]
+    rho2 = u * u + v * v
+    if len(grid) == 3:
+        rho2 = rho2 + ((grid[0] - center[0]) / radii[0]) ** 2
+    theta = np.arctan2(v, u)
+    bound = np.ones_like(theta)
+    for k, (amp, phase) in enumerate(harmonics, start=2):
+        bound += amp * np.cos(k * theta + phase)
+    return rho2 < bound * bound
+
+
+def _harmonics(rng, amplitude):
+    return [(amplitude * rng.uniform(0, 1) / k, rng.uniform(0, 2 * np.pi)) for k in range(2, 6)]
+
+
+def _noise(rng, shape, sigma):
+    """Unit-variance Gaussian random field with correlation length `sigma` (pixels)."""
+    field = ndi.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma, mode="wrap")
+    return field / (field.std() + 1e-8)
+
+
+def _sigma(shape, sigma):
+    """Gaussian sigma per axis; the z axis of a 3D stack is coarser (a third of the xy sigma)."""
+    if len(shape) == 3:
+        return (max(sigma / 3.0, 0.5), sigma, sigma)
+    return sigma
+
+
+def _spots(rng, shape, region, count, sigma, near=None, spread=None):
+    """Sum of `count` Gaussian spots of peak ~1 at random voxels of `region`.
+
+    If `near` is given, spots sit within `spread` pixels (xy) of that point instead.
+    """
+    image = np.zeros(shape, np.float32)
+    if count <= 0:
+        return image
+    if near is None:
+        where = np.argwhere(region)
+        if len(where) == 0:
+            return image
+        points = where[rng.integers(0, len(where), size=count)]
+    else:
+        offsets = rng.normal(0.0, spread, size=(count, len(shape)))
+        if len(shape) == 3:
+            offsets[:, 0] /= 3.0
+        points = np.round(np.asarray(near)[None, :] + offsets).astype(int)
+        points = np.clip(points, 0, np.asarray(shape) - 1)
+    np.add.at(image, tuple(points.T), 1.0)
+    sig = _sigma(shape, sigma)
+    image = ndi.gaussian_filter(image, sig, mode="constant")
+    peak = ndi.gaussian_filter(_delta(shape), sig, mode="constant").max()
+    return image / peak
+
+
+def _delta(shape):
+    d = np.zeros(shape, np.float32)
+    d[tuple(s // 2 for s in shape)] = 1.0
+    return d
+
+
+def _make_geometry(rng, shape, phase="interphase", center_nucleus=False) -> _Geometry:
+    """Draw one cell's shapes on `shape` (2D (H, W) or 3D (D, H, W))."""
+    grid = _grid(shape)
+    h, w = shape[-2:]
+    size = min(h, w)
+    mitotic = phase != "interphase"
+    angle = rng.uniform(0, np.pi)
+    if mitotic:
+        r_major = size * rng.uniform(0.26, 0.32)
+        r_minor = r_major * (rng.uniform(0.78, 0.88) if phase == "anaphase" else rng.uniform(0.93, 1.0))
+        amp = 0.03
+    else:
+        r_major = size * rng.uniform(0.32, 0.42)
+        r_minor = r_major * rng.uniform(0.6, 0.92)
+        amp = 0.25
+    scale = r_major / 40.0
+    nuc_major = r_major * rng.uniform(0.38, 0.5)
+    nuc_minor = min(nuc_major * rng.uniform(0.7, 0.95), r_minor * 0.75)
+    nuc_angle = angle + rng.normal(0.0, 0.3)
+    # Nucleus offset along the cell's major axis (cells are polarised), small off-axis jitter.
+    along = rng.uniform(-1, 1) * max(r_major - nuc_major, 0) * 0.45
+    across = rng.uniform(-1, 1) * max(r_minor - nuc_minor, 0) * 0.2
+    offset_yx = np.array([along * np.sin(angle) + across * np.cos(angle), along * np.cos(angle) - across * np.sin(angle)])
+    mid = np.array([(h - 1) / 2.0, (w - 1) / 2.0])
+    if center_nucleus:
+        nucleus_yx = mid + rng.normal(0, 1.0, 2) * scale
+        cell_yx = nucleus_yx - offset_yx
+    else:
+        cell_yx = mid + rng.normal(0, 1.0, 2) * scale
+        nucleus_yx = cell_yx + offset_yx
+    if len(shape) == 3:
+        depth = shape[0]
+        rz = depth * rng.uniform(0.3, 0.38) * (1.15 if mitotic else 1.0)
+        cz = (depth - 1) / 2.0 + rng.normal(0, 0.5)
+        cell_center = np.array([cz, *cell_yx])
+        nucleus_center = np.array([cz + rng.normal(0, 0.3), *nucleus_yx])
+        cell_radii = (rz, r_major, r_minor)
+        nuc_radii = (rz * 0.7, nuc_major, nuc_minor)
+    else:
+        cell_center, nucleus_center = cell_yx, nucleus_yx
+        cell_radii, nuc_radii = (r_major, r_minor), (nuc_major, nuc_minor)
+    cell = _blob_mask(grid, cell_center, cell_radii, angle, _harmonics(rng, amp))
+
+    speckle = _noise(rng, shape, _sigma(shape, 1.0 * scale))
+    if not mitotic:
+        nucleus = _blob_mask(grid, nucleus_center, nuc_radii, nuc_angle, _harmonics(rng, 0.12))
+        nucleus &= ndi.binary_erosion(cell, iterations=2)
+        nucleus_radius = nuc_major
+        # DNA: fairly uniform with heterochromatin speckles; nucleoli added by the caller.
+        chromatin = nucleus * np.clip(1.0 + 0.25 * speckle, 0.2, None)
+        chromatin = ndi.gaussian_filter(chromatin.astype(np.float32), _sigma(shape, 0.7))
+    else:
+        # Chromosomes: bright condensed threads (ridges of a random field) in a region that is a
+        # ball (prophase), a plate (metaphase) or two plates (anaphase) across the spindle axis.
+        y, x = grid[-2] - cell_center[-2], grid[-1] - cell_center[-1]
+        c, s = np.cos(angle), np.sin(angle)
+        u, v = x * c + y * s, -x * s + y * c  # u along the spindle (cell major) axis
+        other = v * v
+        if len(shape) == 3:
+            other = other + ((grid[0] - cell_center[0]) * (r_minor / cell_radii[0])) ** 2
+        length = r_minor * rng.uniform(0.55, 0.7)
+        thick = 2.5 * scale
+        if phase == "prophase":
+            nucleus = _blob_mask(grid, nucleus_center, (*nuc_radii[:-2], nuc_major * 1.05, nuc_major), nuc_angle, [])
+            nucleus &= ndi.binary_erosion(cell, iterations=2)
+        elif phase == "metaphase":
+            nucleus = (np.abs(u) < thick) & (other < length**2)
+        else:
+            gap = r_major * rng.uniform(0.35, 0.5)
+            nucleus = (np.abs(np.abs(u) - gap) < thick) & (other < (0.85 * length) ** 2)
+        nucleus_center = np.array(cell_center)
+        nucleus_radius = length
+        threads = np.exp(-((_noise(rng, shape, _sigma(shape, 1.5 * scale)) / 0.5) ** 2))
+        chromatin = nucleus * (0.5 + 1.2 * threads) if phase == "prophase" else nucleus * (1.3 + 0.2 * speckle)
+        chromatin = ndi.gaussian_filter(chromatin.astype(np.float32), _sigma(shape, 0.8))
+    return _Geometry(cell, nucleus, chromatin, nucleus_center, nucleus_radius, scale, angle)
+
+
+# ---------------------------------------------------------------------------------------------
+# Protein patterns
+
+
+def _protein_pattern(rng, geo: _Geometry, family: str, params: dict, nucleoli: np.ndarray, mitotic: bool):
+    """Noise-free protein image (peak around 1) for one cell."""
+    shape = geo.cell.shape
+    sc = geo.scale
+    cell = geo.cell.astype(np.float32)
+    nucleus = geo.nucleus.astype(np.float32)
+    cyto = geo.cytoplasm.astype(np.float32)
+    soft = lambda m: ndi.gaussian_filter(m, _sigma(shape, 0.8 * sc))  # noqa: E731
+    texture = _noise(rng, shape, _sigma(shape, params["texture"] * sc))
+    con = params["contrast"]
+    if mitotic and family in ("nucleoplasm", "nucleolus", "nuclear_envelope"):
+        # Nuclear envelope breakdown: these proteins spread through the whole cell.
+        return soft(cell) * np.clip(0.35 + 0.1 * texture, 0, None)
+    if family == "nucleoplasm":
+        pattern = soft(nucleus) * np.clip(1.0 + con * texture, 0, None) * (1.0 - 0.8 * nucleoli)
+    elif family == "nucleolus":
+        pattern = 0.08 * soft(nucleus) + nucleoli * np.clip(1.0 + con * texture, 0, None)
+    elif family == "nuclear_envelope":
+        ring = np.exp(-((geo.sd_nucleus / (params["width"] * sc)) ** 2))
+        pattern = ring * np.clip(1.0 + con * texture, 0, None)
+    elif family == "chromatin":
+        pattern = geo.chromatin * np.clip(1.0 + 1.5 * con * texture, 0, None) / max(geo.chromatin.max(), 1e-6)
+        if not mitotic:
+            pattern = pattern * (1.0 - 0.85 * nucleoli)
+    elif family == "cytoplasm":
+        pattern = soft(cyto) * np.clip(1.0 + 0.6 * con * texture, 0, None)
+    elif family in ("mitochondria", "er"):
+        # Tubules = the zero set of a smooth random field; mitochondria are fragmented into short
+        # tubules, the ER is a continuous fine mesh plus a diffuse part and the nuclear envelope.
+        field = _noise(rng, shape, _sigma(shape, params["texture"] * sc))
+        lines = np.exp(-((field / params["width"]) ** 2))
+        perinuclear = np.exp(-np.clip(-geo.sd_nucleus, 0, None) / (25.0 * sc))
+        if family == "mitochondria":
+            fragments = _noise(rng, shape, _sigma(shape, 3.0 * sc)) > -0.1
+            pattern = lines * fragments * cyto * (0.4 + 0.6 * perinuclear)
+        else:
+            envelope = np.exp(-((geo.sd_nucleus / (1.2 * sc)) ** 2))
+            pattern = (0.7 * lines + 0.2) * cyto * (0.3 + 0.7 * perinuclear) + 0.5 * envelope
+        pattern = ndi.gaussian_filter(pattern.astype(np.float32), 0.5)
+    elif family == "golgi":
+        direction = rng.uniform(0, 2 * np.pi)
+        reach = geo.nucleus_radius + 5.0 * sc
+        near = np.array(geo.nucleus_center, np.float64)
+        near[-2] += reach * np.sin(direction)
+        near[-1] += reach * np.cos(direction)
+        pattern = _spots(rng, shape, None, max(params["puncta"], 2), params["puncta_size"] * sc, near, 4.0 * sc)
+        pattern = pattern * soft(cyto) + 0.05 * soft(cyto)
+    elif family == "vesicles":
+        count = max(int(params["puncta"] * (sc**2 if len(shape) == 2 else sc**2 * 2)), 3)
+        pattern = _spots(rng, shape, geo.cytoplasm, count, params["puncta_size"] * sc) + 0.05 * cyto
+    elif family == "plasma_membrane":
+        ring = np.exp(-((geo.sd_cell / (params["width"] * sc)) ** 2))
+        pattern = ring * np.clip(1.0 + con * texture, 0, None) + 0.04 * cyto
+    elif family == "centrosome":
+        direction = rng.uniform(0, 2 * np.pi)
+        reach = geo.nucleus_radius + rng.uniform(2.0, 5.0) * sc
+        near = np.array(geo.nucleus_center, np.float64)
+        near[-2] += reach * np.sin(direction)
+        near[-1] += reach * np.cos(direction)
+        count = 2 if (mitotic or rng.uniform() < 0.5) else 1
+        if mitotic:  # spindle poles at both ends of the spindle axis
+            pattern = np.zeros(shape, np.float32)
+            for sign in (-1, 1):
+                pole = np.array(geo.nucleus_center, np.float64)
+                pole[-2] += sign * geo.nucleus_radius * 1.1 * np.sin(geo.angle)
+                pole[-1] += sign * geo.nucleus_radius * 1.1 * np.cos(geo.angle)
+                pattern += _spots(rng, shape, None, 1, params["puncta_size"] * sc, pole, 0.5)
+        else:
+            pattern = _spots(rng, shape, None, count, params["puncta_size"] * sc, near, 1.5 * sc)
+        pattern = pattern + 0.04 * cyto
+    else:
+        raise ValueError(f"`family` must be one of {FAMILIES}. Received: family={family!r}")
+    return pattern.astype(np.float32)
+
+
+def _image(rng, clean, background, photons, read_noise=0.01):
+    """Background + shot noise + Gaussian read noise, clipped to [0, 1].
+
+    Shot noise uses the Gaussian approximation of Poisson counts (variance = mean photon count),
+    accurate at the >= 150 photons per unit intensity simulated here and several times faster.
+    """
+    signal = np.clip(clean, 0, None).astype(np.float32) + np.float32(background)
+    std = np.sqrt(signal / photons + read_noise**2)
+    noisy = signal + std * rng.standard_normal(clean.shape, dtype=np.float32)
+    return np.clip(noisy, 0.0, 1.0).astype(np.float32)
+
+
+def make_cell(
+    family: str,
+    params: dict | None = None,
+    shape: tuple[int, ...] = (100, 100),
+    phase: str = "interphase",
+    seed: int | np.random.Generator = 0,
+    center_nucleus: bool = True,
+    background: float | None = None,
+    photons: float | None = None,
+    membrane: bool = True,
+) -> dict[str, np.ndarray]:
+    """One synthetic cell.
+
+    Args:
+        family: str. Localisation family, one of `FAMILIES`.
+        params: dict or None. Protein parameters (`protein_parameters`); None = protein 0.
+        shape: tuple. ``(H, W)`` or ``(D, H, W)``. Defaults to ``(100, 100)``.
+        phase: str. One of `PHASES`. Defaults to ``"interphase"``.
+        seed: int or Generator. Randomness. Defaults to 0.
+        center_nucleus: bool. Put the nucleus (rather than the cell) at the image centre, as
+            OpenCell crops do. Defaults to True.
+        background: float or None. Background level; None draws one.
+        photons: float or None. Photons per unit intensity (shot-noise level); None draws one.
+        membrane: bool. Also render the membrane channel. Defaults to True.
+
+    Returns:
+        dict of float32 arrays of `shape`: ``protein``, ``dna``, ``membrane`` (images in [0, 1];
+        ``membrane`` only when asked),
+        ``cell_mask``, ``nucleus_mask`` (bool) and ``nucdist`` (signed distance to the nuclear
+        boundary in [-1, 1], positive inside).
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"`family` must be one of {FAMILIES}. Received: family={family!r}")
+    if phase not in PHASES:
+        raise ValueError(f"`phase` must be one of {PHASES}. Received: phase={phase!r}")
+    if len(shape) not in (2, 3):
+        raise ValueError(f"`shape` must be (H, W) or (D, H, W). Received: shape={shape}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    params = params if params is not None else protein_parameters(family, 0)
+    mitotic = phase != "interphase"
+    geo = _make_geometry(rng, tuple(shape), phase, center_nucleus)
+    sc = geo.scale
+    # Nucleoli (2-4 dark holes in the DNA, bright for the nucleolus family).
+    if not mitotic:
+        inner = geo.sd_nucleus > 3.5 * sc
+        count = params["puncta"] if family == "nucleolus" else int(rng.integers(2, 5))
+        nucleoli = np.clip(_spots(rng, shape, inner if inner.any() else geo.nucleus, count, params["puncta_size"] * sc), 0, 1)
+    else:
+        nucleoli = np.zeros(shape, np.float32)
+    if background is None:
+        background = rng.uniform(0.02, 0.06)
+    if photons is None:
+        photons = rng.uniform(150, 400)
+    level = params["level"] * rng.uniform(0.85, 1.15)
+    protein = level * _protein_pattern(rng, geo, family, params, nucleoli, mitotic)
+    dna = 0.7 * geo.chromatin * (1.0 - 0.75 * nucleoli)
+    out = {
+        "protein": _image(rng, protein, background, photons),
+        "dna": _image(rng, dna, background, photons),
+        "cell_mask": geo.cell,
+        "nucleus_mask": geo.nucleus,
+        "nucdist": normalize_signed_distance(geo.sd_nucleus),
+    }
+    if membrane:
+        clean = 0.6 * np.exp(-((geo.sd_cell / (1.3 * sc)) ** 2)) + 0.05 * geo.cell
+        out["membrane"] = _image(rng, clean, background, photons)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Data-set writers
+
+
+def _check_families(n_families: int) -> tuple[str, ...]:
+    if not 1 <= n_families <= len(FAMILIES):
+        raise ValueError(f"`n_families` must be in [1, {len(FAMILIES)}]. Received: n_families={n_families}")
+    return FAMILIES[:n_families]
+
+
+def _ensg(family_index: int, protein_index: int) -> str:
+    return f"ENSG{100000 + 1000 * family_index + protein_index:011d}"
+
+
+def write_opencell(
+    out_dir: str | os.PathLike,
+    n_families: int = 11,
+    proteins_per_family: int = 3,
+    cells_per_protein: int = 40,
+    size: int = 100,
+    seed: int = 0,
+    progress: Callable[[], None] | None = None,
+) -> Path:
+    """Write a synthetic OpenCell-format data set (atomically) and return its folder.
+
+    Per protein, with prefix ``<ENSG id>``: ``<prefix>_pro.npy``, ``<prefix>_nuc.npy``,
+    ``<prefix>_nucdist.npy`` (float32 ``(N, size, size)``; protein and DNA in [0, 1], nucdist in
+    [-1, 1] positive inside the nucleus) and ``<prefix>_label.csv`` with columns ``ensg``,
+    ``protein``, ``localization``, ``fov``, ``family``. Cells are grouped in simulated fields of
+    view (4–8 cells sharing background and noise level), ids ``<protein>_fov<k>``.
+
+    Args:
+        out_dir: str or PathLike. Output folder (replaced atomically).
+        n_families: int. Number of families, the first of `FAMILIES`. Defaults to 11.
+        proteins_per_family: int. Defaults to 3.
+        cells_per_protein: int. Defaults to 40.
+        size: int. Crop side in pixels. Defaults to 100.
+        seed: int. Defaults to 0.
+        progress: callable or None. Called once after each protein (e.g. a progress bar).
+
+    Returns:
+        Path of `out_dir`.
+    """
+    families = _check_families(n_families)
+    if proteins_per_family < 1 or cells_per_protein < 1 or size < 16:
+        raise ValueError(
+            "`proteins_per_family` and `cells_per_protein` must be >= 1 and `size` >= 16. Received: "
+            f"proteins_per_family={proteins_per_family}, cells_per_protein={cells_per_protein}, size={size}"
+        )
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir, suffix="") as tmp:
+        tmp.mkdir(parents=True)
+        for fi, family in enumerate(families):
+            for pi in range(proteins_per_family):
+                ensg, name = _ensg(fi, pi), f"{family.upper()}_{pi + 1}"
+                params = protein_parameters(family, pi, seed)
+                rng = np.random.default_rng([seed, fi, pi])
+                arrays = {k: np.empty((cells_per_protein, size, size), np.float32) for k in ("pro", "nuc", "nucdist")}
+                fovs, fov, left = [], -1, 0
+                for n in range(cells_per_protein):
+                    if left == 0:
+                        fov, left = fov + 1, int(rng.integers(4, 9))
+                        background, photons = rng.uniform(0.02, 0.06), rng.uniform(150, 400)
+                    left -= 1
+                    cell = make_cell(
+                        family, params, (size, size), "interphase", rng, True, background, photons, membrane=False
+                    )
+                    arrays["pro"][n], arrays["nuc"][n], arrays["nucdist"][n] = cell["protein"], cell["dna"], cell["nucdist"]
+                    fovs.append(f"{name}_fov{fov}")
+                for key, value in arrays.items():
+                    np.save(tmp / f"{ensg}_{key}.npy", value)
+                labels = pd.DataFrame(
+                    {"ensg": ensg, "protein": name, "localization": family, "fov": fovs, "family": family}
+                )
+                labels.to_csv(tmp / f"{ensg}_label.csv", index=False)
+                if progress is not None:
+                    progress()
+    return out_dir
+
+
+def write_allencell(
+    out_dir: str | os.PathLike,
+    n_families: int = 11,
+    cells_per_structure: int = 20,
+    dims: int = 2,
+    size: tuple[int, ...] | None = None,
+    mitotic_fraction: float = 0.15,
+    seed: int = 0,
+    progress: Callable[[], None] | None = None,
+) -> Path:
+    """Write a synthetic Allen-Cell-format data set (atomically) and return its folder.
+
+    ``manifest.csv`` has columns ``CellId``, ``structure_name``, ``path`` (relative to the
+    folder), ``ch_membrane``, ``ch_dna``, ``ch_structure``, ``cell_cycle_phase``, ``family``;
+    each cell is one uint16 TIFF ``cells/<CellId>.tiff`` with axes ``CYX`` (2D) or ``CZYX`` (3D),
+    channels membrane, DNA, structure. One "structure" (tagged protein) per family.
+
+    Args:
+        out_dir: str or PathLike. Output folder (replaced atomically).
+        n_families: int. Number of structures, the first of `FAMILIES`. Defaults to 11.
+        cells_per_structure: int. Defaults to 20.
+        dims: int. 2 or 3. Defaults to 2.
+        size: tuple or None. ``(H, W)`` or ``(D, H, W)``; None = (64, 64) in 2D, (16, 48, 48) in 3D.
+        mitotic_fraction: float. Expected fraction of mitotic cells (phases drawn uniformly among
+            prophase, metaphase, anaphase). Defaults to 0.15.
+        seed: int. Defaults to 0.
+        progress: callable or None. Called once after each structure (e.g. a progress bar).
+
+    Returns:
+        Path of `out_dir`.
+    """
+    import tifffile
+
+    families = _check_families(n_families)
+    if dims not in (2, 3):
+        raise ValueError(f"`dims` must be 2 or 3. Received: dims={dims}")
+    size = tuple(size) if size is not None else ((64, 64) if dims == 2 else (16, 48, 48))
+    if len(size) != dims:
+        raise ValueError(f"`size` must have {dims} entries for dims={dims}. Received: size={size}")
+    if not 0.0 <= mitotic_fraction <= 1.0:
+        raise ValueError(f"`mitotic_fraction` must be in [0, 1]. Received: mitotic_fraction={mitotic_fraction}")
+    if cells_per_structure < 1:
+        raise ValueError(f"`cells_per_structure` must be >= 1. Received: cells_per_structure={cells_per_structure}")
+    axes = "CYX" if dims == 2 else "CZYX"
+    out_dir = Path(out_dir)
+    rows = []
+    with atomic_path(out_dir, suffix="") as tmp:
+        (tmp / "cells").mkdir(parents=True)
+        for fi, family in enumerate(families):
+            params = protein_parameters(family, 0, seed)
+            rng = np.random.default_rng([seed, 101, fi])
+            for n in range(cells_per_structure):
+                phase = PHASES[int(rng.integers(1, 4))] if rng.uniform() < mitotic_fraction else "interphase"
+                cell = make_cell(family, params, size, phase, rng, center_nucleus=False)
+                stack = np.stack([cell["membrane"], cell["dna"], cell["protein"]])  # (C, [D,] H, W)
+                image = np.round(stack * 60000).astype(np.uint16)
+                cell_id = str(fi * 100000 + n + 1)
+                rel = f"cells/{cell_id}.tiff"
+                tifffile.imwrite(tmp / rel, image, metadata={"axes": axes})
+                rows.append(
+                    {
+                        "CellId": cell_id,
+                        "structure_name": family.upper(),
+                        "path": rel,
+                        "ch_membrane": 0,
+                        "ch_dna": 1,
+                        "ch_structure": 2,
+                        "cell_cycle_phase": phase,
+                        "family": family,
+                    }
+                )
+            if progress is not None:
+                progress()
+        pd.DataFrame(rows).to_csv(tmp / "manifest.csv", index=False)
+    return out_dir

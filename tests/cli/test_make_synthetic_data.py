@@ -1,0 +1,44 @@
+import numpy as np
+import pandas as pd
+import tifffile
+from click.testing import CliRunner
+
+from statcell_tf.cli import cli
+
+
+def _run(*args):
+    return CliRunner().invoke(cli, ["make-synthetic-data", *[str(a) for a in args]])
+
+
+def test_opencell_files_summary_and_refusal(tmp_path):
+    out = tmp_path / "oc"
+    args = ("--out", out, "--format", "opencell", "--families", 3, "--proteins-per-family", 2, "--cells", 4, "--size", 32)
+    result = _run(*args, "--seed", 5)
+    assert result.exit_code == 0, result.output
+    assert "Wrote 24 OpenCell-format cells" in result.output
+    assert len(list(out.glob("*_pro.npy"))) == 6 and len(list(out.glob("*_label.csv"))) == 6
+    first = sorted(out.glob("*_pro.npy"))[0]
+    assert np.load(first).shape == (4, 32, 32)
+    before = np.load(first)
+    # A non-empty --out is refused without --overwrite (exit 2, one-line error), replaced with it.
+    result = _run(*args)
+    assert result.exit_code == 2 and "--overwrite" in result.output and "Traceback" not in result.output
+    result = _run(*args, "--seed", 6, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert not np.array_equal(np.load(first), before)
+
+
+def test_allencell_3d_and_flag_conflicts(tmp_path):
+    out = tmp_path / "ac"
+    result = _run("--out", out, "--format", "allencell", "--families", 2, "--cells", 3, "--dims", 3, "--size", 24,
+                  "--mitotic-fraction", 0.5)
+    assert result.exit_code == 0, result.output
+    manifest = pd.read_csv(out / "manifest.csv")
+    assert len(manifest) == 6
+    with tifffile.TiffFile(out / manifest["path"][0]) as tif:
+        assert tif.series[0].axes == "CZYX" and tif.series[0].shape == (3, 8, 24, 24)
+    result = _run("--out", tmp_path / "x", "--format", "opencell", "--dims", 3)
+    assert result.exit_code == 2 and "--dims applies to --format allencell only" in result.output
+    result = _run("--out", tmp_path / "y", "--format", "allencell", "--proteins-per-family", 2)
+    assert result.exit_code == 2 and "opencell only" in result.output
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

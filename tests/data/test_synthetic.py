@@ -1,0 +1,201 @@
+"""Synthetic cells: deterministic, fast, the right file formats, and families that differ by construction."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from scipy import ndimage as ndi
+
+from statcell_tf.data import synthetic
+from statcell_tf.data.synthetic import FAMILIES, PHASES, make_cell, write_allencell, write_opencell
+
+SMALL = {"n_families": 11, "proteins_per_family": 2, "cells_per_protein": 12, "size": 64, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def opencell(tmp_path_factory):
+    return write_opencell(tmp_path_factory.mktemp("opencell") / "data", **SMALL)
+
+
+def _load(folder):
+    """(pro, nuc, nucdist, labels) of every protein in an OpenCell-format folder."""
+    frames, arrays = [], {"pro": [], "nuc": [], "nucdist": []}
+    for label_file in sorted(folder.glob("*_label.csv")):
+        prefix = label_file.name[: -len("_label.csv")]
+        frames.append(pd.read_csv(label_file))
+        for key in arrays:
+            arrays[key].append(np.load(folder / f"{prefix}_{key}.npy"))
+    return (*(np.concatenate(arrays[k]) for k in ("pro", "nuc", "nucdist")), pd.concat(frames, ignore_index=True))
+
+
+def test_family_names():
+    assert FAMILIES == (
+        "nucleoplasm", "nucleolus", "nuclear_envelope", "chromatin", "cytoplasm", "mitochondria", "er",
+        "golgi", "vesicles", "plasma_membrane", "centrosome",
+    )
+    assert PHASES == ("interphase", "prophase", "metaphase", "anaphase")
+
+
+def test_opencell_files_and_labels(opencell):
+    pro, nuc, nucdist, labels = _load(opencell)
+    n_files = len(list(opencell.glob("*.npy")))
+    assert n_files == 3 * 11 * 2
+    assert pro.shape == nuc.shape == nucdist.shape == (11 * 2 * 12, 64, 64)
+    assert pro.dtype == nuc.dtype == nucdist.dtype == np.float32
+    assert list(labels.columns) == ["ensg", "protein", "localization", "fov", "family"]
+    assert labels["family"].nunique() == 11 and (labels["family"] == labels["localization"]).all()
+    assert labels["ensg"].str.fullmatch(r"ENSG\d{11}").all()
+    assert set(labels["protein"]) >= {"NUCLEOLUS_1", "NUCLEOLUS_2", "CENTROSOME_2"}
+    # Several cells per field of view, fov ids unique per protein.
+    per_fov = labels.groupby("fov").size()
+    assert per_fov.max() > 1 and labels.groupby("fov")["protein"].nunique().max() == 1
+    assert all(f.startswith(f"{p}_fov") for f, p in zip(labels["fov"], labels["protein"]))
+    assert 0 <= pro.min() and pro.max() <= 1 and 0 <= nuc.min() and nuc.max() <= 1
+    assert nucdist.min() == -1 and nucdist.max() == 1
+    # nucdist is positive exactly where the DNA is bright (inside the nucleus).
+    inside = nucdist > 0
+    assert nuc[inside].mean() > 5 * nuc[~inside].mean()
+
+
+def test_deterministic_by_seed(tmp_path):
+    kwargs = {"n_families": 2, "proteins_per_family": 1, "cells_per_protein": 3, "size": 48}
+    a = write_opencell(tmp_path / "a", seed=3, **kwargs)
+    b = write_opencell(tmp_path / "b", seed=3, **kwargs)
+    c = write_opencell(tmp_path / "c", seed=4, **kwargs)
+    for name in sorted(p.name for p in a.glob("*.npy")):
+        np.testing.assert_array_equal(np.load(a / name), np.load(b / name))
+        assert not np.array_equal(np.load(a / name), np.load(c / name))
+    cell_a = make_cell("golgi", shape=(40, 40), seed=1)
+    cell_b = make_cell("golgi", shape=(40, 40), seed=1)
+    np.testing.assert_array_equal(cell_a["protein"], cell_b["protein"])
+
+
+def test_nuclear_families_inside_and_membrane_at_boundary():
+    rng = np.random.default_rng(0)
+    for family in FAMILIES:
+        fractions, ring = [], []
+        for _ in range(6):
+            cell = make_cell(family, synthetic.protein_parameters(family, 1), (80, 80), seed=rng)
+            signal = cell["protein"] - np.median(cell["protein"][~cell["cell_mask"]])  # background-subtracted
+            fractions.append(signal[cell["nucleus_mask"]].sum() / signal.sum())
+            edge = cell["cell_mask"] ^ ndi.binary_erosion(cell["cell_mask"], iterations=2)
+            ring.append(signal[edge].mean() / max(signal[cell["cell_mask"] & ~edge].mean(), 1e-3))
+        if family in ("nucleoplasm", "nucleolus", "chromatin"):
+            assert np.mean(fractions) > 0.8, family
+        elif family == "nuclear_envelope":  # a ring on the boundary: about half on each side
+            assert np.mean(fractions) > 0.35, family
+        else:
+            assert np.mean(fractions) < 0.3, family
+        if family == "plasma_membrane":
+            assert np.mean(ring) > 4, ring
+        else:
+            assert np.mean(ring) < 2, (family, np.mean(ring))
+
+
+def _features(pro, nucdist):
+    """Simple per-cell features: radial profile over nucdist bins, intensity quantiles, spottiness."""
+    edges = np.array([-1.01, -0.8, -0.6, -0.45, -0.3, -0.2, -0.1, 0.0, 0.1, 0.3, 0.6, 1.01])
+    feats = []
+    for p, d in zip(pro, nucdist):
+        bins = np.digitize(d.ravel(), edges) - 1
+        profile = np.bincount(bins, weights=p.ravel(), minlength=len(edges) - 1)[: len(edges) - 1]
+        counts = np.maximum(np.bincount(bins, minlength=len(edges) - 1)[: len(edges) - 1], 1)
+        profile = profile / counts
+        profile = profile / (profile.max() + 1e-6)
+        q = np.quantile(p, [0.5, 0.9, 0.99, 0.999])
+        lap = np.abs(ndi.gaussian_laplace(p, 1.0)).mean() / (p.mean() + 1e-6)
+        top = np.sort(p.ravel())[-20:].sum() / (p.sum() + 1e-6)
+        feats.append(np.concatenate([profile, q, [lap, top]]))
+    return np.array(feats)
+
+
+def test_families_separable_by_simple_features(opencell):
+    pro, _, nucdist, labels = _load(opencell)
+    x = _features(pro, nucdist)
+    y = labels["family"].to_numpy()
+    train = labels["protein"].str.endswith("_1").to_numpy()  # held-out proteins, not just held-out cells
+    mean, std = x[train].mean(0), x[train].std(0) + 1e-6
+    z = (x - mean) / std
+    centroids = np.stack([z[train & (y == f)].mean(0) for f in FAMILIES])
+    predicted = np.array(FAMILIES)[np.argmin(((z[~train, None, :] - centroids[None]) ** 2).sum(-1), axis=1)]
+    accuracy = (predicted == y[~train]).mean()
+    print(f"nearest-centroid family accuracy on held-out proteins: {accuracy:.3f} (chance {1 / 11:.3f})")
+    assert accuracy > 0.7
+
+
+def test_proteins_within_a_family_differ():
+    a, b = (synthetic.protein_parameters("vesicles", i) for i in (0, 1))
+    assert a != b and a["level"] != b["level"]
+    with pytest.raises(ValueError, match="family"):
+        synthetic.protein_parameters("lysosome", 0)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_allencell_manifest_and_tiffs(tmp_path, dims):
+    size = (32, 32) if dims == 2 else (8, 24, 24)
+    out = write_allencell(tmp_path / "allen", n_families=4, cells_per_structure=3, dims=dims, size=size, seed=0)
+    manifest = pd.read_csv(out / "manifest.csv")
+    assert list(manifest.columns) == [
+        "CellId", "structure_name", "path", "ch_membrane", "ch_dna", "ch_structure", "cell_cycle_phase", "family",
+    ]
+    assert len(manifest) == 12 and manifest["CellId"].is_unique
+    assert set(manifest["family"]) == set(FAMILIES[:4])
+    with tifffile.TiffFile(out / manifest["path"][0]) as tif:
+        assert tif.series[0].axes == ("CYX" if dims == 2 else "CZYX")
+        image = tif.series[0].asarray()
+    assert image.shape == (3, *size) and image.dtype == np.uint16
+    # Channel order: membrane brightest on the cell boundary, DNA inside, structure present.
+    assert image[1].max() > 0 and image[2].max() > 0
+    assert not list(tmp_path.glob(".allen*"))  # no temporary folder left behind
+
+
+def test_allencell_default_sizes(tmp_path):
+    out = write_allencell(tmp_path / "a3", n_families=1, cells_per_structure=1, dims=3, seed=0)
+    manifest = pd.read_csv(out / "manifest.csv")
+    assert tifffile.imread(out / manifest["path"][0]).shape == (3, 16, 48, 48)
+
+
+def test_mitotic_subset(tmp_path):
+    out = write_allencell(tmp_path / "m", n_families=11, cells_per_structure=8, size=(40, 40), mitotic_fraction=0.3, seed=2)
+    phases = pd.read_csv(out / "manifest.csv")["cell_cycle_phase"]
+    assert set(phases) == set(PHASES)
+    assert 0.15 < (phases != "interphase").mean() < 0.45
+    none = write_allencell(tmp_path / "n", n_families=2, cells_per_structure=5, size=(32, 32), mitotic_fraction=0.0)
+    assert (pd.read_csv(none / "manifest.csv")["cell_cycle_phase"] == "interphase").all()
+
+
+def test_mitotic_cells_are_round_with_condensed_chromatin():
+    rng = np.random.default_rng(1)
+
+    def elongation(mask):
+        from skimage.measure import regionprops
+
+        region = regionprops(mask.astype(np.uint8))[0]
+        return region.major_axis_length / region.minor_axis_length
+
+    inter = [make_cell("er", shape=(64, 64), seed=rng) for _ in range(8)]
+    meta = [make_cell("er", shape=(64, 64), phase="metaphase", seed=rng) for _ in range(8)]
+    assert np.mean([elongation(c["cell_mask"]) for c in meta]) < 1.1 < np.mean([elongation(c["cell_mask"]) for c in inter])
+    # Condensed: the metaphase plate is much brighter and smaller than an interphase nucleus.
+    assert np.mean([c["nucleus_mask"].sum() for c in meta]) < 0.6 * np.mean([c["nucleus_mask"].sum() for c in inter])
+    # No nuclear envelope in mitosis: the nuclear_envelope protein is no longer a ring.
+    envelope = make_cell("nuclear_envelope", shape=(64, 64), phase="prophase", seed=3)
+    signal = envelope["protein"]
+    assert signal[envelope["cell_mask"] & ~envelope["nucleus_mask"]].mean() > 0.5 * signal[envelope["nucleus_mask"]].mean()
+
+
+def test_3d_cell_shapes():
+    cell = make_cell("mitochondria", shape=(12, 40, 40), seed=0)
+    for key in ("protein", "dna", "membrane", "nucdist"):
+        assert cell[key].shape == (12, 40, 40) and cell[key].dtype == np.float32
+    assert cell["nucleus_mask"].any() and not (cell["nucleus_mask"] & ~cell["cell_mask"]).any()
+    assert cell["cell_mask"][0].sum() < cell["cell_mask"][6].sum()  # an ellipsoid: thinner at the top
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="n_families"):
+        write_opencell(tmp_path / "x", n_families=12)
+    with pytest.raises(ValueError, match="dims"):
+        write_allencell(tmp_path / "y", dims=4)
+    with pytest.raises(ValueError, match="phase"):
+        make_cell("er", phase="telophase")
