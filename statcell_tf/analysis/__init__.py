@@ -1,0 +1,1 @@
+"""Analyses of trained representations: embeddings, feature spectra, UMAP atlases, clustering scores, latent statistics."""

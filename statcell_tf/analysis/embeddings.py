@@ -1,0 +1,223 @@
+"""Embeddings of a trained cytoself run, streamed to HDF5, and reading them back.
+
+Layout of an embeddings file (written to a temporary file, renamed when complete):
+
+- ``global`` (N, 4, 4, 576) and ``local`` (N, 25, 25, 64): quantised localisation encodings
+  (float32, or float16 with ``dtype="float16"``);
+- with vector quantisation: ``global_indices`` (N, 4, 4, 9), ``local_indices`` (N, 25, 25)
+  and the hard code histograms ``global_hist`` / ``local_hist`` (N, K) (rows sum to 144 / 625);
+- with the identification heads: ``probabilities`` (N, num_classes) of the global head;
+- ``label`` (N,) int32: the run's class index of each cell (-1 for a label the run never saw);
+- ``index`` (N,) int64: row of each cell in the data it was read from;
+- group ``metadata``: one dataset per metadata column (text as UTF-8 strings, numbers as
+  numbers);
+- attributes ``run``, ``num_embeddings`` (local codebook size), ``global_num_embeddings``,
+  ``channels``, ``label_column``, ``label_values`` (JSON list) and ``source``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from statcell_tf.atomic import atomic_path
+from statcell_tf.errors import UserError
+
+ARRAY_KEYS = (
+    "global", "local", "global_indices", "local_indices", "global_hist", "local_hist", "probabilities",
+)
+
+
+def normalize_images(images: np.ndarray, normalization: dict | None) -> np.ndarray:
+    """Apply a run's input normalisation ``(x − offset) · scale`` per channel (float32).
+
+    Args:
+        images: array (B, H, W, C).
+        normalization: dict with ``offset`` and ``scale`` lists of length C, or None
+            (identity: the data is already scaled, as OpenCell's [0, 1] / [−1, 1] channels).
+    """
+    images = np.asarray(images, dtype=np.float32)
+    if not normalization:
+        return images
+    offset = np.asarray(normalization["offset"], dtype=np.float32)
+    scale = np.asarray(normalization["scale"], dtype=np.float32)
+    return (images - offset) * scale
+
+
+def select_run_channels(cells, config: dict):
+    """`cells` restricted to the run's input channels (``config["channels"]``), in order."""
+    channels = config.get("channels")
+    if channels and tuple(cells.channel_names) != tuple(channels):
+        return cells.select_channels(list(channels))
+    return cells
+
+
+def label_indices(metadata: pd.DataFrame, config: dict) -> np.ndarray:
+    """The run's class index of each row (``config["label_values"]``), -1 when unseen/absent."""
+    column = config.get("label_column", "label")
+    values = config.get("label_values")
+    if not values or column not in metadata.columns:
+        return np.full(len(metadata), -1, dtype=np.int32)
+    lookup = {str(v): i for i, v in enumerate(values)}
+    return np.array([lookup.get(str(v), -1) for v in metadata[column]], dtype=np.int32)
+
+
+def embed_cytoself(
+    run_dir,
+    cells,
+    out_path,
+    batch_size: int = 64,
+    indices: Sequence[int] | None = None,
+    dtype: str = "float32",
+    include_local: bool = True,
+    progress: bool = True,
+) -> Path:
+    """Embed `cells` with the best model of a cytoself run, streaming into an HDF5 file.
+
+    Args:
+        run_dir: str or Path. Run folder written by ``bin/train-cytoself``.
+        cells: CellImages. Any reader's output; the run's channels are selected by name.
+        out_path: str or Path. HDF5 file to write (atomically: temp file, then rename).
+        batch_size: int. Images per inference batch. Defaults to 64.
+        indices: sequence of int or None. Rows of `cells` to embed; None = all.
+        dtype: str. ``"float32"`` or ``"float16"`` for the quantised vectors.
+        include_local: bool. Write the (large) local vectors. Defaults to True.
+        progress: bool. Show a progress bar.
+
+    Returns:
+        Path of the written file.
+    """
+    import h5py
+
+    from statcell_tf.backend import keras
+    from statcell_tf.models.cytoself import load_run
+
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"`dtype` must be 'float32' or 'float16'. Received: dtype={dtype!r}")
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be >= 1. Received: batch_size={batch_size}")
+    model, config = load_run(run_dir)
+    cells = select_run_channels(cells, config)
+    if tuple(cells.image_shape) != tuple(model.image_shape):
+        raise UserError(
+            f"--data {cells.source}: the run {run_dir} was trained on images of shape "
+            f"{tuple(model.image_shape)}. Received: {tuple(cells.image_shape)}"
+        )
+    rows = np.arange(len(cells)) if indices is None else np.asarray(indices, dtype=np.int64)
+    if rows.size and (rows.min() < 0 or rows.max() >= len(cells)):
+        raise ValueError(f"`indices` must be in [0, {len(cells)}). Received: min={rows.min()}, max={rows.max()}")
+    metadata = cells.metadata.iloc[rows].reset_index(drop=True)
+    labels = label_indices(metadata, config)
+    normalization = config.get("normalization")
+
+    out_path = Path(out_path)
+    bar = keras.utils.Progbar(len(rows), verbose=1, unit_name="cell") if progress else None
+    with atomic_path(out_path, suffix=".h5") as tmp, h5py.File(tmp, "w") as handle:
+        datasets = {}
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            images = normalize_images(cells.images[chunk], normalization)
+            result = model.embed(images)
+            if not include_local:
+                result.pop("local", None)
+            for key, value in result.items():
+                if key not in datasets:
+                    datasets[key] = _create(handle, key, value, len(rows), dtype, model)
+                datasets[key][start:start + len(chunk)] = value
+            if bar is not None:
+                bar.update(start + len(chunk))
+        if not len(rows):  # empty selection: still a valid, empty file
+            for key, value in model.embed(np.zeros((1,) + model.image_shape, np.float32)).items():
+                if include_local or key != "local":
+                    _create(handle, key, value, 0, dtype, model)
+        handle.create_dataset("label", data=labels)
+        handle.create_dataset("index", data=rows)
+        _write_metadata(handle.create_group("metadata"), metadata)
+        handle.attrs["run"] = str(Path(run_dir).resolve())
+        handle.attrs["num_embeddings"] = model.local_num_embeddings
+        handle.attrs["global_num_embeddings"] = model.global_num_embeddings
+        handle.attrs["channels"] = json.dumps(list(cells.channel_names))
+        handle.attrs["label_column"] = str(config.get("label_column", "label"))
+        handle.attrs["label_values"] = json.dumps([str(v) for v in config.get("label_values", [])])
+        handle.attrs["source"] = str(cells.source)
+    return out_path
+
+
+def _create(handle, key, value, n, dtype, model):
+    value = np.asarray(value)
+    if value.dtype.kind == "f":
+        store = dtype if key in ("global", "local") else "float32"
+    else:  # indices < K, counts ≤ 625: the smallest integer type that holds them
+        top = max(model.local_num_embeddings, model.global_num_embeddings, int(np.prod(model.local_shape[:2])))
+        store = "int16" if top < 2**15 else "int32"
+    chunk = (max(1, min(n, 64)),) + value.shape[1:]
+    return handle.create_dataset(
+        key, shape=(n,) + value.shape[1:], dtype=store, chunks=chunk if n else None,
+        compression="gzip" if n else None, compression_opts=1 if n else None,
+    )
+
+
+def _write_metadata(group, metadata: pd.DataFrame) -> None:
+    import h5py
+
+    for column in metadata.columns:
+        values = metadata[column]
+        if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+            group.create_dataset(str(column), data=values.to_numpy())
+        else:
+            text = values.astype(str).where(values.notna(), "").to_numpy()
+            group.create_dataset(str(column), data=text.astype(object), dtype=h5py.string_dtype("utf-8"))
+    group.attrs["columns"] = json.dumps([str(c) for c in metadata.columns])
+
+
+def load_embeddings(path, keys: Sequence[str] | None = None) -> tuple[dict, pd.DataFrame]:
+    """Read an embeddings file written by `embed_cytoself`.
+
+    Args:
+        path: str or Path. The HDF5 file.
+        keys: sequence of str or None. Arrays to read (e.g. ``["local_hist"]``, skipping the
+            large ``local`` vectors); None = every array.
+
+    Returns:
+        (dict of numpy arrays: the `ARRAY_KEYS` present plus ``label`` and ``index``; and the
+        metadata DataFrame, one row per cell, with the file's attributes in ``.attrs``).
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"embeddings file {path} does not exist")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        raise UserError(f"{path} is not a readable HDF5 file ({error})") from None
+    with handle:
+        if "metadata" not in handle or "label" not in handle:
+            raise UserError(
+                f"{path} is not a cytoself embeddings file: it needs a 'label' dataset and a "
+                f"'metadata' group. Received: {sorted(handle.keys())}"
+            )
+        wanted = [k for k in ARRAY_KEYS + ("label", "index") if k in handle]
+        if keys is not None:
+            missing = sorted(set(keys) - set(wanted))
+            if missing:
+                raise UserError(f"{path} has no dataset(s) {', '.join(missing)}. Received: {', '.join(wanted)}")
+            wanted = list(keys)
+        arrays = {k: handle[k][()] for k in wanted}
+        group = handle["metadata"]
+        columns = json.loads(group.attrs["columns"]) if "columns" in group.attrs else list(group.keys())
+        metadata = pd.DataFrame(
+            {
+                c: (group[c].asstr()[()] if h5py.check_string_dtype(group[c].dtype) else group[c][()])
+                for c in columns
+            }
+        )
+        metadata.attrs = {
+            k: (v.decode() if isinstance(v, bytes) else v.item() if hasattr(v, "item") else v)
+            for k, v in handle.attrs.items()
+        }
+    return arrays, metadata
