@@ -1,0 +1,1 @@
+"""Data: readers per format, synthetic cells, preprocessing, grouped splits and tf.data pipelines."""
