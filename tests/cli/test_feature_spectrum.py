@@ -1,0 +1,178 @@
+"""bin/feature-spectrum on a tiny cytoself run (also hosts the tiny-run builder of the CLI tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from statcell_tf.cli import cli
+
+N_FAMILIES = 4
+PROTEINS_PER_FAMILY = 2
+CELLS_PER_PROTEIN = 6
+SIZE = 16
+TINY = dict(
+    image_shape=(SIZE, SIZE, 2),
+    stem_filters=4,
+    encoder1_stages=[[1, 3, 1, 4, 1], [2, 3, 2, 6, 1]],  # 16 → 8 → 4: local 4×4×8
+    local_filters=8,
+    encoder2_stages=[[2, 3, 2, 8, 1]],  # global 2×2×16, split in 2
+    global_filters=16,
+    local_num_embeddings=16,
+    global_num_embeddings=8,
+    global_num_splits=2,
+    decoder_filters=4,
+    decoder_min_filters=4,
+    decoder_units_per_block=1,
+    classifier_units=8,
+    seed=0,
+)
+
+
+def build_tiny_run(root: Path) -> tuple[Path, Path]:
+    """Synthetic OpenCell data (16 px) and a cytoself run folder for it (config.json,
+    best.keras, RUN/embeddings.h5), built directly with `CytoselfModel` and a few training
+    steps: ``bin/train-cytoself`` takes minutes even for tiny data, too long for these tests.
+
+    Returns:
+        ``(run_dir, data_dir)``; reused when `root` already holds them.
+    """
+    run_dir, data_dir = root / "run", root / "data"
+    if (run_dir / "embeddings.h5").exists():
+        return run_dir, data_dir
+    from statcell_tf.analysis.embeddings import embed_cytoself
+    from statcell_tf.data.readers import read_cells
+    from statcell_tf.data.splits import save_splits
+    from statcell_tf.data.synthetic import write_opencell
+    from statcell_tf.models.cytoself import CytoselfModel
+    from statcell_tf.training.export import save_keras
+
+    write_opencell(data_dir, N_FAMILIES, PROTEINS_PER_FAMILY, CELLS_PER_PROTEIN, size=SIZE, seed=0)
+    cells = read_cells(data_dir).select_channels(["pro", "nucdist"])
+    values = sorted(cells.metadata["protein"].unique())
+    labels = cells.metadata["protein"].map({v: i for i, v in enumerate(values)}).to_numpy(np.int32)
+    model = CytoselfModel(num_classes=len(values), **TINY)
+    images = np.asarray(cells.images[np.arange(len(cells))], dtype=np.float32)
+    model.prepare({"image": images[:8], "label": labels[:8]})
+    rng = np.random.default_rng(0)
+    # Data-driven codebooks (random encoder outputs): a random untrained codebook maps every
+    # position of these tiny images to one code, and a spectrum needs codes that vary.
+    out = model(images, training=False)
+    for layer, key in ((model.vq1, "local_pre"), (model.vq2, "global_pre")):
+        vectors = np.asarray(out[key]).reshape(-1, layer.embedding_dim)
+        layer.embeddings.assign(vectors[rng.choice(len(vectors), layer.num_embeddings, replace=False)])
+    for _ in range(3):
+        pick = rng.choice(len(cells), 16, replace=False)
+        model.train_step_fn({"image": images[pick], "label": labels[pick]})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_keras(model, run_dir / "best.keras")
+    config = {
+        "model": "cytoself", "channels": ["pro", "nucdist"], "label_column": "protein", "label_values": values,
+        "num_cells": len(cells),
+    }
+    (run_dir / "config.json").write_text(json.dumps(config))
+    # Test split: the first 2 cells of every protein (a grouped split of so few cells would
+    # leave a single protein in test).
+    position = np.arange(len(cells)) % CELLS_PER_PROTEIN
+    splits = {"train": np.flatnonzero(position > 2), "val": np.flatnonzero(position == 2),
+              "test": np.flatnonzero(position < 2)}
+    save_splits(run_dir / "splits.csv", cells.metadata, splits)
+    embed_cytoself(run_dir, cells, run_dir / "embeddings.h5", progress=False)
+    return run_dir, data_dir
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return build_tiny_run(tmp_path_factory.getbasetemp() / "cytoself_tiny")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny):
+    return tiny[0]
+
+
+def invoke(args):
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    return result
+
+
+def test_spectrum_files_ranking_and_cache(tiny_run):
+    result = invoke(["feature-spectrum", "NUCLEOLUS_1", "--run", str(tiny_run), "--clusters", "3", "--heatmap"])
+    assert result.exit_code == 0, result.output
+    out = tiny_run / "feature_spectrum"
+    table = pd.read_csv(out / "NUCLEOLUS_1_spectrum.csv")
+    assert list(table.columns) == ["position", "code", "cluster", "cluster_name", "occurrence"]
+    assert sorted(table["code"]) == list(range(TINY["local_num_embeddings"]))
+    assert table["occurrence"].sum() == pytest.approx(16.0)  # 4×4 local positions per image
+    assert set(table.loc[table["cluster"] > 0, "cluster_name"]) <= {"i", "ii", "iii"}
+    for name in ("NUCLEOLUS_1_spectrum.png", "correlation_heatmap.png", "family_spectra.png", "feature_spectrum.npz"):
+        assert (out / name).stat().st_size > 0, name
+    ranking = pd.read_csv(out / "NUCLEOLUS_1_family_correlation.csv")
+    assert len(ranking) == N_FAMILIES and "nucleolus" in set(ranking["family"])
+    assert ranking.loc[ranking["family"] == "nucleolus", "n_proteins"].item() == 1  # itself left out
+    assert set(ranking.loc[ranking["family"] != "nucleolus", "n_proteins"]) == {2}
+    assert "NUCLEOLUS_1 (family: nucleolus)" in result.output and "  1. " in result.output
+    # second call: served from the cache (untouched), re-cut to another cluster count
+    cache = out / "feature_spectrum.npz"
+    stamp = cache.stat().st_mtime_ns
+    result = invoke(["feature-spectrum", "CHROMATIN_2", "--run", str(tiny_run), "--clusters", "2"])
+    assert result.exit_code == 0, result.output
+    assert cache.stat().st_mtime_ns == stamp
+    assert set(pd.read_csv(out / "CHROMATIN_2_spectrum.csv")["cluster"]) <= {0, 1, 2}
+
+
+def test_unknown_protein_lists_closest_names(tiny_run, capsys):
+    from statcell_tf.cli import run_command
+
+    assert run_command("feature-spectrum", ["NUCLEOLUS-1", "--run", str(tiny_run)]) == 2
+    message = capsys.readouterr().err
+    assert message.startswith("Error: PROTEIN 'NUCLEOLUS-1'") and "closest: NUCLEOLUS_1" in message
+    assert message.count("\n") == 1
+
+
+def test_newest_run_default_embedding_from_data_and_cluster_examples(tiny, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from statcell_tf.cli import run_command
+
+    run_dir, data_dir = tiny
+    runs = tmp_path / "models" / "cytoself"
+    old = runs / "old"
+    old.mkdir(parents=True)
+    (old / "config.json").write_text("{}")
+    os.utime(old / "config.json", (1, 1))
+    newest = runs / "newest"
+    shutil.copytree(run_dir, newest, ignore=shutil.ignore_patterns("feature_spectrum", "embeddings.h5"))
+    monkeypatch.chdir(tmp_path)
+    # no RUN/embeddings.h5 and no --data: a clear error
+    assert run_command("feature-spectrum", ["CHROMATIN_1"]) == 2
+    assert "pass --data DIR" in capsys.readouterr().err
+    # --data: embeds (the newest run is the default), then writes the cluster examples
+    result = invoke(["feature-spectrum", "CHROMATIN_1", "--data", str(data_dir), "--cluster-examples", "--clusters", "3"])
+    assert result.exit_code == 0, result.output
+    assert not (run_dir / "feature_spectrum" / "cluster_examples.png").exists()
+    # every cell is embedded; --split test keeps the run's held-out cells (2 per protein here)
+    from statcell_tf.analysis.embeddings import load_embeddings
+    from statcell_tf.analysis.feature_spectrum import FeatureSpectrum
+
+    arrays, _ = load_embeddings(newest / "embeddings.h5", keys=["index"])
+    total = N_FAMILIES * PROTEINS_PER_FAMILY * CELLS_PER_PROTEIN
+    np.testing.assert_array_equal(arrays["index"], np.arange(total))
+    assert FeatureSpectrum.load(newest / "feature_spectrum").n_images.sum() == total
+    assert run_command("feature-spectrum", ["CHROMATIN_1", "--split", "test", "--clusters", "3"]) == 0
+    assert list(FeatureSpectrum.load(newest / "feature_spectrum").n_images) == [2] * 8
+    assert (newest / "feature_spectrum" / "cluster_examples.png").stat().st_size > 1000
+    assert (newest / "feature_spectrum" / "CHROMATIN_1_spectrum.csv").exists()
+    # the cache follows the embeddings file: re-embedding invalidates it
+    stamp = (newest / "feature_spectrum" / "feature_spectrum.npz").stat().st_mtime_ns
+    os.utime(newest / "embeddings.h5")
+    assert run_command("feature-spectrum", ["CHROMATIN_1"]) == 0
+    assert (newest / "feature_spectrum" / "feature_spectrum.npz").stat().st_mtime_ns != stamp
+    # --cluster-examples without --data is a usage error
+    assert run_command("feature-spectrum", ["CHROMATIN_1", "--cluster-examples"]) == 2
