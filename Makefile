@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DATA := data/demo-opencell
 DEMO_RUN := models/cytoself/demo
+DEMO_PROTEIN := ER_1
 export TF_CPP_MIN_LOG_LEVEL := 3
 export MPLBACKEND := Agg
 
@@ -22,12 +23,10 @@ $(STAMP): requirements.txt setup.py
 demo: $(STAMP)
 	test -d $(DEMO_DATA) || bin/make-synthetic-data --out $(DEMO_DATA) --format opencell --seed 0
 	bin/inspect-data $(DEMO_DATA)
-	@if [ -f statcell_tf/cli/train_cytoself.py ]; then \
-	  bin/train-cytoself --data $(DEMO_DATA) --preset demo --out $(DEMO_RUN) --resume && \
-	  bin/feature-spectrum $$($(PY) -c "import pandas as p,glob; print(p.read_csv(sorted(glob.glob('$(DEMO_DATA)/*_label.csv'))[0])['protein'].iloc[0])") --run $(DEMO_RUN) --data $(DEMO_DATA) --heatmap && \
-	  bin/umap-cytoself $(DEMO_RUN) --data $(DEMO_DATA) --level global --color-by family --score && \
-	  echo "Demo outputs are in $(DEMO_RUN)/ (figures/, feature_spectrum/, umap/)"; \
-	fi
+	bin/train-cytoself --data $(DEMO_DATA) --preset demo --out $(DEMO_RUN) --resume
+	bin/feature-spectrum $(DEMO_PROTEIN) --run $(DEMO_RUN) --data $(DEMO_DATA) --heatmap
+	bin/umap-cytoself $(DEMO_RUN) --data $(DEMO_DATA) --level global --color-by family --score
+	@echo "Demo outputs: $(DEMO_RUN)/figures (reconstructions), $(DEMO_RUN)/feature_spectrum, $(DEMO_RUN)/umap"
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15
