@@ -1,0 +1,311 @@
+"""Training runs of the Integrated Cell (section 2.3): the two stages, their settings and their
+run directories. The command `train-integrated-cell` parses flags and calls `train`.
+
+Stage ``reference`` trains `IntegratedCellReference` on membrane + DNA; stage ``conditional``
+loads a reference run's best model, copies its encoder into a frozen Enc_r and trains
+`IntegratedCellConditional` on all three channels. Both use the one training runtime
+(`statcell_tf.training.trainer.fit`), cells split by CellId (`splits.csv` in the run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from statcell_tf.errors import UserError
+from statcell_tf.models import integrated_cell_data as icd
+
+STAGES = ("reference", "conditional")
+PAPER_EPOCHS = {"reference": 150, "conditional": 220}  # section 3.3
+SPLITS = ("train", "val", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class IntegratedCellSettings:
+    """Every setting of one stage's run; saved as the run's ``config.json``.
+
+    Args:
+        stage: str. ``"reference"`` or ``"conditional"``.
+        data: str. Allen Cell manifest CSV.
+        reference_run: str or None. Reference run folder (required for ``conditional``).
+        epochs: int. Paper: 150 (reference), 220 (conditional).
+        batch_size: int. Paper: 32.
+        image_size: list of int. [H, W]; paper 256×256.
+        filters: int. Width multiplier (paper 64).
+        latent_dim: int. |z_r| or |z_s| (paper 16).
+        learning_rate: float. Adam, every network (paper 2e-4).
+        beta_1: float. Adam β1 (authors' code 0.5).
+        gamma_enc: float. γ_Enc (paper 1e-4).
+        gamma_dec: float. γ_Dec (paper 1e-5).
+        noise_stddev: float. White noise on the image discriminator input (paper 0.05).
+        decoder_condition: str. ``"softmax"`` (paper) or ``"one_hot"``.
+        output_batchnorm: bool. BN before the decoders' sigmoid (paper tables; the authors'
+            code has none).
+        steps_per_epoch: int or None. None = one pass over the training cells.
+        split_fractions: list of float. Train/val/test fractions of cells (grouped by CellId).
+        seed: int.
+        strategy: str. Distribution strategy name.
+        precision: str. Precision policy name.
+    """
+
+    stage: str
+    data: str
+    reference_run: str | None = None
+    epochs: int = 150
+    batch_size: int = 32
+    image_size: tuple = (256, 256)
+    filters: int = 64
+    latent_dim: int = 16
+    learning_rate: float = 2e-4
+    beta_1: float = 0.5
+    gamma_enc: float = 1e-4
+    gamma_dec: float = 1e-5
+    noise_stddev: float = 0.05
+    decoder_condition: str = "softmax"
+    output_batchnorm: bool = True
+    steps_per_epoch: int | None = None
+    split_fractions: tuple = (0.8, 0.1, 0.1)
+    seed: int = 0
+    strategy: str = "auto"
+    precision: str = "auto"
+
+    def __post_init__(self):
+        if self.stage not in STAGES:
+            raise UserError(f"--stage must be one of {', '.join(STAGES)}. Received: {self.stage!r}")
+        if self.stage == "conditional" and not self.reference_run:
+            raise UserError("--stage conditional needs --reference-run RUN (a reference-stage run). Received: none")
+        for name in ("epochs", "batch_size", "filters", "latent_dim"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 1. Received: {getattr(self, name)}")
+        if len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1.0) > 1e-6:
+            raise UserError(f"split fractions must be 3 numbers summing to 1. Received: {self.split_fractions}")
+
+    def to_json(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["image_size"] = list(self.image_size)
+        out["split_fractions"] = list(self.split_fractions)
+        return out
+
+    @classmethod
+    def from_json(cls, values: dict) -> IntegratedCellSettings:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known - {"model", "class_names", "kind"})
+        if unknown:
+            raise UserError(f"config.json has unknown keys {', '.join(unknown)}. Received: {sorted(values)}")
+        kept = {k: v for k, v in values.items() if k in known}
+        kept["image_size"] = tuple(kept.get("image_size", (256, 256)))
+        kept["split_fractions"] = tuple(kept.get("split_fractions", (0.8, 0.1, 0.1)))
+        return cls(**kept)
+
+
+def read_data(path) -> object:
+    """The Allen Cell manifest as `CellImages` (the project's reader)."""
+    from statcell_tf.data.allencell import read_allencell
+
+    return read_allencell(path)
+
+
+def split_cells(view, fractions, seed: int) -> dict:
+    """Train/val/test row indices, grouped by CellId (no cell in two splits)."""
+    from statcell_tf.data.splits import split_indices
+
+    return split_indices(view.metadata, icd.ID_COLUMN, fractions=tuple(fractions), seed=seed)
+
+
+def splits_table(view, splits: dict) -> pd.DataFrame:
+    """One row per cell: CellId, structure_name, split."""
+    rows = []
+    for name in SPLITS:
+        indices = np.asarray(splits.get(name, []), "int64")
+        part = view.metadata.iloc[indices][[icd.ID_COLUMN, icd.NAME_COLUMN]].copy()
+        part["split"] = name
+        rows.append(part)
+    return pd.concat(rows, ignore_index=True)
+
+
+def rows_of_split(view, run, split: str) -> np.ndarray:
+    """Rows of `view` whose CellId the run's ``splits.csv`` puts in `split` (``all`` = every row)."""
+    if split == "all":
+        return np.arange(len(view.metadata))
+    if not run.splits.exists():
+        raise UserError(f"{run.splits} is missing; pass --split all to use every cell of --data")
+    table = pd.read_csv(run.splits, dtype={icd.ID_COLUMN: str})
+    wanted = set(table.loc[table["split"] == split, icd.ID_COLUMN].astype(str))
+    ids = view.metadata[icd.ID_COLUMN].astype(str).to_numpy()
+    rows = np.flatnonzero(np.isin(ids, list(wanted)))
+    if len(rows) == 0:
+        raise UserError(
+            f"--data {view.source} holds none of the run's {split!r} cells ({len(wanted)} in {run.splits}); "
+            "pass --split all for a different data set. Received: 0 matching CellIds"
+        )
+    return rows
+
+
+def load_model(run, kind: str):
+    """The best model of a run folder, checked to be an Integrated Cell of `kind` stage."""
+    from statcell_tf.models.integrated_cell import IntegratedCellConditional, IntegratedCellReference
+    from statcell_tf.training import export
+
+    expected = IntegratedCellReference if kind == "reference" else IntegratedCellConditional
+    path = run.best_model
+    if not path.exists():
+        raise UserError(f"{run.path} has no best.keras yet (train it first). Received: missing {path}")
+    model = export.load_keras(path, flag="RUN")
+    if not isinstance(model, expected):
+        raise UserError(
+            f"{run.path} holds a {type(model).__name__}; expected an Integrated Cell {kind}-stage run "
+            f"({expected.__name__}). Received: {type(model).__name__}"
+        )
+    return model
+
+
+def _datasets(view, splits, settings, batch_size, class_names):
+    from statcell_tf.data.pipeline import make_dataset
+
+    # Labels by structure name in the model's class order (the reader's own label column holds names).
+    labels = {}
+    if settings.stage == "conditional":
+        labels = {"label_column": icd.NAME_COLUMN, "label_values": list(class_names)}
+    repeat = settings.steps_per_epoch is not None
+    # Full batches only when possible: batch statistics of a 1-cell remainder are meaningless.
+    drop = len(splits["train"]) >= batch_size
+    train = make_dataset(
+        view, splits["train"], batch_size, shuffle=True, seed=settings.seed, augment=False, repeat=repeat,
+        drop_remainder=drop, **labels,
+    )
+    val = None
+    if len(splits.get("val", [])):
+        val = make_dataset(view, splits["val"], batch_size, shuffle=False, seed=settings.seed, augment=False, **labels)
+    return train, val
+
+
+def _figure_callback(view, rows, run, stage):
+    """After each epoch: inputs vs reconstructions of a few held-out cells (Fig. S1/S2)."""
+    from statcell_tf import atomic
+    from statcell_tf.models.integrated_cell_analysis import reconstruction_figure
+
+    images = np.asarray(view.images[np.asarray(rows[:6], "int64")])
+
+    def callback(epoch, logs, model):
+        if stage == "reference":
+            recon = np.asarray(model(images))
+            shown = images[..., :2]
+        else:
+            recon = np.asarray(model(images)["reconstruction"])
+            shown = images
+        figure = reconstruction_figure(shown, recon, title=f"{stage} model, epoch {epoch}")
+        atomic.save_figure(run.figures / "reconstructions.png", figure)
+
+    return callback
+
+
+def build_model(settings: IntegratedCellSettings, class_names, reference=None):
+    """The stage's model from the settings (conditional: with `reference`'s encoder copied in)."""
+    from statcell_tf.models.integrated_cell import IntegratedCellConditional, IntegratedCellReference
+
+    common = dict(
+        image_size=list(settings.image_size), latent_dim=settings.latent_dim, filters=settings.filters,
+        noise_stddev=settings.noise_stddev, output_batchnorm=settings.output_batchnorm, gamma_enc=settings.gamma_enc, gamma_dec=settings.gamma_dec,
+        learning_rate=settings.learning_rate, beta_1=settings.beta_1, seed=settings.seed,
+    )
+    if settings.stage == "reference":
+        return IntegratedCellReference(**common)
+    model = IntegratedCellConditional(
+        len(class_names), class_names=list(class_names), reference_latent_dim=reference.latent_dim,
+        reference_filters=reference.filters, reference_channels=reference.reference_channels,
+        decoder_condition=settings.decoder_condition, **common,
+    )
+    model.load_reference_encoder(reference)
+    return model
+
+
+def train(settings: IntegratedCellSettings, out, resume: bool = False, verbose: int = 1) -> pd.DataFrame:
+    """Train one stage into the run folder `out`; returns the history.
+
+    Writes config.json, splits.csv, checkpoints/, best.keras, history.csv, tensorboard/,
+    figures/reconstructions.png and saved_model/ (endpoints ``encode``, ``classify``,
+    ``integrate`` for the conditional stage; ``encode``, ``decode``, ``reconstruct`` for
+    the reference stage).
+    """
+    from statcell_tf import atomic
+    from statcell_tf.training import export, runtime, trainer
+    from statcell_tf.training.run_dir import RunDirectory, open_run
+
+    strategy = runtime.select_strategy(settings.strategy)  # first: multi-worker setup
+    runtime.set_precision(settings.precision)
+    run = RunDirectory(out)
+    reference = None
+    if settings.stage == "conditional":
+        reference_run = open_run(settings.reference_run, flag="--reference-run")
+        reference = load_model(reference_run, "reference")
+        if list(settings.image_size) != list(reference.image_size):
+            settings = dataclasses.replace(settings, image_size=tuple(reference.image_size))
+    cells = read_data(settings.data)
+    class_names = icd.class_names_of(cells) if settings.stage == "conditional" else None
+    if class_names is not None and len(class_names) < 2:
+        raise UserError(f"--data {settings.data}: the conditional stage needs >= 2 structures. Received: {class_names}")
+    config = {"kind": "integrated_cell", **settings.to_json(), "class_names": class_names}
+    requested = settings
+    config = run.create(config, resume=resume)
+    saved_names = config.get("class_names")
+    settings = IntegratedCellSettings.from_json(config)
+    if settings.stage != requested.stage:
+        raise UserError(
+            f"--out {run.path} holds a {settings.stage}-stage run; it cannot be resumed as "
+            f"--stage {requested.stage}. Received: --stage {requested.stage}"
+        )
+    if settings.stage == "conditional" and settings.reference_run != requested.reference_run:
+        reference = load_model(open_run(settings.reference_run, flag="reference_run in config.json"), "reference")
+    if class_names is not None and saved_names != class_names:
+        raise UserError(
+            f"--data {settings.data}: its structures differ from the run's. "
+            f"Received: {class_names}, run: {saved_names}"
+        )
+    runtime.set_seed(settings.seed)
+
+    view = icd.model_view(cells, settings.image_size, class_names)
+    splits = split_cells(view, settings.split_fractions, settings.seed)
+    if len(splits["train"]) == 0:
+        raise UserError(f"--data {settings.data}: no cells in the training split. Received: {len(view.metadata)} cells")
+    if runtime.is_chief(strategy):
+        atomic.write_csv(run.splits, splits_table(view, splits))
+    replicas = strategy.num_replicas_in_sync
+    train_ds, val_ds = _datasets(view, splits, settings, settings.batch_size * replicas, class_names)
+    with strategy.scope():
+        model = build_model(settings, class_names, reference)
+    monitor = "val_loss" if val_ds is not None else "loss"
+    train_settings = trainer.TrainSettings(
+        epochs=settings.epochs, steps_per_epoch=settings.steps_per_epoch, monitor=monitor, verbose=verbose
+    )
+    shown_rows = splits["val"] if len(splits.get("val", [])) else splits["train"]
+    callbacks = [_figure_callback(view, shown_rows, run, settings.stage)]
+    history = trainer.fit(model, train_ds, val_ds, run, train_settings, strategy=strategy,
+                          epoch_callbacks=callbacks, resume=resume)
+    if runtime.is_chief(strategy):
+        best = load_model(run, settings.stage)
+        export.export_saved_model(best, run.saved_model)
+    return history
+
+
+def classify_cells(model, view, rows, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Structure probabilities ŷ (N, K) and argmax predictions (N,) of `view`'s `rows`."""
+    rows = np.asarray(rows, "int64")
+    probabilities = []
+    for start in range(0, len(rows), batch_size):
+        images = np.asarray(view.images[rows[start : start + batch_size]], "float32")
+        probabilities.append(np.asarray(model.classify(images)))
+    probabilities = np.concatenate(probabilities) if probabilities else np.zeros((0, model.num_classes), "float32")
+    return probabilities, probabilities.argmax(axis=-1)
+
+
+def integrate_cells(model, view, rows, batch_size: int = 16) -> np.ndarray:
+    """Algorithm 3 for `view`'s `rows`: (N, K, H, W) predicted structure channels."""
+    rows = np.asarray(rows, "int64")
+    out = []
+    for start in range(0, len(rows), batch_size):
+        images = np.asarray(view.images[rows[start : start + batch_size]], "float32")
+        out.append(np.asarray(model.integrate(images[..., :2]))[..., 0])
+    return np.concatenate(out) if out else np.zeros((0, model.num_classes, *model.image_size), "float32")
