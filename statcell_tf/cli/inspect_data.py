@@ -8,7 +8,8 @@ import click
 
 from statcell_tf.cli._options import allow_pickle_option
 
-_CHUNK_IMAGES = 256
+_CHUNK_BYTES = 64 * 2**20
+_TOP_CLASSES = 20
 
 
 @click.command()
@@ -18,10 +19,13 @@ _CHUNK_IMAGES = 256
 @click.option("--label-column", default="label", show_default=True, help="Column to count classes of.")
 @click.option("--max-images", type=click.IntRange(min=1), default=None, help="Scan at most this many images.")
 def command(path: Path, allow_pickle: bool, group_column: str, label_column: str, max_images: int | None):
-    """Describe the data set at PATH: format, counts per label, shapes, dtypes, value ranges
-    per channel, split sizes and problems found (NaN/inf pixels, blank images, rare classes).
+    """Describe the data set at PATH: format, number of images, shape, dtype, value ranges
+    per channel, counts per label, the 80/10/10 split sizes by --group-column, and problems
+    found (NaN/inf pixels, constant images, classes with fewer than 3 images).
 
-    Run this first on your own data: it reads PATH exactly as training will.
+    Run this first on your own data: it reads PATH exactly as training will (PATH may be an
+    OpenCell folder, a BBBC021 folder or metadata.csv, an Allen manifest CSV or a DeepLoc
+    .hdf5). Exits 0 when the data can be read, even if problems are listed.
     """
     import numpy as np
 
@@ -29,46 +33,64 @@ def command(path: Path, allow_pickle: bool, group_column: str, label_column: str
     from statcell_tf.data.splits import split_indices
 
     kind = detect_format(path)
-    cells = read_cells(path, allow_pickle=allow_pickle)
+    # NaN/inf pixels are listed below as problems instead of stopping the reader.
+    cells = read_cells(path, allow_pickle=allow_pickle, check_finite=False)
     n = len(cells)
+    names = cells.channel_names
     click.echo(f"{path}: {kind} format, {n} images of shape {cells.image_shape}, dtype {cells.images.dtype}")
-    click.echo(f"channels: {', '.join(cells.channel_names)}")
+    click.echo(f"channels: {', '.join(names)}")
 
     scanned = n if max_images is None else min(n, max_images)
-    low = np.full(len(cells.channel_names), np.inf)
-    high = np.full(len(cells.channel_names), -np.inf)
-    total = np.zeros(len(cells.channel_names))
-    nonfinite, blank = [], []
-    with click.progressbar(range(0, scanned, _CHUNK_IMAGES), label="scanning", file=click.get_text_stream("stderr")) as chunks:
+    per_image = int(np.prod(cells.image_shape)) * max(np.dtype(cells.images.dtype).itemsize, 4)
+    step = max(1, _CHUNK_BYTES // per_image)
+    low = np.full(len(names), np.inf)
+    high = np.full(len(names), -np.inf)
+    total = np.zeros(len(names))
+    nonfinite, constant = [], np.zeros(len(names), dtype=np.int64)
+    first_constant = None
+    with click.progressbar(
+        range(0, scanned, step), label="scanning images", file=click.get_text_stream("stderr")
+    ) as chunks:
         for begin in chunks:
-            rows = np.arange(begin, min(begin + _CHUNK_IMAGES, scanned))
-            batch = np.asarray(cells.images[rows], dtype=np.float64)
-            flat = batch.reshape(len(batch), -1, batch.shape[-1])
-            finite = np.isfinite(flat).all(axis=(1, 2))
-            nonfinite.extend(rows[~finite].tolist())
-            good = flat[finite]
-            if len(good):
-                low = np.minimum(low, good.min(axis=(0, 1)))
-                high = np.maximum(high, good.max(axis=(0, 1)))
-                total += good.mean(axis=1).sum(axis=0)
-                constant = (good.max(axis=1) == good.min(axis=1)).all(axis=1)
-                blank.extend(rows[finite][constant].tolist())
+            rows = np.arange(begin, min(begin + step, scanned))
+            batch = np.asarray(cells.images[rows])
+            flat = batch.reshape(len(batch), -1, batch.shape[-1])  # (B, pixels, C)
+            if np.issubdtype(flat.dtype, np.floating):
+                finite = np.isfinite(flat).all(axis=(1, 2))
+                nonfinite.extend(rows[~finite].tolist())
+                flat, rows = flat[finite], rows[finite]
+            if not len(flat):
+                continue
+            lo, hi = flat.min(axis=1), flat.max(axis=1)  # (B, C)
+            low = np.minimum(low, lo.min(axis=0))
+            high = np.maximum(high, hi.max(axis=0))
+            total += flat.mean(axis=1, dtype=np.float64).sum(axis=0)
+            flat_channels = lo == hi
+            constant += flat_channels.sum(axis=0)
+            if first_constant is None and flat_channels.any():
+                first_constant = int(rows[np.argmax(flat_channels.any(axis=1))])
     valid = max(1, scanned - len(nonfinite))
-    for i, name in enumerate(cells.channel_names):
+    click.echo("value range per channel:")
+    for i, name in enumerate(names):
         click.echo(f"  {name}: min {low[i]:.4g}, max {high[i]:.4g}, mean {total[i] / valid:.4g}")
 
     metadata = cells.metadata
     problems = []
     if label_column in metadata:
-        counts = metadata[label_column].value_counts()
+        counts = metadata[label_column].astype(str).value_counts()
         click.echo(f"{label_column}: {len(counts)} classes")
-        for name, count in counts.head(20).items():
+        for name, count in counts.head(_TOP_CLASSES).items():
             click.echo(f"  {name}: {count}")
-        if len(counts) > 20:
-            click.echo(f"  ... and {len(counts) - 20} more")
+        if len(counts) > _TOP_CLASSES:
+            click.echo(f"  ... and {len(counts) - _TOP_CLASSES} more")
         rare = counts[counts < 3]
         if len(rare):
-            problems.append(f"{len(rare)} {label_column} class(es) have fewer than 3 images (e.g. {rare.index[0]})")
+            problems.append(
+                f"{len(rare)} {label_column} class(es) have fewer than 3 images "
+                f"(e.g. {', '.join(map(str, rare.index[:5]))})"
+            )
+    else:
+        problems.append(f"no {label_column!r} column: classes cannot be counted")
     for column in ("family", "localization", "moa", "structure_name", "cell_cycle_phase"):
         if column in metadata and column != label_column:
             summary = ", ".join(f"{k} {v}" for k, v in metadata[column].value_counts().head(12).items())
@@ -77,12 +99,18 @@ def command(path: Path, allow_pickle: bool, group_column: str, label_column: str
         splits = split_indices(metadata, group_column)
         sizes = ", ".join(f"{k} {len(v)}" for k, v in splits.items())
         click.echo(f"split by {group_column} ({metadata[group_column].nunique()} groups): {sizes}")
+        empty = [k for k, v in splits.items() if len(v) == 0]
+        if empty:
+            problems.append(f"split by {group_column} leaves {', '.join(empty)} empty (too few groups)")
     else:
         problems.append(f"no {group_column!r} column: splits cannot be grouped")
     if nonfinite:
-        problems.append(f"{len(nonfinite)} image(s) with NaN/inf pixels (first: {nonfinite[0]})")
-    if blank:
-        problems.append(f"{len(blank)} blank image(s) (every pixel equal; first: {blank[0]})")
+        problems.append(
+            f"{len(nonfinite)} image(s) with NaN/inf pixels (first: {nonfinite[0]}); training stops at them"
+        )
+    if constant.any():
+        detail = ", ".join(f"{name} {count}" for name, count in zip(names, constant) if count)
+        problems.append(f"constant images (every pixel equal) per channel: {detail}; first: image {first_constant}")
     if scanned < n:
         problems.append(f"only the first {scanned} of {n} images were scanned (--max-images)")
     click.echo("problems: " + ("none found" if not problems else ""))

@@ -24,13 +24,12 @@ REQUIRED_COLUMNS = ("file", "plate", "well", "compound")
 
 
 def is_bbbc021(path: Path) -> bool:
-    """True for a BBBC021 crop folder (or its metadata.csv)."""
+    """True for a BBBC021 crop folder (or its metadata.csv): columns file, plate, well, compound."""
     path = Path(path)
-    csv = path / "metadata.csv" if path.is_dir() else path
-    if not csv.is_file() or csv.suffix.lower() != ".csv":
+    csv_path = path / "metadata.csv" if path.is_dir() else path
+    if not csv_path.is_file() or csv_path.suffix.lower() != ".csv":
         return False
-    header = csv.open().readline().lower()
-    return all(column in header for column in REQUIRED_COLUMNS)
+    return set(REQUIRED_COLUMNS) <= set(validation.csv_header(csv_path))
 
 
 def _load_crop(path: str) -> np.ndarray:
@@ -40,13 +39,22 @@ def _load_crop(path: str) -> np.ndarray:
         raise UserError(f"{path} is not a readable crop .npy ({str(error).splitlines()[0]})") from None
 
 
-def read_bbbc021(path) -> CellImages:
+def read_bbbc021(path, expected_shape: tuple[int, int] | None = None, check_finite: bool = True) -> CellImages:
     """Read a BBBC021 crop folder (or its metadata.csv).
 
+    Args:
+        path: str or Path. The folder holding ``metadata.csv``, or the CSV itself. Crops are
+            looked up by file name anywhere under the ``crops/`` folder beside the CSV (or
+            under the CSV's folder when there is no ``crops/``).
+        expected_shape: (H, W) or None. Reject crops of another size.
+        check_finite: bool. Scan float crops for NaN/inf now when they take less than 512 MB
+            (integer crops cannot hold NaN). Defaults to True.
+
     Returns:
-        CellImages of (68, 68, 3) crops with channels dna, actin, tubulin and every
-        metadata.csv column, plus ``label`` (= compound), ``treatment`` (compound @
-        concentration) and ``group`` (= plate/well: splits never divide a well).
+        CellImages of (68, 68, 3) crops with channels dna, actin, tubulin, read lazily one
+        file per crop, with every metadata.csv column (``qc_flag_low_dna_contrast`` included
+        when present) plus ``label`` (= compound), ``treatment`` (compound@concentration)
+        and ``group`` (= plate/well: splits never divide a well).
     """
     path = Path(path)
     if not path.exists():
@@ -58,18 +66,32 @@ def read_bbbc021(path) -> CellImages:
     metadata = validation.read_csv(csv)
     validation.require_columns(metadata, REQUIRED_COLUMNS, csv)
     if metadata.empty:
-        raise UserError(f"{csv} lists no crops")
-    located = {p.name: p for p in folder.rglob("*.npy")}
-    missing = [name for name in metadata["file"] if name not in located]
+        raise UserError(f"{csv} must list at least one crop. Received: a header without rows")
+    root = folder / "crops" if (folder / "crops").is_dir() else folder
+    located: dict[str, Path] = {}
+    for crop in sorted(root.rglob("*.npy")):
+        if crop.name in located:
+            raise UserError(
+                f"{crop} has the same file name as {located[crop.name]}; crops are found by file "
+                "name, so every name under the crop folder must be unique"
+            )
+        located[crop.name] = crop
+    names = [Path(str(name)).name for name in metadata["file"]]
+    missing = [name for name in names if name not in located]
     if missing:
         raise UserError(
-            f"{len(missing)} crop(s) listed in {csv} are not under {folder} "
+            f"{len(missing)} crop(s) listed in {csv} are not under {root} "
             f"(first: {missing[0]}). Received: {len(located)} .npy files"
         )
-    paths = [str(located[name]) for name in metadata["file"]]
+    paths = [str(located[name]) for name in names]
     first = _load_crop(paths[0])
     if first.ndim != 3:
-        raise UserError(f"{paths[0]} must be one crop (H, W, C). Received: shape {first.shape}")
+        raise UserError(f"{paths[0]} must be one channel-last crop (H, W, C). Received: shape {first.shape}")
+    if expected_shape is not None and tuple(first.shape[:2]) != tuple(expected_shape):
+        raise UserError(
+            f"{paths[0]}: crops must be {expected_shape[0]}x{expected_shape[1]} pixels. "
+            f"Received: {first.shape[0]}x{first.shape[1]}"
+        )
     metadata = metadata.copy()
     metadata["label"] = metadata["compound"].astype(str)
     if "concentration" in metadata:
@@ -77,7 +99,10 @@ def read_bbbc021(path) -> CellImages:
     metadata["group"] = metadata["plate"].astype(str) + "/" + metadata["well"].astype(str)
     names = CHANNELS if first.shape[-1] == 3 else tuple(f"ch{i}" for i in range(first.shape[-1]))
     images = _CheckedFileImages(paths, first.shape, first.dtype)
-    return CellImages(images, metadata, names, str(folder))
+    cells = CellImages(images, metadata, names, str(folder))
+    if check_finite:
+        validation.check_finite(cells)
+    return cells
 
 
 class _CheckedFileImages(FileImages):
@@ -99,17 +124,47 @@ class _CheckedFileImages(FileImages):
 def join_official(metadata: pd.DataFrame, image_csv, moa_csv=None) -> pd.DataFrame:
     """Add the official BBBC021v1 image-table (and MoA-table) columns to crop metadata.
 
-    The key: a crop's file name minus ``_<cell_index>.npy`` plus ``.tif`` is the image's
-    ``Image_FileName_DAPI``. MoA joins on (compound, concentration).
+    The key: a crop's file name minus its trailing ``_<cell_index>.npy``, plus ``.tif``, is
+    the image's ``Image_FileName_DAPI`` in ``BBBC021_v1_image.csv``. The MoA table joins on
+    (compound, concentration), taken from the crop metadata when it has them, else from the
+    official image table; its ``moa`` column arrives as ``moa_official``.
+
+    Args:
+        metadata: DataFrame. Crop metadata with a ``file`` column (e.g. `read_bbbc021`'s).
+        image_csv: str or Path. ``BBBC021_v1_image.csv``.
+        moa_csv: str, Path or None. ``BBBC021_v1_moa.csv``.
+
+    Returns:
+        DataFrame with the rows of `metadata` in order, plus the official columns (NaN
+        where a crop has no official image row).
     """
+    validation.require_columns(metadata, ["file"], "crop metadata")
     images = validation.read_csv(Path(image_csv))
     validation.require_columns(images, ["Image_FileName_DAPI"], image_csv)
-    joined = metadata.copy()
-    joined["Image_FileName_DAPI"] = joined["file"].str.replace(r"_\d+\.npy$", ".tif", regex=True)
+    images = images.drop_duplicates("Image_FileName_DAPI")
+    joined = metadata.reset_index(drop=True).copy()
+    names = joined["file"].astype(str).map(lambda name: Path(name).name)
+    joined["Image_FileName_DAPI"] = names.str.replace(r"_\d+\.npy$", ".tif", regex=True)
     joined = joined.merge(images, on="Image_FileName_DAPI", how="left", suffixes=("", "_official"))
+    if joined["Image_FileName_DAPI"].isin(images["Image_FileName_DAPI"]).sum() == 0:
+        raise UserError(
+            f"{image_csv}: no crop matches an Image_FileName_DAPI (crop file name minus _<cell>.npy "
+            f"plus .tif). Received: crop names like {names.iloc[0]}"
+        )
     if moa_csv is not None:
         moa = validation.read_csv(Path(moa_csv))
         validation.require_columns(moa, ["compound", "concentration", "moa"], moa_csv)
-        moa = moa.rename(columns={"moa": "moa_official"})
-        joined = joined.merge(moa, on=["compound", "concentration"], how="left")
+        compound = "compound" if "compound" in joined else "Image_Metadata_Compound"
+        concentration = "concentration" if "concentration" in joined else "Image_Metadata_Concentration"
+        keys = pd.DataFrame(
+            {
+                "_compound": moa["compound"].astype(str),
+                "_concentration": pd.to_numeric(moa["concentration"], errors="coerce").round(9),
+                "moa_official": moa["moa"],
+            }
+        ).drop_duplicates(["_compound", "_concentration"])
+        joined["_compound"] = joined[compound].astype(str)
+        joined["_concentration"] = pd.to_numeric(joined[concentration], errors="coerce").round(9)
+        joined = joined.merge(keys, on=["_compound", "_concentration"], how="left")
+        joined = joined.drop(columns=["_compound", "_concentration"])
     return joined

@@ -1,12 +1,26 @@
-"""`read_cells`: open any supported data set by looking at what the path holds."""
+"""`read_cells`: open any supported data set by looking at what the path holds.
+
+Formats, in the order they are tried:
+
+- ``opencell``: a folder with ``<name>_pro.npy`` / ``_nuc.npy`` / ``_nucdist.npy`` files or
+  ``Image_dataXX.npy`` shards (`statcell_tf.data.opencell`);
+- ``bbbc021``: a folder with ``metadata.csv`` (columns file, plate, well, compound) and its
+  crops, or that CSV itself (`statcell_tf.data.bbbc021`);
+- ``allencell``: a manifest CSV with CellId, structure_name and path columns, or a folder
+  holding ``manifest.csv`` (`statcell_tf.data.allencell`);
+- ``deeploc``: an ``.h5`` / ``.hdf5`` file (`statcell_tf.data.deeploc`).
+"""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from statcell_tf.data import allencell, bbbc021, opencell
 from statcell_tf.data.source import CellImages
 from statcell_tf.errors import UserError
+
+FORMATS = ("opencell", "bbbc021", "allencell", "deeploc")
 
 
 def detect_format(path) -> str:
@@ -23,23 +37,60 @@ def detect_format(path) -> str:
     if path.is_file() and path.suffix.lower() in (".h5", ".hdf5"):
         return "deeploc"
     if path.is_dir() and not any(path.iterdir()):
-        raise UserError(f"--data {path} is an empty folder")
+        raise UserError(
+            f"--data {path} is an empty folder; expected OpenCell .npy files, a BBBC021 "
+            "metadata.csv with crops, or an Allen manifest.csv"
+        )
     raise UserError(
-        f"--data {path}: no supported data found. Expected an OpenCell folder (*_pro.npy or "
-        "Image_data*.npy), a BBBC021 folder (metadata.csv + crops), an Allen manifest CSV "
-        "(CellId, structure_name, path) or a DeepLoc .hdf5"
+        f"--data {path}: no supported data found. Expected an OpenCell folder (<name>_pro.npy, "
+        "_nuc.npy, _nucdist.npy + _label.csv, or Image_dataXX.npy + Label_dataXX.csv), a BBBC021 "
+        "folder or CSV (metadata.csv with file, plate, well, compound + .npy crops), an Allen "
+        "manifest CSV (CellId, structure_name, path) or a DeepLoc .h5/.hdf5. "
+        f"Received: {_describe(path)}"
     )
 
 
-def read_cells(path, allow_pickle: bool = False, **kwargs) -> CellImages:
-    """Read `path` with the reader its format needs; `kwargs` go to that reader."""
-    kind = detect_format(path)
+def _reader(kind: str):
     if kind == "opencell":
-        return opencell.read_opencell(path, allow_pickle=allow_pickle, **kwargs)
+        return opencell.read_opencell
     if kind == "bbbc021":
-        return bbbc021.read_bbbc021(path, **kwargs)
+        return bbbc021.read_bbbc021
     if kind == "allencell":
-        return allencell.read_allencell(path, **kwargs)
+        return allencell.read_allencell
     from statcell_tf.data.deeploc import read_deeploc
 
-    return read_deeploc(path, **kwargs)
+    return read_deeploc
+
+
+def read_cells(path, allow_pickle: bool = False, **kwargs) -> CellImages:
+    """Read `path` with the reader its format needs.
+
+    Args:
+        path: str or Path. A folder or file in one of the supported formats.
+        allow_pickle: bool. Let OpenCell readers unpickle object label arrays.
+        **kwargs: passed to the format's reader (e.g. ``expected_shape``, ``channels``,
+            ``check_finite``, ``membrane``). Options a format does not have are an error
+            unless their value is None.
+
+    Returns:
+        CellImages.
+    """
+    kind = detect_format(path)
+    reader = _reader(kind)
+    accepted = inspect.signature(reader).parameters
+    if "allow_pickle" in accepted:
+        kwargs["allow_pickle"] = allow_pickle
+    unknown = sorted(k for k, v in kwargs.items() if k not in accepted and v is not None)
+    if unknown:
+        raise UserError(
+            f"--data {path} is {kind} data, which has no option {', '.join(unknown)}. "
+            f"Its options: {', '.join(list(accepted)[1:])}"
+        )
+    return reader(path, **{k: v for k, v in kwargs.items() if k in accepted})
+
+
+def _describe(path: Path) -> str:
+    if path.is_file():
+        return f"a {path.suffix or 'extension-less'} file"
+    names = sorted(p.name for p in path.iterdir())
+    return f"{len(names)} entries: " + ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")

@@ -64,7 +64,7 @@ def split_indices(
                         break
         assignment[group] = split
         filled += sizes[group]
-    codes = np.array([assignment[g] for g in groups])
+    codes = pd.Series(groups).map(assignment).to_numpy(dtype=np.int64)
     return {name: np.flatnonzero(codes == i).astype(np.int64) for i, name in enumerate(SPLITS)}
 
 
@@ -78,8 +78,21 @@ def save_splits(path, metadata: pd.DataFrame, splits: dict, group_column: str = 
 
 
 def load_splits(path, n: int) -> dict[str, np.ndarray]:
-    """Read a split written by `save_splits`, checking it covers `n` rows."""
-    table = pd.read_csv(path)
+    """Read a split written by `save_splits`, checking it was made for these `n` images.
+
+    Returns:
+        ``{"train", "val", "test"}`` of sorted int64 row indices (rows recorded with another
+        or no split name belong to none).
+    """
+    from statcell_tf.data import validation
+
+    table = validation.read_csv(path)
+    validation.require_columns(table, ["row", "split"], path)
     if len(table) != n:
         raise UserError(f"{path} records a split of {len(table)} images but the data has {n}")
-    return {name: table["row"][table["split"] == name].to_numpy(np.int64) for name in SPLITS}
+    rows = pd.to_numeric(table["row"], errors="coerce")
+    if rows.isna().any() or not np.array_equal(np.sort(rows.to_numpy()), np.arange(n)):
+        raise UserError(f"{path}: column row must list every image 0..{n - 1} once. Received: {len(table)} rows")
+    rows = rows.to_numpy(np.int64)
+    split = table["split"].astype(str).to_numpy()
+    return {name: np.sort(rows[split == name]) for name in SPLITS}

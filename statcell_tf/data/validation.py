@@ -5,6 +5,7 @@ Each failure is a `UserError` naming the file and what was wrong with it.
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,19 @@ def load_npy(path: Path):
     """Memory-map a .npy file (never unpickling); clear errors for truncated or odd files."""
     path = Path(path)
     try:
+        with open(path, "rb") as file:
+            magic = file.read(6)
+        if magic != b"\x93NUMPY":
+            raise UserError(
+                f"{path} is not a .npy file (no NUMPY header). Received: {len(magic)} leading bytes {magic!r}"
+            )
         array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as error:
-        text = str(error)
-        if "pickle" in text.lower():
-            raise UserError(f"{path} holds pickled objects, not numeric images") from None
+    except (ValueError, EOFError) as error:
+        text = str(error) or type(error).__name__
+        if "pickle" in text.lower() or "python objects" in text.lower():
+            raise UserError(
+                f"{path} must hold numeric images. Received: pickled Python objects (dtype object)"
+            ) from None
         raise UserError(f"{path} is truncated or not a valid .npy file ({text.splitlines()[0]})") from None
     except OSError as error:
         raise UserError(f"{path} cannot be read ({error.strerror or error})") from None
@@ -37,13 +46,25 @@ def load_npy(path: Path):
     return array
 
 
-def read_csv(path: Path) -> pd.DataFrame:
-    """Read a CSV table; a clear error for an empty or unparsable file."""
+def csv_header(path: Path) -> list[str]:
+    """Column names on the first line of a CSV file (stripped); [] when it cannot be read."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            return [column.strip() for column in next(csv.reader(file), [])]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+
+
+def read_csv(path: Path, **kwargs) -> pd.DataFrame:
+    """Read a CSV table (`kwargs` go to `pandas.read_csv`); a clear error for an empty or
+    unparsable file."""
     path = Path(path)
     try:
-        table = pd.read_csv(path)
+        table = pd.read_csv(path, **kwargs)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
         raise UserError(f"{path} is not a readable CSV table ({str(error).splitlines()[0]})") from None
+    except OSError as error:
+        raise UserError(f"{path} cannot be read ({error.strerror or error})") from None
     return table
 
 
@@ -81,7 +102,7 @@ def check_finite(cells) -> None:
     bad = first_nonfinite(images)
     if bad is not None:
         row = cells.metadata.iloc[bad]
-        where = ", ".join(f"{k}={row[k]}" for k in ("prefix", "file", "protein", "CellId") if k in row)
+        where = ", ".join(f"{k}={row[k]}" for k in ("prefix", "file", "path", "protein", "CellId") if k in row)
         raise UserError(
             f"image {bad} in {cells.source} ({where}) has NaN or infinite pixels; "
             "fix or drop it before training"

@@ -23,13 +23,24 @@ def load_keras(path, flag: str = "model") -> keras.Model:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{flag} {path} does not exist")
-    import statcell_tf.models  # noqa: F401  (registers the serialisable classes)
+    _register_models()
 
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as error:  # Keras raises many types for a broken archive
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"{flag} {path} is not a readable .keras model ({first[:200]})") from None
+
+
+def _register_models() -> None:
+    """Import every model module so its serialisable classes are registered with Keras."""
+    import importlib
+    import pkgutil
+
+    import statcell_tf.models
+
+    for info in pkgutil.iter_modules(statcell_tf.models.__path__):
+        importlib.import_module(f"statcell_tf.models.{info.name}")
 
 
 def export_saved_model(model: keras.Model, path) -> Path:

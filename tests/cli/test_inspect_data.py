@@ -1,39 +1,84 @@
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-from fake_data import write_opencell  # noqa: E402
+from fake_data import write_manifest, write_opencell  # noqa: E402
 
 from statcell_tf.cli import cli  # noqa: E402
 
-
-def test_inspect_opencell_folder_reports_counts_ranges_and_splits(tmp_path):
-    folder = write_opencell(tmp_path / "oc", proteins=("A", "B", "C"), n=4)
-    np.save(folder / "ENSG00002_pro.npy", np.zeros((4, 100, 100), np.float32))  # blank images
-    result = CliRunner().invoke(cli, ["inspect-data", str(folder)])
-    assert result.exit_code == 0, result.output
-    assert "opencell format, 12 images of shape (100, 100, 3)" in result.output
-    assert "label: 3 classes" in result.output and "  A: 4" in result.output
-    assert "split by group (6 groups)" in result.output
-    assert "pro: min 0, max" in result.output
-    assert "problems:" in result.output
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_inspect_reports_nan_as_a_user_error(tmp_path):
-    folder = write_opencell(tmp_path / "oc")
-    array = np.load(folder / "ENSG00000_nuc.npy")
-    array[1, 0, 0] = np.nan
-    np.save(folder / "ENSG00000_nuc.npy", array)
-    result = CliRunner().invoke(cli, ["inspect-data", str(folder)])
-    assert result.exit_code == 2
-    assert "NaN or infinite" in result.output and "Traceback" not in result.output
+def _inspect(*args):
+    result = CliRunner().invoke(cli, ["inspect-data", *map(str, args)])
+    return result.exit_code, result.output
 
 
-def test_inspect_real_bbbc021(shared_data):
-    result = CliRunner().invoke(cli, ["inspect-data", str(shared_data("bbbc021-dmso-cycloheximide"))])
-    assert result.exit_code == 0, result.output
-    assert "2185 images of shape (68, 68, 3)" in result.output
-    assert "moa: DMSO 1620, Protein synthesis 565" in result.output
+def test_opencell_folder_counts_ranges_splits_and_problems(tmp_path):
+    folder = write_opencell(tmp_path / "oc", proteins=("A", "B", "C"), n=4, size=16)
+    np.save(folder / "ENSG00002_pro.npy", np.zeros((4, 16, 16), np.float32))  # blank protein images
+    nuc = np.load(folder / "ENSG00000_nuc.npy")
+    nuc[1, 0, 0] = np.nan
+    np.save(folder / "ENSG00000_nuc.npy", nuc)
+    table = pd.read_csv(folder / "ENSG00001_label.csv")
+    table.loc[3:, "protein"] = "RARE"
+    table.to_csv(folder / "ENSG00001_label.csv", index=False)
+    code, output = _inspect(folder)
+    assert code == 0, output
+    assert "opencell format, 12 images of shape (16, 16, 3), dtype float32" in output
+    assert "channels: pro, nuc, nucdist" in output
+    assert "label: 4 classes" in output and "  A: 4" in output and "  RARE: 1" in output
+    assert "pro: min 0, max" in output
+    assert "split by group (6 groups): train" in output
+    assert "1 image(s) with NaN/inf pixels (first: 1)" in output
+    assert "constant images (every pixel equal) per channel: pro 4; first: image 8" in output
+    assert "1 label class(es) have fewer than 3 images (e.g. RARE)" in output
+
+
+def test_clean_allen_manifest_has_no_problems(tmp_path):
+    manifest = write_manifest(tmp_path / "ac", n=6, dims=3)
+    code, output = _inspect(manifest, "--group-column", "CellId")
+    assert code == 0, output
+    assert "allencell format, 6 images of shape (4, 16, 16, 3)" in output
+    assert "channels: membrane, dna, structure" in output
+    assert "split by CellId (6 groups)" in output
+    assert "structure_name: ST0 3, ST1 3" in output
+    assert "problems: none found" in output
+
+
+def test_unreadable_data_is_a_one_line_user_error(tmp_path):
+    folder = write_opencell(tmp_path / "oc", size=8, label_format="pickle")
+    code, output = _inspect(folder)
+    assert code == 2 and "--allow-pickle" in output and "Traceback" not in output
+    code, output = _inspect(folder, "--allow-pickle")
+    assert code == 0, output
+
+
+def test_bin_shim_runs_the_command(tmp_path):
+    folder = write_opencell(tmp_path / "oc", size=8)
+    done = subprocess.run([str(ROOT / "bin" / "inspect-data"), str(folder), "--max-images", "5"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "12 images" in done.stdout and "only the first 5 of 12 images were scanned" in done.stdout
+
+
+def test_real_bbbc021(shared_data):
+    code, output = _inspect(shared_data("bbbc021-dmso-cycloheximide"))
+    assert code == 0, output
+    assert "bbbc021 format, 2185 images of shape (68, 68, 3), dtype uint16" in output
+    assert "moa: DMSO 1620, Protein synthesis 565" in output
+    assert "label: 2 classes" in output
+    assert "split by group (" in output and "NaN" not in output
+
+
+def test_real_deeploc(shared_data):
+    code, output = _inspect(shared_data("deeploc-yeast-36", "Schuldiner_test_set.hdf5"))
+    assert code == 0, output
+    assert "deeploc format, 36 images of shape (64, 64, 2)" in output
+    assert "label: 9 classes" in output and "Bud: 1" in output
+    assert "classes have fewer than 3 images" in output or "class(es) have fewer than 3 images" in output

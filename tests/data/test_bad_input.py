@@ -10,108 +10,139 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_data import write_manifest, write_opencell  # noqa: E402
 
-from statcell_tf.data import opencell, readers  # noqa: E402
+from statcell_tf.data import opencell, readers, validation  # noqa: E402
 from statcell_tf.errors import UserError  # noqa: E402
 
 
-def _one_line(error):
-    assert "\n" not in str(error.value), str(error.value)
-    return str(error.value)
+def _raises(pattern, function, *args, **kwargs) -> str:
+    """The UserError message of `function(...)`: one line, matching `pattern`."""
+    with pytest.raises(UserError, match=pattern) as raised:
+        function(*args, **kwargs)
+    message = str(raised.value)
+    assert "\n" not in message, message
+    return message
 
 
 def test_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match="empty folder") as e:
-        readers.read_cells(tmp_path / "empty")
-    _one_line(e)
+    _raises(r"--data .*empty is an empty folder; expected OpenCell", readers.read_cells, tmp_path / "empty")
 
 
 def test_missing_path(tmp_path):
-    with pytest.raises(UserError, match="does not exist"):
-        readers.read_cells(tmp_path / "nope")
+    _raises(r"--data .*nope does not exist", readers.read_cells, tmp_path / "nope")
 
 
 def test_missing_sibling_channel_file(tmp_path):
-    folder = write_opencell(tmp_path / "oc")
-    (folder / "ENSG00001_nucdist.npy").unlink()
-    with pytest.raises(UserError, match="ENSG00001_nucdist.npy is missing") as e:
-        opencell.read_opencell(folder)
-    _one_line(e)
+    folder = write_opencell(tmp_path / "oc", size=8)
+    (folder / "ENSG00001_pro.npy").unlink()
+    _raises(
+        r"ENSG00001_pro.npy is missing: it is the sibling of ENSG00001_nuc.npy.*Received for ENSG00001: nuc, nucdist",
+        readers.read_cells, folder,
+    )
 
 
 def test_mismatched_n_between_channel_files(tmp_path):
-    folder = write_opencell(tmp_path / "oc")
-    np.save(folder / "ENSG00000_nuc.npy", np.zeros((5, 100, 100), np.float32))
-    with pytest.raises(UserError, match=r"ENSG00000_nuc.npy has shape \(5, 100, 100\)"):
-        opencell.read_opencell(folder)
+    folder = write_opencell(tmp_path / "oc", size=8)
+    np.save(folder / "ENSG00000_nuc.npy", np.zeros((5, 8, 8), np.float32))
+    _raises(
+        r"ENSG00000_nuc.npy must match ENSG00000_pro.npy \(same N, H, W\). Received: shape \(5, 8, 8\) vs \(6, 8, 8\)",
+        opencell.read_opencell, folder,
+    )
 
 
 def test_mismatched_n_between_images_and_labels(tmp_path):
-    folder = write_opencell(tmp_path / "oc")
-    table = pd.read_csv(folder / "ENSG00000_label.csv")
-    table.iloc[:4].to_csv(folder / "ENSG00000_label.csv", index=False)
-    with pytest.raises(UserError, match="ENSG00000_label.csv has 4 rows but .* hold 6 images"):
-        opencell.read_opencell(folder)
+    folder = write_opencell(tmp_path / "oc", size=8)
+    pd.read_csv(folder / "ENSG00000_label.csv").iloc[:4].to_csv(folder / "ENSG00000_label.csv", index=False)
+    _raises(
+        r"ENSG00000_label.csv must have one row per image of ENSG00000_\*.npy \(6\). Received: 4 rows",
+        opencell.read_opencell, folder,
+    )
 
 
 def test_wrong_image_size(tmp_path):
     folder = write_opencell(tmp_path / "oc", size=64)
-    with pytest.raises(UserError, match="are 64x64, expected 100x100"):
-        opencell.read_opencell(folder, expected_shape=(100, 100))
+    _raises(
+        r"ENSG00000_pro.npy: images must be 100x100 pixels. Received: 64x64",
+        readers.read_cells, folder, expected_shape=(100, 100),
+    )
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_nan_and_inf_pixels(tmp_path, bad):
-    folder = write_opencell(tmp_path / "oc")
+def test_nan_and_inf_pixels_found_at_read_time(tmp_path, bad):
+    folder = write_opencell(tmp_path / "oc", size=8)
+    array = np.load(folder / "ENSG00001_nucdist.npy")
+    array[3, 1, 1] = bad
+    np.save(folder / "ENSG00001_nucdist.npy", array)
+    pattern = r"ENSG00001_nucdist.npy: image 3 has NaN or infinite pixels; expected finite values"
+    _raises(pattern, readers.read_cells, folder)
+    # Channels not read are not checked.
+    assert len(readers.read_cells(folder, channels=["pro"])) == 12
+
+
+def test_nan_in_large_data_is_caught_by_the_pipeline(tmp_path, monkeypatch):
+    from statcell_tf.backend import tf
+    from statcell_tf.data.pipeline import make_dataset
+    from statcell_tf.errors import user_message
+
+    folder = write_opencell(tmp_path / "oc", size=8)
     array = np.load(folder / "ENSG00001_pro.npy")
-    array[3, 10, 10] = bad
+    array[2, 0, 0] = np.nan
     np.save(folder / "ENSG00001_pro.npy", array)
-    with pytest.raises(UserError, match=r"image 9 .*prefix=ENSG00001.* NaN or infinite") as e:
-        opencell.read_opencell(folder)
-    _one_line(e)
+    monkeypatch.setattr(validation, "FULL_SCAN_BYTES", 0)  # as if the data were > 512 MB
+    cells = readers.read_cells(folder)
+    with pytest.raises(tf.errors.OpError) as raised:
+        list(make_dataset(cells, np.arange(12), 4))
+    assert user_message(raised.value).startswith(f"image 8 in {folder} has NaN or infinite pixels")
 
 
 def test_truncated_npy(tmp_path):
-    folder = write_opencell(tmp_path / "oc")
+    folder = write_opencell(tmp_path / "oc", size=8)
     path = folder / "ENSG00000_pro.npy"
-    path.write_bytes(path.read_bytes()[:5000])
-    with pytest.raises(UserError, match="ENSG00000_pro.npy is truncated or not a valid .npy") as e:
-        opencell.read_opencell(folder)
-    _one_line(e)
+    path.write_bytes(path.read_bytes()[:500])
+    _raises(r"ENSG00000_pro.npy is truncated or not a valid .npy file", opencell.read_opencell, folder)
+    path.write_bytes(b"")
+    _raises(r"ENSG00000_pro.npy is not a .npy file \(no NUMPY header\)", opencell.read_opencell, folder)
+
+
+def test_object_images_are_refused(tmp_path):
+    folder = write_opencell(tmp_path / "oc", size=8)
+    np.save(folder / "ENSG00000_pro.npy", np.array([[1, "a"]] * 6, dtype=object), allow_pickle=True)
+    pattern = r"ENSG00000_pro.npy must hold numeric images. Received: pickled Python objects"
+    _raises(pattern, opencell.read_opencell, folder)
 
 
 def test_pickled_labels_without_allow_pickle(tmp_path):
-    folder = write_opencell(tmp_path / "oc", label_format="pickle")
-    with pytest.raises(UserError, match="--allow-pickle"):
-        readers.read_cells(folder)
+    folder = write_opencell(tmp_path / "oc", size=8, label_format="pickle")
+    _raises(r"ENSG00000_label.npy holds pickled objects.*Pass --allow-pickle", readers.read_cells, folder)
+
+
+def test_labels_without_protein_column(tmp_path):
+    folder = write_opencell(tmp_path / "oc", size=8)
+    labels = folder / "ENSG00000_label.csv"
+    pd.read_csv(labels).drop(columns="protein").to_csv(labels, index=False)
+    pattern = r"ENSG00000_label.csv must have a protein column .*Received columns: ensg, localization, fov"
+    _raises(pattern, readers.read_cells, folder)
 
 
 def test_unreadable_tiff(tmp_path):
     manifest = write_manifest(tmp_path / "ac")
-    (tmp_path / "ac" / "cell0.tif").write_bytes(b"not a tiff at all")
-    with pytest.raises(UserError, match="cell0.tif is not a readable TIFF") as e:
-        readers.read_cells(manifest)
-    _one_line(e)
+    (tmp_path / "ac" / "cell2.tif").write_bytes(b"not a tiff at all")
+    _raises(r"cell2.tif is not a readable TIFF", readers.read_cells, manifest)
 
 
 def test_manifest_with_missing_columns(tmp_path):
     manifest = write_manifest(tmp_path / "ac")
-    pd.read_csv(manifest).drop(columns=["structure_name"]).to_csv(manifest, index=False)
-    with pytest.raises(UserError, match="manifest.csv is missing column\\(s\\) structure_name"):
-        readers.read_cells(manifest)
+    pd.read_csv(manifest).drop(columns=["structure_name", "path"]).to_csv(manifest, index=False)
+    # Without its path column the CSV is no longer recognised as a manifest by read_cells.
+    from statcell_tf.data.allencell import read_allencell
+
+    _raises(r"manifest.csv is missing column\(s\) structure_name, path", read_allencell, manifest)
 
 
-def test_manifest_file_missing_and_mixed_shapes(tmp_path):
-    import tifffile
-
+def test_manifest_file_missing(tmp_path):
     manifest = write_manifest(tmp_path / "ac")
-    tifffile.imwrite(tmp_path / "ac" / "cell3.tif", np.zeros((3, 20, 20), np.float32), metadata={"axes": "CYX"})
-    cells = readers.read_cells(manifest)
-    with pytest.raises(UserError, match=r"cell3.tif is \(20, 20\) but cells must all be \(16, 16\)"):
-        cells.images[[3]]
     (tmp_path / "ac" / "cell1.tif").unlink()
-    with pytest.raises(UserError, match="1 file\\(s\\) in .*manifest.csv do not exist"):
-        readers.read_cells(manifest)
+    _raises(r"1 file\(s\) in .*manifest.csv do not exist \(first: .*cell1.tif\)", readers.read_cells, manifest)
 
 
 def test_bbbc021_missing_crop(tmp_path):
@@ -121,11 +152,10 @@ def test_bbbc021_missing_crop(tmp_path):
     pd.DataFrame(
         {"file": ["x_0.npy", "y_1.npy"], "plate": ["p", "p"], "well": ["A01", "A02"], "compound": ["DMSO"] * 2}
     ).to_csv(folder / "metadata.csv", index=False)
-    with pytest.raises(UserError, match="1 crop\\(s\\) listed in .*metadata.csv are not under .*first: y_1.npy"):
-        readers.read_cells(folder)
+    pattern = r"1 crop\(s\) listed in .*metadata.csv are not under .*crops \(first: y_1.npy\)"
+    _raises(pattern, readers.read_cells, folder)
 
 
 def test_unknown_format(tmp_path):
     (tmp_path / "x.txt").write_text("hello")
-    with pytest.raises(UserError, match="no supported data found"):
-        readers.read_cells(tmp_path)
+    _raises("no supported data found", readers.read_cells, tmp_path)

@@ -2,6 +2,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -9,12 +10,22 @@ from fake_data import write_opencell  # noqa: E402
 
 from statcell_tf.backend import tf  # noqa: E402
 from statcell_tf.data import opencell  # noqa: E402
-from statcell_tf.data.pipeline import augment_batch, dihedral, make_dataset  # noqa: E402
+from statcell_tf.data.pipeline import augment_images, dihedral, make_dataset  # noqa: E402
 from statcell_tf.data.source import ArrayImages, CellImages  # noqa: E402
+from statcell_tf.errors import UserError, user_message  # noqa: E402
 
 
 def _cells(tmp_path):
     return opencell.read_opencell(write_opencell(tmp_path / "oc", size=16), channels=["pro", "nucdist"])
+
+
+def _array_cells(images, labels=None):
+    labels = labels if labels is not None else [f"c{i % 3}" for i in range(len(images))]
+    return CellImages(ArrayImages(images), pd.DataFrame({"label": labels}), ("x",) * images.shape[-1], "mem")
+
+
+def _epoch(dataset, key="index"):
+    return np.concatenate([b[key].numpy() for b in dataset])
 
 
 def test_batches_are_dicts_with_labels_in_given_order(tmp_path):
@@ -23,27 +34,53 @@ def test_batches_are_dicts_with_labels_in_given_order(tmp_path):
     batches = list(ds)
     assert [len(b["index"]) for b in batches] == [5, 5, 2]
     first = batches[0]
+    assert set(first) == {"image", "index", "label"}
     assert first["image"].shape == (5, 16, 16, 2) and first["image"].dtype == tf.float32
+    assert first["index"].dtype == tf.int64 and first["label"].dtype == tf.int32
     np.testing.assert_array_equal(first["label"].numpy(), [1] * 5)  # protein A -> index 1
     np.testing.assert_array_equal(first["image"].numpy(), cells.images[[0, 1, 2, 3, 4]])
+    # Without shuffling the given order is kept, even when it is not sorted.
+    unsorted = make_dataset(cells, [7, 2, 9], 2, drop_remainder=True)
+    (only,) = list(unsorted)
+    np.testing.assert_array_equal(only["index"].numpy(), [7, 2])
+    np.testing.assert_array_equal(only["image"].numpy(), cells.images[[7, 2]])
+    assert only["image"].shape[0] == 2
+    policy = ds.options().experimental_distribute.auto_shard_policy
+    assert policy == tf.data.experimental.AutoShardPolicy.DATA
 
 
 def test_shuffle_is_deterministic_under_seed_and_changes_each_epoch(tmp_path):
-    cells = _cells(tmp_path)
+    cells = _array_cells(np.random.default_rng(0).random((40, 4, 4, 1), dtype=np.float32))
 
-    def order(seed):
-        ds = make_dataset(cells, np.arange(12), 4, shuffle=True, seed=seed, augment=True)
-        return [np.concatenate([b["index"].numpy() for b in ds]) for _ in range(2)]
+    def two_epochs(seed):
+        ds = make_dataset(cells, np.arange(40), 8, shuffle=True, seed=seed)
+        return [_epoch(ds) for _ in range(2)]
 
-    a, b = order(3), order(3)
+    a, b = two_epochs(3), two_epochs(3)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
     assert not np.array_equal(a[0], a[1])
-    assert sorted(a[0]) == list(range(12))
+    assert not np.array_equal(a[0], two_epochs(4)[0])
+    assert sorted(a[0]) == list(range(40))
+    # repeat=True: consecutive epochs are each a permutation, and differ.
+    stream = _epoch(make_dataset(cells, np.arange(40), 8, shuffle=True, seed=3, repeat=True).take(10))
+    assert sorted(stream[:40]) == sorted(stream[40:]) == list(range(40))
+    assert not np.array_equal(stream[:40], stream[40:])
+
+
+def test_augmentation_changes_every_epoch_even_without_shuffle():
+    cells = _array_cells(np.random.default_rng(0).random((16, 6, 6, 1), dtype=np.float32))
+    ds = make_dataset(cells, np.arange(16), 4, augment=True, seed=1)
+    first, second = _epoch(ds, "image"), _epoch(ds, "image")
+    assert not np.array_equal(first, second)
+    again = make_dataset(cells, np.arange(16), 4, augment=True, seed=1)
+    np.testing.assert_array_equal(first, _epoch(again, "image"))
+    # Augmentation only moves pixels: each image keeps its values.
+    np.testing.assert_allclose(np.sort(first.reshape(16, -1)), np.sort(cells.images[:].reshape(16, -1)))
 
 
 def test_dihedral_matches_numpy_rotations_and_flips():
-    x = np.arange(16 * 3 * 3 * 1, dtype=np.float32).reshape(16, 3, 3, 1)
+    x = np.arange(16 * 3 * 3 * 2, dtype=np.float32).reshape(16, 3, 3, 2)  # 2 channels: packed path
     k, fw, fh = np.arange(16) % 4, (np.arange(16) // 4) % 2, np.arange(16) // 8
     out = dihedral(tf.constant(x), tf.constant(k), tf.constant(fw), tf.constant(fh)).numpy()
     for i in range(16):
@@ -51,43 +88,84 @@ def test_dihedral_matches_numpy_rotations_and_flips():
         expected = expected[:, ::-1] if fw[i] else expected
         expected = expected[::-1] if fh[i] else expected
         np.testing.assert_array_equal(out[i], expected)
-    volume = np.arange(2 * 2 * 3 * 3 * 1, dtype=np.float32).reshape(2, 2, 3, 3, 1)
+    volume = np.arange(2 * 2 * 3 * 3 * 3, dtype=np.float32).reshape(2, 2, 3, 3, 3)
     out3 = dihedral(tf.constant(volume), tf.constant([2, 1]), tf.constant([0, 0]), tf.constant([0, 0])).numpy()
     np.testing.assert_array_equal(out3[1], np.rot90(volume[1], 1, axes=(1, 2)))
+    np.testing.assert_array_equal(out3[0], np.rot90(volume[0], 2, axes=(1, 2)))
 
 
-def test_augmentation_rotations_are_uniform():
-    # An image marked in one corner: its orientation after augmentation tells k and the flips.
-    image = np.zeros((1, 4, 4, 1), np.float32)
-    image[0, 0, 0, 0] = 1.0
-    images = tf.constant(np.repeat(image, 4000, axis=0))
-    out = augment_batch({"image": images, "position": tf.constant(7, tf.int64)}, seed=0)["image"].numpy()
-    corners = np.stack([out[:, 0, 0, 0], out[:, 0, -1, 0], out[:, -1, 0, 0], out[:, -1, -1, 0]], axis=1)
-    counts = corners.sum(axis=0)
-    assert corners.sum() == 4000
-    np.testing.assert_allclose(counts / 4000, 0.25, atol=0.03)
-    # Without flips, the rotation angle alone must also be uniform over {0, 90, 180, 270}.
-    keys = tf.random.stateless_uniform([4000, 3], seed=[0, 7], minval=0, maxval=4, dtype=tf.int32)[:, 0]
-    np.testing.assert_allclose(np.bincount(keys.numpy(), minlength=4) / 4000, 0.25, atol=0.03)
+def _orientations(marked: np.ndarray) -> list[np.ndarray]:
+    """The 8 images of `marked` (H, W, C) under rotations by k·90° and a horizontal flip."""
+    return [np.rot90(f, k) for f in (marked, marked[:, ::-1]) for k in range(4)]
+
+
+def test_rotation_is_uniform_over_all_four_angles():
+    # One marked pixel off the diagonal: its 8 rotated/flipped images are all different, so
+    # each output tells which one was drawn. The reference code's bug (90° never happens)
+    # would produce only 4 of the 8.
+    marked = np.zeros((4, 4, 1), np.float32)
+    marked[0, 1, 0] = 1.0
+    cells = _array_cells(marked[None])
+    n = 4000
+    out = _epoch(make_dataset(cells, np.zeros(n, np.int64), 500, augment=True, seed=0), "image")
+    references = np.stack(_orientations(marked)).reshape(8, -1)
+    which = np.argmax(out.reshape(n, -1) @ references.T, axis=1)
+    assert (out.reshape(n, -1) == references[which]).all()
+    counts = np.bincount(which, minlength=8) / n
+    np.testing.assert_allclose(counts, 1 / 8, atol=0.025)
+    # The rotation angle (up to a flip) is uniform over {0, 90, 180, 270}; 90°/270° included.
+    angles = np.bincount(which % 4, minlength=4) / n
+    np.testing.assert_allclose(angles, 0.25, atol=0.03)
+
+
+def test_non_square_and_3d_augmentation_keep_shapes():
+    flat = tf.constant(np.random.default_rng(0).random((64, 4, 6, 1), dtype=np.float32))
+    out = augment_images(flat, tf.constant([0, 1]), square=False).numpy()
+    assert out.shape == (64, 4, 6, 1)
+    # Only 180° turns and flips: each output is one of the 4 shape-preserving symmetries.
+    for image, result in zip(flat.numpy(), out):
+        candidates = [image, image[::-1], image[:, ::-1], image[::-1, ::-1]]
+        assert any(np.array_equal(result, c) for c in candidates)
+    volumes = np.random.default_rng(1).random((3, 2, 8, 8, 2), dtype=np.float32)
+    ds = make_dataset(_array_cells(volumes), np.arange(3), 3, augment=True)
+    batch = next(iter(ds))["image"].numpy()
+    assert batch.shape == (3, 2, 8, 8, 2)
+    # The z order is never touched: every z-slice stays with its own slice index.
+    for b in range(3):
+        for z in range(2):
+            np.testing.assert_allclose(np.sort(batch[b, z].ravel()), np.sort(volumes[b, z].ravel()))
 
 
 def test_nan_batch_is_reported_with_row_and_source():
     images = np.zeros((4, 8, 8, 1), np.float32)
     images[2, 3, 3, 0] = np.nan
-    import pandas as pd
-
     cells = CellImages(ArrayImages(images), pd.DataFrame({"label": list("abcd")}), ("x",), "nan.npy")
-    from statcell_tf.errors import user_message
-
     with pytest.raises(tf.errors.OpError) as raised:
         list(make_dataset(cells, np.arange(4), 4))
-    assert user_message(raised.value) == "image 2 in nan.npy has NaN or infinite pixels"
+    message = user_message(raised.value)
+    assert message.startswith("image 2 in nan.npy has NaN or infinite pixels"), message
 
 
-def test_normalize_callable_and_extra_columns(tmp_path):
+def test_normalize_by_name_or_callable_and_extra_columns(tmp_path):
     cells = _cells(tmp_path)
     cells.metadata["target_type"] = np.arange(12) % 3
-    ds = make_dataset(cells, np.arange(6), 6, normalize=lambda b: b * 0 + 2, extra_columns=["target_type"])
+    cells.metadata["note"] = [f"n{i}" for i in range(12)]
+    ds = make_dataset(cells, np.arange(6), 6, normalize=lambda b: b * 0 + 2, extra_columns=["target_type", "note"])
     batch = next(iter(ds))
     assert float(batch["image"].numpy().max()) == 2.0
     np.testing.assert_array_equal(batch["target_type"].numpy(), [0, 1, 2, 0, 1, 2])
+    assert batch["note"].numpy()[5] == b"n5"
+    scaled = next(iter(make_dataset(cells, np.arange(6), 6, normalize="max")))["image"].numpy()
+    np.testing.assert_allclose(scaled.max(axis=(1, 2)), 1.0, rtol=1e-6)
+
+
+def test_bad_arguments_are_user_errors(tmp_path):
+    cells = _array_cells(np.zeros((3, 4, 4, 1), np.float32), labels=["a", "b", "c"])
+    with pytest.raises(UserError, match="label value\\(s\\) c are not among the 2 classes"):
+        make_dataset(cells, np.arange(3), 2, label_column="label", label_values=["a", "b"])
+    with pytest.raises(UserError, match="indices must lie in \\[0, 3\\).*max 3"):
+        make_dataset(cells, [0, 3], 2)
+    with pytest.raises(UserError, match="split is empty"):
+        make_dataset(cells, [], 2)
+    with pytest.raises(UserError, match="--normalize must be one of"):
+        make_dataset(cells, [0], 2, normalize="zscore")

@@ -52,3 +52,40 @@ def test_bbbc021_split_by_plate_and_well_without_leakage(shared_data):
     assert not (wells["train"] & wells["val"] or wells["train"] & wells["test"] or wells["val"] & wells["test"])
     # Every crop of a well lies in one split.
     assert sum(len(w) for w in wells.values()) == cells.metadata["group"].nunique()
+
+
+def test_split_does_not_depend_on_python_hash_seed(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    metadata = _metadata(50)
+    metadata.to_csv(tmp_path / "m.csv", index=False)
+    code = (
+        "import sys, pandas as pd; from statcell_tf.data.splits import split_indices;"
+        f"s = split_indices(pd.read_csv(r'{tmp_path / 'm.csv'}'), seed=7);"
+        "print(','.join(map(str, s['test'])))"
+    )
+    outputs = set()
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        outputs.add(done.stdout.strip())
+    assert outputs == {",".join(map(str, split_indices(metadata, seed=7)["test"]))}
+
+
+def test_load_splits_checks_the_file(tmp_path):
+    metadata = _metadata(20)
+    save_splits(tmp_path / "s.csv", metadata, split_indices(metadata))
+    with pytest.raises(UserError, match=f"records a split of {len(metadata)} images but the data has 5"):
+        load_splits(tmp_path / "s.csv", 5)
+    pd.DataFrame({"row": [0, 0], "split": ["train", "val"]}).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(UserError, match="bad.csv: column row must list every image 0..1 once"):
+        load_splits(tmp_path / "bad.csv", 2)
+    with pytest.raises(UserError, match="missing.csv cannot be read"):
+        load_splits(tmp_path / "missing.csv", 2)
+    # A split file may leave rows in no split (e.g. a run that uses only train and val).
+    save_splits(tmp_path / "tv.csv", metadata, {"train": np.arange(10), "val": np.arange(10, len(metadata))})
+    loaded = load_splits(tmp_path / "tv.csv", len(metadata))
+    assert len(loaded["test"]) == 0 and len(loaded["val"]) == len(metadata) - 10
