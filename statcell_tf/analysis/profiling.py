@@ -1,0 +1,523 @@
+"""Image-based profiling and the BBBC021 mechanism-of-action (MoA) benchmark.
+
+The protocol of Lafarge et al. 2019 (Sect. 4.2, Table 1), which follows Ljosa et al. 2013
+and Ando et al. 2017:
+
+1. cell embeddings → **well profile**: the mean (or mean and standard deviation) of the
+   cells of each (plate, well, compound, concentration);
+2. well profiles → **treatment profile**: the element-wise median over the wells of each
+   treatment (compound, concentration);
+3. every non-control treatment is assigned the MoA of its **nearest neighbour** among the
+   other treatments' profiles by cosine distance (1 − cosine similarity, Ljosa et al. 2013;
+   Ando et al. 2017), with one of two hold-outs:
+
+   - **NSC** (not-same-compound): every profile of the query's compound, at any
+     concentration, is excluded from the references;
+   - **NSCB** (not-same-compound-and-batch): in addition, every profile that shares an
+     experimental batch with the query is excluded. A treatment's batches are the batches
+     of the plates its wells lie on. BBBC021 plates are named ``Week<k>_<plate>``: the
+     experimental batch is the week (the plates imaged together), which is what we use when
+     plate names follow that pattern; a ``batch`` column in the table takes precedence, and
+     for other plate names each plate is its own batch.
+
+   Control treatments (``compound == control``, DMSO) are neither queries nor references
+   (Ljosa et al. 2013: 103 treatments, 12 MoAs, DMSO excluded). Accuracy is the fraction
+   of queried treatments whose nearest neighbour has their MoA.
+
+4. the four summaries of Table 1: ``Mean``, ``Mean+Whitened``, ``Mean+S.D.`` and
+   ``Mean+S.D.+Whitened``. "Whitened" (Ando et al. 2017): the embeddings of each plate are
+   transformed by a whitening transform learned on that plate's control cells, before the
+   well summaries. We learn it on control *cells* rather than control well profiles: a
+   plate has a handful of control wells, far fewer than embedding dimensions, so a
+   covariance of well profiles cannot be inverted; the cells give a full-rank estimate, and
+   the mean of whitened cells equals the whitened mean. The transform is **ZCA**
+   (W = Σ^(−1/2), symmetric) after centring on the plate's control mean, not PCA
+   whitening: PCA whitening rotates each plate into its own eigenbasis (with arbitrary
+   signs), which would make profiles from different plates incomparable; ZCA is the
+   whitening closest to the identity, so all plates stay in the embedding's coordinates.
+   Eigenvalues are regularised by ``epsilon · mean eigenvalue`` (relative; 0 = exact).
+
+A hold-out can leave a query's MoA without any reference profile (in BBBC021 under NSCB,
+the classes whose compounds were all imaged in one batch): such a query can never be
+classified correctly, so we refuse with a `UserError`, or, with ``drop_unreferenced``,
+leave every such class out of that hold-out entirely (queries and references), as Ando
+et al. 2017 did for NSCB, and report which classes were dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from statcell_tf.errors import UserError
+
+WELL_KEYS = ("plate", "well", "compound", "concentration")
+TREATMENT_KEYS = ("compound", "concentration")
+REQUIRED_COLUMNS = ("plate", "well", "compound", "concentration", "moa")
+SUMMARIES = ("Mean", "Mean+Whitened", "Mean+S.D.", "Mean+S.D.+Whitened")
+HOLDOUTS = ("NSC", "NSCB")
+METRICS = ("cosine", "euclidean")
+FEATURE_PATTERN = re.compile(r"^(z|emb|embedding|feature|f|mu)_?\d+$")
+WEEK_PATTERN = re.compile(r"^(Week\d+)_")
+
+
+# ----- embedding tables ------------------------------------------------------------------
+def read_embedding_table(path) -> pd.DataFrame:
+    """Read a cell embedding table: a CSV, or an HDF5 file written by `write_embedding_table`.
+
+    CSV: one row per cell, embedding columns (``z_0``, ``z_1``, … or any prefix, see
+    `feature_columns`) plus metadata columns (plate, well, compound, concentration, moa).
+    HDF5: dataset ``embeddings`` (N, D) and one 1-D dataset per metadata column in group
+    ``metadata``; the embedding columns become ``z_0 … z_{D−1}``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"--embeddings {path} does not exist")
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as handle:
+                if "embeddings" not in handle or "metadata" not in handle:
+                    raise UserError(
+                        f"--embeddings {path}: an HDF5 embedding table needs a dataset 'embeddings' and a "
+                        f"group 'metadata'. Received: {', '.join(handle.keys()) or 'nothing'}"
+                    )
+                embeddings = np.asarray(handle["embeddings"], dtype=np.float64)
+                columns = {}
+                for name, dataset in handle["metadata"].items():
+                    values = np.asarray(dataset)
+                    if values.dtype.kind in ("S", "O"):
+                        values = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values])
+                    columns[name] = values
+        except OSError as error:
+            raise UserError(f"--embeddings {path} is not a readable HDF5 file ({error})") from None
+        if embeddings.ndim != 2:
+            raise UserError(f"--embeddings {path}: 'embeddings' must be 2-D (cells, dims). Received: {embeddings.shape}")
+        metadata = pd.DataFrame(columns)
+        if len(metadata) != len(embeddings):
+            raise UserError(
+                f"--embeddings {path}: metadata has {len(metadata)} rows for {len(embeddings)} embeddings"
+            )
+        features = pd.DataFrame(embeddings, columns=[f"z_{j}" for j in range(embeddings.shape[1])])
+        return pd.concat([metadata.reset_index(drop=True), features], axis=1)
+    if path.suffix.lower() not in (".csv", ".tsv", ".txt"):
+        raise UserError(f"--embeddings {path} must be a .csv or .h5/.hdf5 file. Received suffix: {path.suffix!r}")
+    try:
+        return pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
+    except (ValueError, pd.errors.ParserError) as error:
+        raise UserError(f"--embeddings {path} is not a readable CSV ({error})") from None
+
+
+def write_embedding_table(path, embeddings: np.ndarray, metadata: pd.DataFrame) -> Path:
+    """Write cell embeddings + metadata as HDF5 (the layout `read_embedding_table` reads)."""
+    import h5py
+
+    from statcell_tf.atomic import atomic_path
+
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    if len(embeddings) != len(metadata):
+        raise ValueError(f"{len(embeddings)} embeddings for {len(metadata)} metadata rows")
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as handle:
+            handle.create_dataset("embeddings", data=embeddings, compression="gzip")
+            group = handle.create_group("metadata")
+            for column in metadata.columns:
+                values = metadata[column].to_numpy()
+                if values.dtype.kind in ("O", "U", "S", "b"):
+                    values = np.array([str(v) for v in values], dtype=h5py.string_dtype())
+                group.create_dataset(str(column), data=values)
+    return Path(path)
+
+
+def feature_columns(table: pd.DataFrame, prefix: str | None = None) -> list[str]:
+    """The embedding columns of `table`.
+
+    Args:
+        table: DataFrame. One row per cell.
+        prefix: str or None. Columns starting with it; None = columns named like ``z_0``,
+            ``z0``, ``emb_3``, ``feature_12``, ``f7``, ``mu_1`` (a word and an index).
+    """
+    if prefix is not None:
+        columns = [c for c in table.columns if str(c).startswith(prefix)]
+    else:
+        columns = [c for c in table.columns if FEATURE_PATTERN.match(str(c))]
+    columns = [c for c in columns if pd.api.types.is_numeric_dtype(table[c])]
+    if not columns:
+        shown = ", ".join(map(str, list(table.columns)[:12]))
+        raise UserError(
+            f"no embedding columns found (expected numeric columns "
+            f"{'starting with ' + repr(prefix) if prefix else 'named like z_0, z_1, ...'}; pass --features PREFIX). "
+            f"Received columns: {shown}{', ...' if len(table.columns) > 12 else ''}"
+        )
+    return columns
+
+
+def check_table(table: pd.DataFrame, source: str = "embedding table") -> pd.DataFrame:
+    """Validate the metadata columns and normalise their types (a copy)."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise UserError(
+            f"{source} lacks metadata column(s) {', '.join(missing)}; needed: {', '.join(REQUIRED_COLUMNS)}. "
+            f"Received columns: {', '.join(map(str, list(table.columns)[:12]))}"
+        )
+    table = table.copy()
+    for column in ("plate", "well", "compound"):
+        table[column] = table[column].astype(str)
+    try:
+        table["concentration"] = table["concentration"].astype(float)
+    except (TypeError, ValueError):
+        raise UserError(f"{source}: column 'concentration' must be numeric") from None
+    return table
+
+
+def batch_labels(table: pd.DataFrame, batch_column: str | None = "batch") -> pd.Series:
+    """Experimental batch of every row: `batch_column` if present, else the week of BBBC021
+    plate names (``Week4_27801`` → ``Week4``), else the plate itself."""
+    if batch_column and batch_column in table.columns:
+        return table[batch_column].astype(str)
+    plates = table["plate"].astype(str)
+    weeks = plates.str.extract(WEEK_PATTERN, expand=False)
+    if weeks.notna().all():
+        return weeks
+    return plates
+
+
+# ----- whitening -------------------------------------------------------------------------
+def fit_zca(controls: np.ndarray, epsilon: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """ZCA whitening learned on `controls` (N, D): returns (mean (D,), W (D, D)).
+
+    ``(x − mean) @ W`` has identity covariance over the controls (exactly when epsilon = 0
+    and the covariance has full rank). W = U diag((λ + ε·mean λ)^(−1/2)) Uᵀ.
+    """
+    controls = np.asarray(controls, dtype=np.float64)
+    if controls.ndim != 2 or len(controls) < 2:
+        raise ValueError(f"need at least 2 control rows to learn a whitening. Received shape {controls.shape}")
+    mean = controls.mean(axis=0)
+    covariance = np.cov(controls, rowvar=False, ddof=1).reshape(controls.shape[1], controls.shape[1])
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    eigenvalues = np.clip(eigenvalues, 0.0, None)
+    floor = epsilon * max(float(eigenvalues.mean()), np.finfo(np.float64).tiny)
+    scale = 1.0 / np.sqrt(eigenvalues + floor)
+    if not np.all(np.isfinite(scale)):
+        raise ValueError("the control covariance is singular; use epsilon > 0")
+    return mean, (eigenvectors * scale) @ eigenvectors.T
+
+
+def whiten_per_plate(
+    table: pd.DataFrame, features: Sequence[str], control: str = "DMSO", epsilon: float = 1e-6
+) -> pd.DataFrame:
+    """Whiten the embeddings of every plate with a ZCA transform learned on that plate's
+    control rows (``compound == control``); returns a copy."""
+    features = list(features)
+    out = table.copy()
+    values = table[features].to_numpy(dtype=np.float64)
+    whitened = np.empty_like(values)
+    is_control = (table["compound"] == control).to_numpy()
+    for plate, rows in table.groupby("plate", sort=True).indices.items():
+        controls = rows[is_control[rows]]
+        if len(controls) < 2:
+            raise UserError(
+                f"plate {plate} has {len(controls)} control cell(s) (compound == {control!r}); whitening needs "
+                f"at least 2 on every plate (set --control to the control compound's name)"
+            )
+        mean, transform = fit_zca(values[controls], epsilon)
+        whitened[rows] = (values[rows] - mean) @ transform
+    out[features] = whitened
+    return out
+
+
+# ----- profiles --------------------------------------------------------------------------
+def well_profiles(
+    table: pd.DataFrame, features: Sequence[str], with_sd: bool = False, batch_column: str | None = "batch"
+) -> tuple[pd.DataFrame, list[str]]:
+    """Summarise the cells of each well: mean (and population S.D.) of every feature.
+
+    Returns:
+        (wells, profile_columns): one row per (plate, well, compound, concentration) with
+        ``moa``, ``batch``, ``cells`` and the profile columns (``mean_<f>``[, ``sd_<f>``]).
+    """
+    features = list(features)
+    table = table.assign(batch=batch_labels(table, batch_column).to_numpy())
+    grouped = table.groupby(list(WELL_KEYS), sort=True, dropna=False)
+    means = grouped[features].mean()
+    means.columns = [f"mean_{c}" for c in features]
+    parts = [means]
+    if with_sd:
+        sds = grouped[features].std(ddof=0)
+        sds.columns = [f"sd_{c}" for c in features]
+        parts.append(sds)
+    info = grouped.agg(moa=("moa", "first"), batch=("batch", "first"), cells=("moa", "size"))
+    wells = pd.concat([info, *parts], axis=1).reset_index()
+    profile_columns = [c for part in parts for c in part.columns]
+    return wells, profile_columns
+
+
+def treatment_profiles(wells: pd.DataFrame, profile_columns: Sequence[str]) -> pd.DataFrame:
+    """Median of the well profiles of each treatment (compound, concentration).
+
+    Returns one row per treatment with ``moa``, ``batches`` (frozenset of the wells'
+    batches), ``plates`` (frozenset), ``wells`` (count) and the profile columns.
+    """
+    profile_columns = list(profile_columns)
+    rows = []
+    for (compound, concentration), group in wells.groupby(list(TREATMENT_KEYS), sort=True):
+        moas = group["moa"].dropna().astype(str).unique()
+        if len(moas) != 1:
+            raise UserError(
+                f"treatment {compound} at {concentration}: expected one MoA across its wells. "
+                f"Received: {', '.join(moas) or 'none'}"
+            )
+        row = {
+            "compound": compound,
+            "concentration": concentration,
+            "moa": moas[0],
+            "batches": frozenset(group["batch"].astype(str)),
+            "plates": frozenset(group["plate"].astype(str)),
+            "wells": len(group),
+        }
+        row.update(zip(profile_columns, np.median(group[profile_columns].to_numpy(np.float64), axis=0)))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ----- nearest-neighbour MoA assignment -----------------------------------------------------
+def _distances(queries: np.ndarray, references: np.ndarray, metric: str) -> np.ndarray:
+    if metric == "cosine":
+        def unit(a):
+            return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+
+        return 1.0 - unit(queries) @ unit(references).T
+    if metric == "euclidean":
+        return np.sqrt(np.maximum(((queries[:, None, :] - references[None, :, :]) ** 2).sum(-1), 0.0))
+    raise ValueError(f"`metric` must be one of {', '.join(METRICS)}. Received: metric={metric!r}")
+
+
+def holdout_mask(treatments: pd.DataFrame, holdout: str) -> np.ndarray:
+    """(T, T) boolean: True where treatment j may serve as a reference for query i."""
+    if holdout not in HOLDOUTS:
+        raise ValueError(f"`holdout` must be one of {', '.join(HOLDOUTS)}. Received: holdout={holdout!r}")
+    compounds = treatments["compound"].to_numpy()
+    allowed = compounds[:, None] != compounds[None, :]
+    if holdout == "NSCB":
+        batches = list(treatments["batches"])
+        shares = np.array([[bool(a & b) for b in batches] for a in batches], dtype=bool)
+        allowed &= ~shares
+    return allowed
+
+
+def unreferenced_queries(treatments: pd.DataFrame, holdout: str) -> pd.DataFrame:
+    """Treatments whose MoA has no reference profile left under `holdout`."""
+    allowed = holdout_mask(treatments, holdout)
+    moas = treatments["moa"].to_numpy()
+    has_reference = (allowed & (moas[:, None] == moas[None, :])).any(axis=1)
+    return treatments.loc[~has_reference, ["compound", "concentration", "moa"]]
+
+
+def nearest_neighbor_moa(
+    treatments: pd.DataFrame,
+    profile_columns: Sequence[str],
+    holdout: str = "NSC",
+    metric: str = "cosine",
+    drop_unreferenced: bool = False,
+) -> tuple[pd.DataFrame, list[str]]:
+    """1-NN MoA assignment of every treatment under a hold-out.
+
+    Args:
+        treatments: DataFrame from `treatment_profiles`, controls already removed.
+        profile_columns: the profile columns compared.
+        holdout: ``"NSC"`` or ``"NSCB"`` (see the module docstring).
+        metric: ``"cosine"`` (the benchmark's) or ``"euclidean"``.
+        drop_unreferenced: leave out MoA classes the hold-out leaves without a reference
+            for some query, instead of raising a `UserError`.
+
+    Returns:
+        (predictions, dropped_classes): one row per evaluated query with ``predicted``,
+        ``neighbor_compound``, ``neighbor_concentration``, ``distance`` and ``correct``.
+    """
+    treatments = treatments.reset_index(drop=True)
+    dropped: list[str] = []
+    missing = unreferenced_queries(treatments, holdout)
+    if len(missing):
+        if not drop_unreferenced:
+            first = missing.iloc[0]
+            classes = sorted(missing["moa"].unique())
+            raise UserError(
+                f"the {holdout} hold-out leaves MoA class(es) {', '.join(map(repr, classes))} without any reference "
+                f"profile (e.g. {first['compound']} at {first['concentration']:g}: every other treatment of "
+                f"{first['moa']!r} is the same compound{' or shares its batch' if holdout == 'NSCB' else ''}); pass "
+                f"--drop-unreferenced to leave such classes out of that hold-out. Received: {len(missing)} "
+                f"unreferenced treatment(s) of {len(treatments)}"
+            )
+        dropped = sorted(missing["moa"].unique())
+        treatments = treatments[~treatments["moa"].isin(dropped)].reset_index(drop=True)
+    if len(treatments) < 2:
+        raise UserError(f"the {holdout} benchmark needs at least 2 non-control treatments. Received: {len(treatments)}")
+    values = treatments[list(profile_columns)].to_numpy(np.float64)
+    distances = _distances(values, values, metric)
+    distances = np.where(holdout_mask(treatments, holdout), distances, np.inf)
+    nearest = np.argmin(distances, axis=1)  # first minimum: deterministic ties
+    predictions = treatments[["compound", "concentration", "moa"]].copy()
+    predictions["predicted"] = treatments["moa"].to_numpy()[nearest]
+    predictions["neighbor_compound"] = treatments["compound"].to_numpy()[nearest]
+    predictions["neighbor_concentration"] = treatments["concentration"].to_numpy()[nearest]
+    predictions["distance"] = distances[np.arange(len(treatments)), nearest]
+    predictions["correct"] = predictions["predicted"] == predictions["moa"]
+    return predictions, dropped
+
+
+# ----- the benchmark -----------------------------------------------------------------------
+@dataclasses.dataclass
+class BenchmarkResult:
+    """Accuracy table (rows: hold-out × method, columns: the four summaries, in %), the
+    per-treatment predictions and the MoA classes dropped per hold-out."""
+
+    accuracy: pd.DataFrame
+    predictions: pd.DataFrame
+    dropped: dict
+
+
+def summary_profiles(
+    table: pd.DataFrame,
+    features: Sequence[str],
+    summary: str,
+    control: str = "DMSO",
+    whiten_epsilon: float = 1e-6,
+    batch_column: str | None = "batch",
+) -> tuple[pd.DataFrame, list[str]]:
+    """Treatment profiles (controls removed) for one of the four `SUMMARIES`."""
+    if summary not in SUMMARIES:
+        raise ValueError(f"`summary` must be one of {', '.join(SUMMARIES)}. Received: summary={summary!r}")
+    cells = whiten_per_plate(table, features, control, whiten_epsilon) if "Whitened" in summary else table
+    wells, columns = well_profiles(cells, features, with_sd="S.D." in summary, batch_column=batch_column)
+    treatments = treatment_profiles(wells, columns)
+    return treatments[treatments["compound"] != control].reset_index(drop=True), columns
+
+
+def moa_benchmark(
+    table: pd.DataFrame,
+    features: Sequence[str] | None = None,
+    control: str = "DMSO",
+    method: str = "model",
+    metric: str = "cosine",
+    drop_unreferenced: bool = False,
+    whiten_epsilon: float = 1e-6,
+    batch_column: str | None = "batch",
+    source: str = "embedding table",
+) -> BenchmarkResult:
+    """Run the MoA benchmark of Table 1 on a cell embedding table.
+
+    Args:
+        table: DataFrame. One row per cell: embedding columns + plate, well, compound,
+            concentration, moa (and optionally batch).
+        features: the embedding columns; None = `feature_columns(table)`.
+        control: str. Compound name of the negative control (whitening; not classified).
+        method: str. Row label of the accuracy table (the model's name).
+        metric, drop_unreferenced: see `nearest_neighbor_moa`.
+        whiten_epsilon: float. Relative eigenvalue regulariser of the whitening.
+        batch_column: str or None. Column holding the experimental batch (see module doc).
+        source: str. Name of the table in error messages.
+    """
+    table = check_table(table, source)
+    features = list(features) if features is not None else feature_columns(table)
+    if not (table["compound"] == control).any():
+        raise UserError(
+            f"{source} has no control cells (compound == {control!r}); the whitened summaries need them. "
+            f"Pass --control NAME. Received compounds: {', '.join(sorted(table['compound'].unique())[:10])}"
+        )
+    accuracy = {holdout: {} for holdout in HOLDOUTS}
+    counts: dict = {}
+    dropped: dict = {}
+    predictions = []
+    for summary in SUMMARIES:
+        treatments, columns = summary_profiles(table, features, summary, control, whiten_epsilon, batch_column)
+        for holdout in HOLDOUTS:
+            result, dropped[holdout] = nearest_neighbor_moa(
+                treatments, columns, holdout, metric, drop_unreferenced
+            )
+            accuracy[holdout][summary] = 100.0 * float(result["correct"].mean())
+            counts[holdout] = (len(result), result["moa"].nunique())
+            predictions.append(result.assign(holdout=holdout, summary=summary))
+    rows = [
+        {"holdout": holdout, "method": method, **accuracy[holdout],
+         "treatments": counts[holdout][0], "classes": counts[holdout][1],
+         "dropped_classes": "|".join(dropped[holdout])}
+        for holdout in HOLDOUTS
+    ]
+    ordered = ["holdout", "summary", "compound", "concentration", "moa", "predicted", "correct",
+               "neighbor_compound", "neighbor_concentration", "distance"]
+    return BenchmarkResult(pd.DataFrame(rows), pd.concat(predictions, ignore_index=True)[ordered], dropped)
+
+
+def accuracy_markdown(accuracy: pd.DataFrame) -> str:
+    """Table 1 layout: one row per (hold-out, method), one column per summary, accuracy in %.
+
+    With several methods, the best value of each hold-out and summary is bold.
+    """
+    lines = ["| Hold-out | Method | " + " | ".join(SUMMARIES) + " |", "|---|---|" + "---|" * len(SUMMARIES)]
+    for holdout in HOLDOUTS:
+        block = accuracy[accuracy["holdout"] == holdout]
+        best = {s: block[s].max() for s in SUMMARIES}
+        for _, row in block.iterrows():
+            cells = []
+            for s in SUMMARIES:
+                text = f"{row[s]:.1f}"
+                if len(block) > 1 and np.isclose(row[s], best[s]):
+                    text = f"**{text}**"
+                cells.append(text)
+            lines.append(f"| {holdout} | {row['method']} | " + " | ".join(cells) + " |")
+    notes = []
+    for _, row in accuracy.drop_duplicates("holdout").iterrows():
+        note = f"{row['holdout']}: {int(row['treatments'])} treatments, {int(row['classes'])} MoA classes"
+        if row.get("dropped_classes"):
+            note += f" (dropped: {row['dropped_classes'].replace('|', ', ')})"
+        notes.append(note)
+    return "\n".join(lines) + "\n\nAccuracy (%) of 1-nearest-neighbour MoA assignment. " + "; ".join(notes) + ".\n"
+
+
+# ----- latent interpolation between phenotypes (Lafarge et al. 2019, Fig. 3) -------------------
+def closest_to_mean(embeddings: np.ndarray) -> int:
+    """Index of the row closest (Euclidean) to the mean row: the compound's "typical" cell."""
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    if len(embeddings) == 0:
+        raise ValueError("no embeddings to choose from")
+    return int(np.argmin(((embeddings - embeddings.mean(axis=0)) ** 2).sum(axis=1)))
+
+
+def feature_shift_path(source: np.ndarray, target: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings that move `source` to `target` by shifting the most different features first.
+
+    Features are ranked by |target − source| (largest first); frame k of ``steps + 1``
+    takes the target's value for the first round(k·D/steps) of them and keeps the source's
+    for the rest (Fig. 3: "each interpolation step is a shift of features with highest
+    absolute difference w.r.t. the target features"). Frame 0 is the source, the last the
+    target.
+
+    Returns:
+        (path (steps + 1, D), shifted (steps + 1,) number of features taken from the target).
+    """
+    source = np.asarray(source, dtype=np.float64).ravel()
+    target = np.asarray(target, dtype=np.float64).ravel()
+    if source.shape != target.shape:
+        raise ValueError(f"source and target differ in size: {source.shape} vs {target.shape}")
+    if steps < 1:
+        raise ValueError(f"`steps` must be >= 1. Received: steps={steps}")
+    order = np.argsort(-np.abs(target - source), kind="stable")
+    counts = np.rint(np.arange(steps + 1) * len(source) / steps).astype(int)
+    path = np.repeat(source[None], steps + 1, axis=0)
+    for k, count in enumerate(counts):
+        path[k, order[:count]] = target[order[:count]]
+    return path, counts
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of every row of `a` with the vector (or matching rows) `b`."""
+    a = np.atleast_2d(np.asarray(a, dtype=np.float64))
+    b = np.asarray(b, dtype=np.float64)
+    norm = np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
+    return (a * b).sum(axis=-1) / norm

@@ -1,0 +1,230 @@
+"""The profiling protocol on synthetic tables whose right answers are known by construction."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from statcell_tf.analysis import profiling
+from statcell_tf.errors import UserError
+
+
+def _treatments(rows):
+    """Treatment table from (compound, concentration, moa, batches, vector) tuples."""
+    table = pd.DataFrame(
+        [
+            {"compound": c, "concentration": k, "moa": m, "batches": frozenset(b), "x": v[0], "y": v[1]}
+            for c, k, m, b, v in rows
+        ]
+    )
+    return table
+
+
+def test_nsc_excludes_every_profile_of_the_query_compound():
+    # A at two concentrations is its own nearest neighbour; the next nearest other compound
+    # (C, MoA "y") is closer than A's true partner B (MoA "x").
+    table = _treatments(
+        [
+            ("A", 1.0, "x", {"W1"}, (1.0, 0.00)),
+            ("A", 3.0, "x", {"W1"}, (1.0, 0.01)),
+            ("C", 1.0, "y", {"W2"}, (1.0, 0.30)),
+            ("B", 1.0, "x", {"W2"}, (1.0, -0.60)),
+            ("D", 1.0, "y", {"W1"}, (0.0, 1.00)),
+        ]
+    )
+    predictions, dropped = profiling.nearest_neighbor_moa(table, ["x", "y"], "NSC")
+    assert dropped == []
+    a = predictions[predictions["compound"] == "A"]
+    assert set(a["neighbor_compound"]) == {"C"} and set(a["predicted"]) == {"y"}
+    assert (predictions["neighbor_compound"] != predictions["compound"]).all()
+    # B's nearest is A (same MoA) -> correct; accuracy known: A×2 wrong, C→A wrong? C's
+    # nearest other compound is A (x) -> wrong; D's nearest is C (y) -> correct.
+    expected = {"A": ["y", "y"], "B": ["x"], "C": ["x"], "D": ["y"]}
+    for compound, predicted in expected.items():
+        assert list(predictions.loc[predictions["compound"] == compound, "predicted"]) == predicted
+    assert predictions["correct"].mean() == pytest.approx(2 / 5)
+
+
+def test_nscb_also_excludes_the_query_batch():
+    # For A (batch W1) the nearest other compound B shares W1 (correct MoA "x");
+    # outside W1 the nearest is C (MoA "y"). NSC is right, NSCB must pick C.
+    table = _treatments(
+        [
+            ("A", 1.0, "x", {"W1"}, (1.0, 0.0)),
+            ("B", 1.0, "x", {"W1", "W3"}, (1.0, 0.1)),
+            ("C", 1.0, "y", {"W2"}, (1.0, 0.4)),
+            ("E", 1.0, "x", {"W2"}, (1.0, -0.9)),
+            ("D", 1.0, "y", {"W3"}, (0.1, 1.0)),
+        ]
+    )
+    nsc, _ = profiling.nearest_neighbor_moa(table, ["x", "y"], "NSC")
+    nscb, _ = profiling.nearest_neighbor_moa(table, ["x", "y"], "NSCB")
+    row = lambda p: p[p["compound"] == "A"].iloc[0]  # noqa: E731
+    assert row(nsc)["neighbor_compound"] == "B" and row(nsc)["correct"]
+    assert row(nscb)["neighbor_compound"] == "C" and not row(nscb)["correct"]
+    # B spans W1 and W3: under NSCB neither A (W1) nor D (W3) may be its reference.
+    assert nscb[nscb["compound"] == "B"].iloc[0]["neighbor_compound"] in {"C", "E"}
+    allowed = profiling.holdout_mask(table, "NSCB")
+    names = list(table["compound"])
+    for i, query in table.iterrows():
+        for j, reference in table.iterrows():
+            same = query["compound"] == reference["compound"] or bool(query["batches"] & reference["batches"])
+            assert allowed[i, j] == (not same), (names[i], names[j])
+
+
+def test_cosine_distance_ignores_profile_length():
+    table = _treatments(
+        [
+            ("Q", 1.0, "x", {"W1"}, (1.0, 0.0)),
+            ("R", 1.0, "x", {"W2"}, (10.0, 1.0)),  # same direction, far in Euclidean terms
+            ("S", 1.0, "y", {"W2"}, (0.7, 0.7)),  # near in Euclidean terms, 45° off
+            ("T", 1.0, "y", {"W2"}, (0.0, 5.0)),
+        ]
+    )
+    cosine, _ = profiling.nearest_neighbor_moa(table, ["x", "y"], "NSC", metric="cosine")
+    euclid, _ = profiling.nearest_neighbor_moa(table, ["x", "y"], "NSC", metric="euclidean")
+    assert cosine.iloc[0]["neighbor_compound"] == "R"
+    assert euclid.iloc[0]["neighbor_compound"] == "S"
+
+
+def test_unreferenced_class_is_refused_or_dropped():
+    # MoA "z" has two compounds, both in batch W1: NSC works, NSCB leaves no reference.
+    table = _treatments(
+        [
+            ("A", 1.0, "x", {"W1"}, (1.0, 0.0)),
+            ("B", 1.0, "x", {"W2"}, (1.0, 0.1)),
+            ("C", 1.0, "z", {"W1"}, (0.0, 1.0)),
+            ("D", 1.0, "z", {"W1"}, (0.1, 1.0)),
+            ("E", 1.0, "y", {"W2"}, (-1.0, 0.0)),
+            ("F", 1.0, "y", {"W1"}, (-1.0, 0.1)),
+        ]
+    )
+    profiling.nearest_neighbor_moa(table, ["x", "y"], "NSC")
+    with pytest.raises(UserError, match=r"NSCB hold-out leaves MoA class\(es\) 'z'.*--drop-unreferenced"):
+        profiling.nearest_neighbor_moa(table, ["x", "y"], "NSCB")
+    predictions, dropped = profiling.nearest_neighbor_moa(table, ["x", "y"], "NSCB", drop_unreferenced=True)
+    assert dropped == ["z"]
+    assert set(predictions["moa"]) == {"x", "y"} and "z" not in set(predictions["predicted"])
+    assert predictions["correct"].all()
+
+
+def test_whitening_maps_each_plates_controls_to_identity_covariance():
+    rng = np.random.default_rng(0)
+    rows = []
+    for plate, mixing in (("P1", [[2.0, 0.5, 0.0], [0.0, 0.3, 0.0], [0.1, 0.0, 1.5]]),
+                          ("P2", [[0.5, 0.0, 0.0], [1.0, 3.0, 0.0], [0.0, 0.2, 0.1]])):
+        for compound, n in (("DMSO", 400), ("drug", 50)):
+            z = rng.normal(size=(n, 3)) @ np.array(mixing) + rng.normal(size=3) * 5
+            for v in z:
+                rows.append({"plate": plate, "compound": compound, "z_0": v[0], "z_1": v[1], "z_2": v[2]})
+    table = pd.DataFrame(rows)
+    features = ["z_0", "z_1", "z_2"]
+    white = profiling.whiten_per_plate(table, features, control="DMSO", epsilon=0.0)
+    for plate in ("P1", "P2"):
+        controls = white[(white["plate"] == plate) & (white["compound"] == "DMSO")][features].to_numpy()
+        np.testing.assert_allclose(np.cov(controls, rowvar=False), np.eye(3), atol=1e-8)
+        np.testing.assert_allclose(controls.mean(axis=0), 0.0, atol=1e-8)
+        # ZCA is symmetric: the closest whitening to the identity (no per-plate rotation).
+        raw = table[(table["plate"] == plate) & (table["compound"] == "DMSO")][features].to_numpy()
+        _, transform = profiling.fit_zca(raw, 0.0)
+        np.testing.assert_allclose(transform, transform.T, atol=1e-10)
+    # Non-control rows are transformed with their own plate's transform.
+    drug = table[(table["plate"] == "P2") & (table["compound"] == "drug")][features].to_numpy()
+    raw_controls = table[(table["plate"] == "P2") & (table["compound"] == "DMSO")][features].to_numpy()
+    mean, transform = profiling.fit_zca(raw_controls, 0.0)
+    got = white[(white["plate"] == "P2") & (white["compound"] == "drug")][features].to_numpy()
+    np.testing.assert_allclose(got, (drug - mean) @ transform, atol=1e-10)
+
+
+def test_whitening_needs_controls_on_every_plate():
+    table = pd.DataFrame({"plate": ["P1", "P1", "P2"], "compound": ["DMSO", "DMSO", "drug"], "z_0": [0.0, 1.0, 2.0]})
+    with pytest.raises(UserError, match="plate P2 has 0 control cell"):
+        profiling.whiten_per_plate(table, ["z_0"], control="DMSO")
+
+
+def test_well_mean_then_treatment_median():
+    table = pd.DataFrame(
+        {
+            "plate": ["Week1_1"] * 4 + ["Week1_2"] * 2 + ["Week2_3"] * 2,
+            "well": ["A01", "A01", "A02", "A02", "B01", "B01", "C01", "C01"],
+            "compound": ["t"] * 8,
+            "concentration": [1.0] * 8,
+            "moa": ["m"] * 8,
+            "z_0": [0.0, 2.0, 10.0, 10.0, 4.0, 6.0, 100.0, 100.0],
+        }
+    )
+    wells, columns = profiling.well_profiles(table, ["z_0"], with_sd=True)
+    assert list(wells["mean_z_0"]) == [1.0, 10.0, 5.0, 100.0]
+    assert list(wells["sd_z_0"]) == [1.0, 0.0, 1.0, 0.0]
+    treatments = profiling.treatment_profiles(wells, columns)
+    assert len(treatments) == 1
+    assert treatments.loc[0, "mean_z_0"] == 7.5  # median of 1, 10, 5, 100
+    assert treatments.loc[0, "batches"] == frozenset({"Week1", "Week2"})
+    assert treatments.loc[0, "wells"] == 4
+
+
+def _cell_table(seed=0, cells=30):
+    """Cells of 3 MoAs × 2 compounds × 2 concentrations on 4 plates (2 weeks), with a
+    plate-specific nuisance that only the per-plate whitening removes."""
+    rng = np.random.default_rng(seed)
+    centres = {"x": np.array([3.0, 0, 0, 0]), "y": np.array([0, 3.0, 0, 0]), "z": np.array([0, 0, 3.0, 0])}
+    design = [("a1", "x", "Week1"), ("a2", "x", "Week2"), ("b1", "y", "Week1"), ("b2", "y", "Week2"),
+              ("c1", "z", "Week1"), ("c2", "z", "Week2")]
+    rows = []
+    for week, plates in (("Week1", ["Week1_1", "Week1_2"]), ("Week2", ["Week2_1", "Week2_2"])):
+        for p, plate in enumerate(plates):
+            scale = np.diag(rng.uniform(0.5, 2.0, 4))
+            shift = rng.normal(size=4)
+            wells = [("DMSO", 0.0, "DMSO", np.zeros(4))] * 3 + [
+                (c, k, m, centres[m] * k) for c, m, w in design if w == week for k in (1.0, 2.0)
+            ]
+            for w, (compound, concentration, moa, centre) in enumerate(wells):
+                z = (centre + rng.normal(size=(cells, 4))) @ scale + shift
+                for v in z:
+                    rows.append({"plate": plate, "well": f"W{w:02d}", "compound": compound,
+                                 "concentration": concentration, "moa": moa,
+                                 **{f"z_{j}": v[j] for j in range(4)}})
+    return pd.DataFrame(rows)
+
+
+def test_benchmark_table_on_separable_synthetic_cells():
+    table = _cell_table()
+    result = profiling.moa_benchmark(table, control="DMSO", method="synthetic")
+    accuracy = result.accuracy.set_index("holdout")
+    assert list(result.accuracy.columns[:6]) == ["holdout", "method", *profiling.SUMMARIES]
+    # Every MoA has one compound per week: NSCB leaves the other week's compound.
+    assert accuracy.loc["NSC", "treatments"] == 12 and accuracy.loc["NSCB", "treatments"] == 12
+    for summary in profiling.SUMMARIES:
+        assert accuracy.loc["NSC", summary] == 100.0
+        assert accuracy.loc["NSCB", summary] == 100.0
+    predictions = result.predictions
+    assert (predictions["neighbor_compound"] != predictions["compound"]).all()
+    nscb = predictions[predictions["holdout"] == "NSCB"]
+    week = {c: ("Week1" if c.endswith("1") else "Week2") for c in nscb["compound"]}
+    assert all(week[q] != week[n] for q, n in zip(nscb["compound"], nscb["neighbor_compound"]))
+    markdown = profiling.accuracy_markdown(result.accuracy)
+    assert "| NSC | synthetic | 100.0 | 100.0 | 100.0 | 100.0 |" in markdown
+
+
+def test_benchmark_refuses_tables_without_metadata_or_controls():
+    table = _cell_table(cells=3)
+    with pytest.raises(UserError, match="lacks metadata column.*moa"):
+        profiling.moa_benchmark(table.drop(columns="moa"))
+    with pytest.raises(UserError, match="no control cells"):
+        profiling.moa_benchmark(table, control="vehicle")
+
+
+def test_embedding_table_round_trip_and_feature_detection(tmp_path):
+    table = _cell_table(cells=2)
+    features = profiling.feature_columns(table)
+    assert features == ["z_0", "z_1", "z_2", "z_3"]
+    path = profiling.write_embedding_table(tmp_path / "cells.h5", table[features].to_numpy(),
+                                           table.drop(columns=features))
+    back = profiling.read_embedding_table(path)
+    assert profiling.feature_columns(back) == features
+    np.testing.assert_allclose(back[features].to_numpy(), table[features].to_numpy(), rtol=1e-6)
+    assert list(back["compound"]) == list(table["compound"])
+    np.testing.assert_allclose(back["concentration"], table["concentration"])
+    table.to_csv(tmp_path / "cells.csv", index=False)
+    assert profiling.feature_columns(profiling.read_embedding_table(tmp_path / "cells.csv")) == features
+    with pytest.raises(UserError, match="no embedding columns"):
+        profiling.feature_columns(table, prefix="emb_")

@@ -1,0 +1,90 @@
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from statcell_tf.cli import cli, run_command
+from statcell_tf.training import export
+
+TINY = ["--batch-size", "4", "--latent-dim", "4", "--filters", "2", "--quiet"]
+
+
+def write_bbbc021(root, cells_per_well=3, size=68, seed=0):
+    """A tiny folder in the BBBC021 crops layout (metadata.csv + crops/<moa>/<file>.npy)."""
+    rng = np.random.default_rng(seed)
+    wells = [("Week1_101", "B02", "DMSO", 0.0, "DMSO"), ("Week1_101", "C03", "taxol", 0.3, "Microtubule stabilizers"),
+             ("Week2_201", "B02", "DMSO", 0.0, "DMSO"), ("Week2_201", "D04", "nocodazole", 1.0, "Microtubule destabilizers")]
+    rows = []
+    yy, xx = np.mgrid[:size, :size]
+    for plate, well, compound, concentration, moa in wells:
+        folder = root / "crops" / moa.replace(" ", "_")
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(cells_per_well):
+            cy, cx, r = rng.uniform(size * 0.3, size * 0.7, 2).tolist() + [rng.uniform(size * 0.1, size * 0.25)]
+            blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
+            image = np.stack([blob * (3000 + 1000 * c) + rng.uniform(300, 500, blob.shape) for c in range(3)], -1)
+            name = f"{well}_s1_w1{plate[-3:]}ABC_{i}.npy"
+            np.save(folder / name, image.astype(np.uint16))
+            rows.append({"file": name, "source_image_dapi": name.rsplit("_", 1)[0] + ".tif", "cell_index": i,
+                         "plate": plate, "well": well, "site": "s1", "replicate": 1, "compound": compound,
+                         "concentration": concentration, "moa": moa})
+    pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
+    return root
+
+
+@pytest.mark.slow
+def test_train_vaeplus_writes_a_run_and_resume_continues_the_schedule(tmp_path):
+    data = write_bbbc021(tmp_path / "data")
+    out = tmp_path / "run"
+    args = ["train-vaeplus", "--data", str(data), "--variant", "vaeplus", "--iterations", "4",
+            "--steps-per-epoch", "2", "--schedule-period", "1", "--validation-fraction", "0.25", "--out", str(out), *TINY]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    for name in ("config.json", "history.csv", "best.keras", "saved_model/saved_model.pb",
+                 "figures/reconstructions.png", "figures/reconstructions_epoch0002.png"):
+        assert (out / name).exists(), name
+    history = pd.read_csv(out / "history.csv")
+    assert list(history["step"]) == [2, 4]
+    for key in ("loss", "reconstruction", "kl", "mse", "d_loss", "d_accuracy", "val_loss", "val_mse",
+                *(f"disc_feature_{i}" for i in range(1, 5)), *(f"gamma_{i}" for i in range(1, 5))):
+        assert np.isfinite(history[key]).all(), key
+    # T = 1: epoch 2 runs t = 2, 3 -> γ_1 = 1, γ_2 = (0 + 1) / 2
+    assert history["gamma_1"].iloc[-1] == 1.0 and history["gamma_2"].iloc[-1] == 0.5
+
+    resumed = CliRunner().invoke(cli, [*args[:6], "6", *args[7:], "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    history = pd.read_csv(out / "history.csv")
+    assert list(history["step"]) == [2, 4, 6]
+    # t = 4, 5 continue the schedule (a restart at t = 0 would give γ_3 = γ_4 = 0)
+    assert history["gamma_3"].iloc[-1] == 1.0 and history["gamma_4"].iloc[-1] == 0.5
+    assert int(export.load_keras(out / "best.keras").schedule_step.numpy()) == 6
+
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(out / "saved_model"))
+    crops = np.random.default_rng(0).random((2, 68, 68, 3)).astype("float32")
+    assert loaded.encode(tf.constant(crops)).shape == (2, 4)
+    assert loaded.reconstruct(tf.constant(crops)).shape == (2, 68, 68, 3)
+
+
+@pytest.mark.slow
+def test_train_vaeplus_baseline_has_no_discriminator_terms(tmp_path):
+    data = write_bbbc021(tmp_path / "data")
+    out = tmp_path / "ae"
+    result = CliRunner().invoke(cli, ["train-vaeplus", "--data", str(data), "--variant", "ae", "--iterations", "2",
+                                      "--validation-fraction", "0", "--sampling", "uniform", "--out", str(out), *TINY])
+    assert result.exit_code == 0, result.output
+    history = pd.read_csv(out / "history.csv")
+    assert "d_loss" not in history and "gamma_1" not in history and "val_loss" not in history
+    assert list(history["step"]) == [2]
+
+
+def test_train_vaeplus_user_errors(tmp_path, capsys):
+    data = write_bbbc021(tmp_path / "data")
+    assert run_command("train-vaeplus", ["--data", str(data), "--iterations", "4", "--steps-per-epoch", "3",
+                                         "--out", str(tmp_path / "x"), *TINY]) == 2
+    assert "--steps-per-epoch must divide --iterations 4. Received: 3" in capsys.readouterr().err
+    small = write_bbbc021(tmp_path / "small", size=32)
+    assert run_command("train-vaeplus", ["--data", str(small), "--iterations", "2", "--out", str(tmp_path / "y"),
+                                         *TINY]) == 2
+    assert "VAE+ needs 68×68 crops" in capsys.readouterr().err
