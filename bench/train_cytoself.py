@@ -24,6 +24,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from statcell_tf.backend import keras, tf  # noqa: E402
+from statcell_tf.training import runtime  # noqa: E402
 
 
 def gflops_per_image(model, fn_name: str) -> float:
@@ -101,18 +102,14 @@ def main(argv=None) -> None:
     from statcell_tf.models.cytoself import CytoselfModel
     from statcell_tf.models.cytoself_presets import preset_config
 
-    gpu = bool(tf.config.list_physical_devices("GPU"))
-    device = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0]).get(
-        "device_name", "GPU") if gpu else f"CPU ({os.cpu_count()} cores visible)"
+    device = runtime.describe_device()
     model = CytoselfModel(**preset_config(args.preset, num_classes=args.num_classes))
     model.build((None,) + model.image_shape)
     flops = {"forward": gflops_per_image(model, "forward"), "embed": gflops_per_image(model, "embed")}
     print(f"cytoself {args.preset}: {model.count_params():,} parameters; "
           f"{flops['forward']:.3f} GFLOPs/image forward (train step ≈ {3 * flops['forward']:.2f}), "
           f"{flops['embed']:.3f} GFLOPs/image embedding; device: {device}", flush=True)
-    variants = [("float32", False)]
-    if gpu:
-        variants += [("mixed_bfloat16", False), ("float32", True), ("mixed_bfloat16", True)]
+    variants = runtime.benchmark_settings()
     rows = []
     for precision, jit in variants:
         try:

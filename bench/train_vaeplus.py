@@ -23,6 +23,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from statcell_tf.backend import keras, tf  # noqa: E402
+from statcell_tf.training import runtime  # noqa: E402
 
 
 def time_model(variant: str, batch_size: int, steps: int, precision: str, jit: bool) -> dict:
@@ -76,13 +77,9 @@ def main(argv=None) -> None:
     parser.add_argument("--json", default=None, help="Also write the results to this JSON file.")
     args = parser.parse_args(argv)
 
-    gpu = bool(tf.config.list_physical_devices("GPU"))
-    device = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0]).get(
-        "device_name", "GPU") if gpu else f"CPU ({os.cpu_count()} cores visible)"
+    device = runtime.describe_device()
     print(f"VAE+ bench, batch {args.batch_size}, device: {device}", flush=True)
-    settings = [("float32", False)]
-    if gpu:
-        settings += [("mixed_bfloat16", False), ("float32", True), ("mixed_bfloat16", True)]
+    settings = runtime.benchmark_settings()
     variants = ["vaeplus", "vae"] if args.variant == "all" else [args.variant]
     rows = []
     for variant in variants:

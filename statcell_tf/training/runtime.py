@@ -21,6 +21,22 @@ def gpus() -> list:
     return tf.config.list_physical_devices("GPU")
 
 
+def describe_device() -> str:
+    """The accelerator a benchmark runs on, in words (GPU name, else the CPU core count)."""
+    found = gpus()
+    if found:
+        return tf.config.experimental.get_device_details(found[0]).get("device_name", "GPU")
+    return f"CPU ({os.cpu_count()} cores visible)"
+
+
+def benchmark_settings() -> list[tuple[str, bool]]:
+    """(precision, XLA) pairs worth timing here: float32 on a CPU; bf16 and XLA too on a GPU."""
+    settings = [("float32", False)]
+    if gpus():
+        settings += [("mixed_bfloat16", False), ("float32", True), ("mixed_bfloat16", True)]
+    return settings
+
+
 def select_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """Return the distribution strategy called `name`.
 

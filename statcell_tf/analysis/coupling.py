@@ -1,0 +1,271 @@
+"""Coupling of a structure to the membrane and the nucleus (Donovan-Maiye et al. 2022, §4.4, §6.5).
+
+Eq. 4: for cell i of structure s and reference channel r (membrane or DNA), the ratio of the
+cell's ELBO under the target model to the mean ELBO of the same cell with channel r replaced
+by channel r of other cells of the same structure:
+
+    c_i^{rs} = ELBO([x_i^r, x_i^{r'}, x_i^s]) / mean_j ELBO([x_j^r, x_i^{r'}, x_i^s])
+
+ELBOs are negative, so a structure that depends on channel r has c < 1 (its permuted ELBO is
+worse) and an independent one c ≈ 1. We therefore also report the coupling strength
+1 − c (what the authors' notebook computes; REFERENCE-NOTES.md): 0 = uncoupled, towards 1 =
+strongly coupled. Eq. 5 averages the normalised difference of membrane and nucleus
+strengths per structure and cell-cycle phase:
+
+    d_s^p = mean_i (k_i^{ms} − k_i^{ns}) / (k_i^{ms} + k_i^{ns}),  k = 1 − c
+
+so d → +1 for membrane-coupled structures and d → −1 for nucleus-coupled ones (the plain
+ratios of Eq. 4 in Eq. 5 give the opposite sign; ``differential_from="ratio"`` does that).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from statcell_tf import atomic
+
+CHANNELS = {"membrane": 0, "dna": 1}
+
+
+# ----- the statistic -----------------------------------------------------------------------
+def coupling_ratio(elbo_real, elbo_permuted) -> np.ndarray:
+    """Eq. 4: ELBO(x_i) / mean over permutations of ELBO(x_i with channel r swapped).
+
+    Args:
+        elbo_real: (N,) ELBO of each unperturbed cell.
+        elbo_permuted: (N,) mean permuted ELBO, or (N, P) one column per permutation.
+    """
+    elbo_real = np.asarray(elbo_real, "float64")
+    elbo_permuted = np.asarray(elbo_permuted, "float64")
+    if elbo_permuted.ndim == 2:
+        elbo_permuted = elbo_permuted.mean(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return elbo_real / elbo_permuted
+
+
+def coupling_strength(elbo_real, elbo_permuted) -> np.ndarray:
+    """1 − Eq. 4 (authors' notebook): 0 when swapping channel r changes nothing."""
+    return 1.0 - coupling_ratio(elbo_real, elbo_permuted)
+
+
+def differential_coupling(membrane, nucleus) -> np.ndarray:
+    """Per-cell normalised difference (m − n) / (m + n) of Eq. 5 (NaN where m + n = 0)."""
+    membrane = np.asarray(membrane, "float64")
+    nucleus = np.asarray(nucleus, "float64")
+    total = membrane + nucleus
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(total != 0, (membrane - nucleus) / total, np.nan)
+
+
+def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Random donor index for each of n cells, never the cell itself (n >= 2)."""
+    if n < 2:
+        raise ValueError(f"a permutation needs at least 2 cells. Received: n={n}")
+    shift = rng.integers(1, n, size=n)
+    return (np.arange(n) + shift) % n
+
+
+# ----- evaluation --------------------------------------------------------------------------
+def elbo_function(model, n_samples: int = 10, weighted: bool = False):
+    """A compiled ``batch -> (B,) ELBO`` of `model` averaged over `n_samples` posterior samples."""
+    from statcell_tf.backend import tf
+
+    @tf.function(reduce_retracing=True)
+    def evaluate(batch):
+        return model.elbo_per_cell(batch, n_samples=n_samples, weighted=weighted)
+
+    return evaluate
+
+
+def _elbo_of_images(evaluate, data, images, types, batch_size, evaluate_reference=None):
+    out = []
+    for start in range(0, len(images), batch_size):
+        stop = start + batch_size
+        batch = data.batch_from_images(images[start:stop], types[start:stop])
+        value = np.asarray(evaluate(batch))
+        if evaluate_reference is not None:  # Eq. 2: ELBO(x_t | x_r, t) + ELBO(x_r)
+            value = value + np.asarray(evaluate_reference({"image": batch["reference"]}))
+        out.append(value)
+    return np.concatenate(out)
+
+
+def per_cell_coupling(
+    model,
+    data,
+    rows,
+    n_permutations: int = 10,
+    n_samples: int = 10,
+    batch_size: int = 32,
+    seed: int = 0,
+    weighted: bool = False,
+    progress=None,
+    reference_model=None,
+) -> pd.DataFrame:
+    """Eq. 4 for every cell in `rows` and both reference channels.
+
+    Donor cells are drawn among the evaluated cells of the same structure (a random
+    derangement per permutation). Per cell and channel the ELBO of the cell and the mean of
+    `n_permutations` permuted ELBOs are kept.
+
+    Args:
+        model: target `ConditionalBetaVAE`.
+        data: `StatcellData` of the target role.
+        rows: row indices to evaluate (typically the test split).
+        n_permutations: permutations per cell and channel (the notebook used 100).
+        n_samples: posterior samples per ELBO (paper: 10).
+        batch_size: evaluation batch size.
+        seed: random seed of the donors.
+        weighted: use the trained objective's ELBO (Eq. 3) instead of the unweighted one.
+        progress: callable(iterable) -> iterable (progress bar) or None.
+        reference_model: reference `ConditionalBetaVAE` or None. When given, the ELBO is the
+            joint bound ELBO(x_t | x_r, t) + ELBO(x_r) of Eq. 2; by default it is the target
+            model's conditional ELBO only, which leaves a structure that ignores the reference
+            (the blank control) uncoupled: a chimeric reference lowers ELBO(x_r) for every
+            structure alike.
+
+    Returns:
+        DataFrame: CellId, structure_name, cell_cycle_phase, elbo, elbo_permuted_<r>,
+        ratio_<r> (Eq. 4), coupling_<r> (1 − Eq. 4) for r in membrane, dna, and
+        differential (per-cell term of Eq. 5).
+    """
+    rng = np.random.default_rng(seed)
+    rows = np.asarray(rows, "int64")
+    metadata = data.cells.metadata.iloc[rows].reset_index(drop=True)
+    structures = metadata["structure_name"].astype(str).to_numpy()
+    evaluate = elbo_function(model, n_samples, weighted)
+    evaluate_reference = None
+    if reference_model is not None:
+        if tuple(reference_model.image_shape) != tuple(model.image_shape):
+            raise ValueError(
+                "the reference and target models must share an image shape. Received: "
+                f"{tuple(reference_model.image_shape)} and {tuple(model.image_shape)}"
+            )
+        evaluate_reference = elbo_function(reference_model, n_samples, weighted)
+    frames = []
+    groups = sorted(set(structures))
+    for structure in progress(groups) if progress else groups:
+        local = np.flatnonzero(structures == structure)
+        group_rows = rows[local]
+        images = data.images(group_rows)
+        types = data.type_index[group_rows]
+        frame = metadata.iloc[local][[c for c in ("CellId", "structure_name", "cell_cycle_phase") if c in metadata]]
+        frame = frame.reset_index(drop=True)
+        real = _elbo_of_images(evaluate, data, images, types, batch_size, evaluate_reference)
+        frame["elbo"] = real
+        for name, channel in CHANNELS.items():
+            if len(local) < 2:
+                frame[f"elbo_permuted_{name}"] = np.nan
+                continue
+            permuted = np.zeros((len(local), n_permutations))
+            for k in range(n_permutations):
+                donors = derangement(len(local), rng)
+                swapped = images.copy()
+                swapped[..., channel] = images[donors][..., channel]
+                permuted[:, k] = _elbo_of_images(evaluate, data, swapped, types, batch_size, evaluate_reference)
+            frame[f"elbo_permuted_{name}"] = permuted.mean(axis=1)
+        for name in CHANNELS:
+            frame[f"ratio_{name}"] = coupling_ratio(real, frame[f"elbo_permuted_{name}"])
+            frame[f"coupling_{name}"] = 1.0 - frame[f"ratio_{name}"]
+        frame["differential"] = differential_coupling(frame["coupling_membrane"], frame["coupling_dna"])
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def summarise(per_cell: pd.DataFrame, by_phase: bool = True, differential_from: str = "strength") -> pd.DataFrame:
+    """Eq. 5 per structure (and cell-cycle phase): mean differential coupling d_s^p, plus
+    the mean strengths and Eq. 4 ratios of both channels and the cell count.
+
+    Args:
+        per_cell: output of `per_cell_coupling`.
+        by_phase: group by ``cell_cycle_phase`` too (when the column exists).
+        differential_from: ``"strength"`` (1 − c, default) or ``"ratio"`` (Eq. 4 as printed).
+    """
+    frame = per_cell.copy()
+    if differential_from == "ratio":
+        frame["differential"] = differential_coupling(frame["ratio_membrane"], frame["ratio_dna"])
+    elif differential_from != "strength":
+        raise ValueError(f"`differential_from` must be 'strength' or 'ratio'. Received: {differential_from!r}")
+    keys = ["structure_name"] + (["cell_cycle_phase"] if by_phase and "cell_cycle_phase" in frame else [])
+    summary = frame.groupby(keys, sort=True).agg(
+        n_cells=("elbo", "size"),
+        coupling_membrane=("coupling_membrane", "mean"),
+        coupling_dna=("coupling_dna", "mean"),
+        ratio_membrane=("ratio_membrane", "mean"),
+        ratio_dna=("ratio_dna", "mean"),
+        differential=("differential", "mean"),
+        differential_sem=("differential", _sem),
+    )
+    return summary.reset_index()
+
+
+def _sem(values) -> float:
+    values = np.asarray(values, "float64")
+    values = values[np.isfinite(values)]
+    return float(values.std() / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+
+
+# ----- figures -----------------------------------------------------------------------------
+def scatter_figure(per_cell: pd.DataFrame, structures=None):
+    """Fig. 5a: per structure, each cell's membrane (x) vs nucleus (y) coupling by phase."""
+    import matplotlib.pyplot as plt
+
+    structures = list(structures or sorted(per_cell["structure_name"].astype(str).unique()))
+    columns = min(4, len(structures))
+    rows = int(np.ceil(len(structures) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False)
+    values = per_cell[["coupling_membrane", "coupling_dna"]].to_numpy(float)
+    finite = values[np.isfinite(values)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    pad = 0.05 * (high - low + 1e-9)
+    for ax in axes.flat:
+        ax.set_visible(False)
+    for ax, structure in zip(axes.flat, structures):
+        ax.set_visible(True)
+        part = per_cell[per_cell["structure_name"].astype(str) == structure]
+        phases = part["cell_cycle_phase"].astype(str) if "cell_cycle_phase" in part else pd.Series(["all"] * len(part))
+        for n, phase in enumerate(sorted(phases.unique())):
+            keep = (phases == phase).to_numpy()
+            ax.scatter(part["coupling_membrane"][keep], part["coupling_dna"][keep], s=10, alpha=0.7,
+                       color="tab:brown" if phase == "interphase" else f"C{n}", label=phase)
+        ax.plot([low - pad, high + pad], [low - pad, high + pad], color="0.7", lw=0.8)
+        ax.set_xlim(low - pad, high + pad)
+        ax.set_ylim(low - pad, high + pad)
+        ax.set_title(structure, fontsize=9)
+        ax.set_xlabel("membrane coupling (1 − Eq. 4)", fontsize=7)
+        ax.set_ylabel("nucleus coupling (1 − Eq. 4)", fontsize=7)
+        ax.legend(fontsize=6)
+    return figure
+
+
+def differential_figure(summary: pd.DataFrame):
+    """Fig. 5b: Eq. 5 per structure, one marker per cell-cycle phase."""
+    import matplotlib.pyplot as plt
+
+    structures = sorted(summary["structure_name"].astype(str).unique())
+    figure, ax = plt.subplots(figsize=(5, 0.35 * len(structures) + 1.2))
+    phases = sorted(summary["cell_cycle_phase"].astype(str).unique()) if "cell_cycle_phase" in summary else ["all"]
+    for n, phase in enumerate(phases):
+        part = summary if phase == "all" else summary[summary["cell_cycle_phase"].astype(str) == phase]
+        y = [structures.index(s) for s in part["structure_name"].astype(str)]
+        ax.errorbar(part["differential"], y, xerr=part["differential_sem"], fmt="o", ms=4,
+                    color="tab:brown" if phase == "interphase" else f"C{n}", label=phase)
+    ax.axvline(0, color="0.6", lw=0.8)
+    ax.set_yticks(range(len(structures)), structures, fontsize=7)
+    ax.set_xlim(-1.05, 1.05)
+    ax.set_xlabel("← nucleus     differential coupling d (Eq. 5)     membrane →", fontsize=8)
+    ax.legend(fontsize=7)
+    return figure
+
+
+def write_coupling(per_cell: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
+    """Write per_cell.csv, summary.csv (Eq. 5), fig5a_scatter.png and fig5b_differential.png."""
+    out_dir = Path(out_dir)
+    summary = summarise(per_cell)
+    atomic.write_csv(out_dir / "per_cell.csv", per_cell)
+    atomic.write_csv(out_dir / "summary.csv", summary)
+    atomic.save_figure(out_dir / "fig5a_scatter.png", scatter_figure(per_cell))
+    atomic.save_figure(out_dir / "fig5b_differential.png", differential_figure(summary))
+    return summary
