@@ -194,22 +194,25 @@ class StatcellData:
         if self.role == "target":
             spec["reference"] = tf.TensorSpec([None, *self.image_shape, 2], tf.float32)
             spec["target_type"] = tf.TensorSpec([None], tf.int32)
-        state = {"epoch": 0}
+        stop = len(indices) - (len(indices) % batch_size if drop_remainder else 0)
+        num_batches = -(-stop // batch_size)
+        if num_batches == 0:
+            raise UserError(f"--batch-size {batch_size} is larger than the {len(indices)} cells of this split")
 
-        def generate():
-            order = indices
-            if shuffle:
-                order = np.random.default_rng([seed, state["epoch"]]).permutation(indices)
-            state["epoch"] += 1
-            stop = len(order) - (len(order) % batch_size if drop_remainder else 0)
+        def generate(key):
+            # Epoch key from the dataset below: a new order per pass, replayed on resume.
+            order = np.random.default_rng([seed, abs(int(key))]).permutation(indices) if shuffle else indices
             for start in range(0, stop, batch_size):
-                rows = order[start : min(start + batch_size, stop)]
-                if len(rows):
-                    yield self.batch(rows)
+                yield self.batch(order[start : min(start + batch_size, stop)])
 
-        dataset = tf.data.Dataset.from_generator(generate, output_signature=spec)
-        if repeat:
-            dataset = dataset.repeat()
+        def one_epoch(key):
+            epoch = tf.data.Dataset.from_generator(generate, args=(key,), output_signature=spec)
+            return epoch.apply(tf.data.experimental.assert_cardinality(num_batches))
+
+        epochs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        dataset = epochs.flat_map(one_epoch) if repeat else epochs.take(1).flat_map(one_epoch)
+        if not repeat:
+            dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
         return dataset.prefetch(2)
 
 

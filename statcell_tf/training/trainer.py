@@ -122,8 +122,9 @@ def _batch_size(batch) -> tf.Tensor:
     return tf.cast(tf.shape(first)[0], tf.float32)
 
 
-def _make_step(strategy, step_fn):
-    """A tf.function running `step_fn` on every replica; returns batch-weighted loss sums."""
+def _make_step(strategy, step_fn, element_spec):
+    """A tf.function running `step_fn` on every replica of a distributed batch (of
+    `element_spec`); returns batch-weighted loss sums."""
 
     def replica_fn(batch):
         losses = step_fn(batch)
@@ -131,9 +132,12 @@ def _make_step(strategy, step_fn):
         weighted = {key: tf.cast(value, tf.float32) * count for key, value in losses.items()}
         return weighted, count
 
-    @tf.function
-    def step(iterator):
-        weighted, count = strategy.run(replica_fn, args=(next(iterator),))
+    # The batch is fetched outside the function: a step that hit the end of the data inside it
+    # would still run every op that does not depend on the batch (spectral-norm and weight-decay
+    # assignments), on some replicas only, and the replicas' weights would drift apart.
+    @tf.function(input_signature=[element_spec])
+    def step(batch):
+        weighted, count = strategy.run(replica_fn, args=(batch,))
         total = strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None)
         sums = {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in weighted.items()}
         return sums, total
@@ -147,10 +151,10 @@ def _run_epoch(step, iterator, steps, progbar=None, prefix=""):
     count = 0.0
     done = 0
     while steps is None or done < steps:
-        try:
-            batch_sums, batch_count = step(iterator)
-        except (StopIteration, tf.errors.OutOfRangeError):
+        batch = iterator.get_next_as_optional()  # agreed on by every replica and worker
+        if not batch.has_value():
             break
+        batch_sums, batch_count = step(batch.get_value())
         batch_count = float(batch_count.numpy())
         for key, value in batch_sums.items():
             sums[key] = sums.get(key, 0.0) + float(value.numpy())
@@ -219,11 +223,16 @@ def fit(
     manager = tf.train.CheckpointManager(checkpoint, str(checkpoint_dir), max_to_keep=2)
     history = _restore(run, manager, checkpoint, state, resume, chief, settings.verbose)
 
-    train_step = _make_step(strategy, model.train_step_fn)
-    test_step = _make_step(strategy, model.test_step_fn)
     distributed_train = strategy.experimental_distribute_dataset(train_dataset)
     distributed_val = strategy.experimental_distribute_dataset(val_dataset) if val_dataset is not None else None
+    train_step = _make_step(strategy, model.train_step_fn, distributed_train.element_spec)
+    test_step = _make_step(strategy, model.test_step_fn, distributed_val.element_spec) if distributed_val else None
     persistent_iterator = iter(distributed_train) if settings.steps_per_epoch else None
+    if persistent_iterator is None:
+        # A finite dataset draws its epoch's shuffle order and augmentation keys when an iterator
+        # is made; replay the draws of the epochs already done so a resumed run sees the same data.
+        for _ in range(int(state.epoch.numpy())):
+            iter(distributed_train)
     writer = tf.summary.create_file_writer(str(run.tensorboard)) if chief else None
     steps_hint = settings.steps_per_epoch or _cardinality(train_dataset)
 

@@ -45,6 +45,24 @@ def test_statcell_data_batches_for_both_roles_and_projection():
     assert len(batches) == 1 and tuple(batches[0]["image"].shape) == (4, 16, 16, 2)
 
 
+def test_dataset_reshuffles_every_pass_and_replays_the_order_of_skipped_passes():
+    cells = toy_cells(12, (8, 8), seed=0)
+    data = StatcellData(cells, "reference", (8, 8))
+
+    def order(iterator):
+        return np.concatenate([batch["image"].numpy()[:, 4, 4, 1] for batch in iterator])
+
+    dataset = data.dataset(np.arange(12), 4, shuffle=True)
+    assert int(dataset.cardinality()) == 3
+    first, second = order(iter(dataset)), order(iter(dataset))
+    assert not np.array_equal(first, second) and np.array_equal(np.sort(first), np.sort(second))
+    fresh = data.dataset(np.arange(12), 4, shuffle=True)
+    iter(fresh)  # what the trainer does for each finished epoch when it resumes
+    np.testing.assert_array_equal(order(iter(fresh)), second)
+    with pytest.raises(UserError, match="--batch-size"):
+        data.dataset(np.arange(3), 4, drop_remainder=True)
+
+
 def test_control_structures_are_what_they_claim():
     cells = toy_cells(5, (24, 24), seed=1)
     images = cells.images[np.arange(5)]

@@ -13,11 +13,12 @@ from statcell_tf.training import export, trainer  # noqa: E402
 from statcell_tf.training.run_dir import RunDirectory  # noqa: E402
 
 
-def _fit(run, epochs, callbacks=(), **kw):
+def _fit(run, epochs, callbacks=(), shuffle=False, **kw):
     keras.utils.set_random_seed(0)
     model = TinyModel(learning_rate=1e-2)
     settings = trainer.TrainSettings(epochs=epochs, verbose=0, **kw)
-    history = trainer.fit(model, tiny_dataset(), tiny_dataset(32, seed=1), run, settings, epoch_callbacks=callbacks)
+    train = tiny_dataset(shuffle=shuffle)
+    history = trainer.fit(model, train, tiny_dataset(32, seed=1), run, settings, epoch_callbacks=callbacks)
     return model, history
 
 
@@ -33,7 +34,8 @@ def test_fit_logs_every_term_and_loss_falls(tmp_path):
     assert any((tmp_path / "run" / "tensorboard").iterdir())
 
 
-def test_interrupted_run_resumes_step_count_and_history(tmp_path):
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_interrupted_run_resumes_step_count_and_history(tmp_path, shuffle):
     run = tmp_path / "run"
 
     def crash(epoch, logs, model):
@@ -41,14 +43,17 @@ def test_interrupted_run_resumes_step_count_and_history(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _fit(run, 5, callbacks=[crash])
+        _fit(run, 5, callbacks=[crash], shuffle=shuffle)
     # The crash came after epoch 2's checkpoint: resume continues at epoch 3.
-    model, history = _fit(run, 5)
+    model, history = _fit(run, 5, shuffle=shuffle)
     assert list(history["epoch"]) == [1, 2, 3, 4, 5]
     assert list(history["step"]) == [4, 8, 12, 16, 20]
-    uninterrupted_model, uninterrupted = _fit(tmp_path / "straight", 5)
-    # Same data order and seeds: the resumed run ends where an uninterrupted one does.
+    uninterrupted_model, uninterrupted = _fit(tmp_path / "straight", 5, shuffle=shuffle)
+    # Same data order (a reshuffled dataset replays the finished epochs' orders) and seeds:
+    # the resumed run ends where an uninterrupted one does.
     np.testing.assert_allclose(history["loss"], uninterrupted["loss"], rtol=1e-4)
+    for resumed, straight in zip(model.weights, uninterrupted_model.weights):
+        np.testing.assert_allclose(resumed.numpy(), straight.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_plateau_and_early_stopping(tmp_path):

@@ -52,9 +52,12 @@ def tiny_data(n=64, seed=0):
     return images, labels
 
 
-def tiny_dataset(n=64, batch_size=16, seed=0, repeat=False):
+def tiny_dataset(n=64, batch_size=16, seed=0, repeat=False, shuffle=False):
     images, labels = tiny_data(n, seed)
-    ds = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels}).batch(batch_size, drop_remainder=True)
+    ds = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})
+    if shuffle:  # a new order per iterator (epoch), like the real pipelines
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=True)
     if repeat:
         ds = ds.repeat()
     options = tf.data.Options()
