@@ -1,7 +1,7 @@
 """Train every model a few steps under MirroredStrategy over two logical CPU devices.
 
 Run as a script (the logical devices must be configured before TensorFlow starts):
-``python mirrored_models.py OUT_JSON``. For each model it writes whether training ran, whether
+``python mirrored_models.py OUT_JSON [MODEL ...]`` (default: every model). For each model it writes whether training ran, whether
 the losses are finite, and which trainable variables differ between the two replicas
 (there must be none: the replicas apply the same all-reduced gradients).
 """
@@ -9,6 +9,7 @@ the losses are finite, and which trainable variables differ between the two repl
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -53,12 +54,15 @@ def _models():
         "image": rng.random((4, 68, 68, 3), "float32"), "image_d": rng.random((4, 68, 68, 3), "float32")}
 
 
-def main(out_json: str) -> None:
+def main(out_json: str, names=()) -> None:
     from statcell_tf.training import trainer
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     report = {"replicas": strategy.num_replicas_in_sync}
     for name, build, batch in _models():
+        if names and name not in names:
+            continue
+        started = time.time()
         keras.utils.set_random_seed(0)
         with strategy.scope():
             model = build()
@@ -72,10 +76,11 @@ def main(out_json: str) -> None:
             if not np.array_equal(*(v.numpy() for v in variable.value.values[:2]))
         ]
         report[name] = {"steps": int(history["step"].iloc[-1]), "finite": bool(np.isfinite(losses).all()),
-                        "replica_mismatches": differ, "num_trainable": len(model.trainable_variables)}
+                        "replica_mismatches": differ, "num_trainable": len(model.trainable_variables),
+                        "seconds": round(time.time() - started, 1)}
         print(name, report[name], flush=True)
     Path(out_json).write_text(json.dumps(report))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2:])
