@@ -233,6 +233,7 @@ def fit(
         # is made; replay the draws of the epochs already done so a resumed run sees the same data.
         for _ in range(int(state.epoch.numpy())):
             iter(distributed_train)
+    average_replica_statistics = _replica_statistics_averager(strategy, model)
     writer = tf.summary.create_file_writer(str(run.tensorboard)) if chief else None
     steps_hint = settings.steps_per_epoch or _cardinality(train_dataset)
 
@@ -247,6 +248,7 @@ def fit(
             iterator = persistent_iterator or iter(distributed_train)
             logs, steps = _run_epoch(train_step, iterator, settings.steps_per_epoch, progbar)
             state.step.assign_add(steps)
+            average_replica_statistics()
             if distributed_val is not None:
                 val_logs, _ = _run_epoch(test_step, iter(distributed_val), settings.validation_steps, prefix="val_")
                 logs.update(val_logs)
@@ -280,6 +282,37 @@ def fit(
         if not chief:
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return history
+
+
+def _replica_statistics_averager(strategy, model) -> Callable[[], None]:
+    """A function that sets every replica's copy of the model's floating-point non-trainable
+    variables (batch-norm moving statistics, spectral-norm vectors) to their mean over replicas.
+
+    Keras 3 updates these in each replica from its own part of the batch, so under several
+    replicas the copies drift apart and a checkpoint would keep only the first replica's.
+    Averaging once per epoch (one all-reduce) keeps them identical, and the saved estimate uses
+    every replica's batches.
+    """
+    variables = [
+        v for v in model.non_trainable_variables
+        if v.dtype in ("float16", "bfloat16", "float32", "float64")
+    ]
+    if strategy.num_replicas_in_sync == 1 or not variables:
+        return lambda: None
+
+    @tf.function
+    def replica_means():
+        def mean():  # in replica context a variable reads as that replica's copy
+            context = tf.distribute.get_replica_context()
+            return [context.all_reduce(tf.distribute.ReduceOp.MEAN, v.value) for v in variables]
+
+        return strategy.run(mean)
+
+    def average() -> None:
+        for variable, value in zip(variables, replica_means()):
+            variable.assign(strategy.experimental_local_results(value)[0])
+
+    return average
 
 
 def _seed_states(model) -> dict:

@@ -3,7 +3,8 @@
 Run as a script (the logical devices must be configured before TensorFlow starts):
 ``python mirrored_models.py OUT_JSON [MODEL ...]`` (default: every model). For each model it writes whether training ran, whether
 the losses are finite, and which trainable variables differ between the two replicas
-(there must be none: the replicas apply the same all-reduced gradients).
+(there must be none: the replicas apply the same all-reduced gradients), and which batch-norm
+moving statistics differ after the trainer's end-of-epoch averaging (none either).
 """
 
 import json
@@ -54,11 +55,27 @@ def _models():
         "image": rng.random((4, 68, 68, 3), "float32"), "image_d": rng.random((4, 68, 68, 3), "float32")}
 
 
+def _averaged_moving_means(strategy) -> list:
+    """Known answer: replicas whose batches are all 1s and all 5s average their moving means to 3."""
+    from statcell_tf.training.trainer import _replica_statistics_averager
+
+    with strategy.scope():
+        norm = keras.layers.BatchNormalization(momentum=0.0)
+        model = keras.Sequential([keras.Input((3,)), norm])
+    rows = np.array([[1, 1, 1], [5, 5, 5]], "float32")  # one row per replica
+    batch = next(iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices(rows).batch(2))))
+    tf.function(lambda b: strategy.run(lambda t: model(t, training=True), args=(b,)))(batch)
+    _replica_statistics_averager(strategy, model)()
+    return [v.numpy().tolist() for v in norm.moving_mean.value.values]
+
+
 def main(out_json: str, names=()) -> None:
     from statcell_tf.training import trainer
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     report = {"replicas": strategy.num_replicas_in_sync}
+    if not names or "averaging" in names:
+        report["averaging"] = _averaged_moving_means(strategy)
     for name, build, batch in _models():
         if names and name not in names:
             continue
@@ -70,13 +87,17 @@ def main(out_json: str, names=()) -> None:
         history = trainer.fit(model, _batches(batch), None, Path(tempfile.mkdtemp()) / name, settings,
                               strategy=strategy)
         losses = history[[c for c in history.columns if c not in ("epoch", "step", "time_s")]].to_numpy(float)
+        # Trainable weights, and the float statistics the trainer averages after every epoch.
+        checked = model.trainable_variables + [
+            v for v in model.non_trainable_variables if v.dtype.startswith(("float", "bfloat"))
+        ]
         differ = [
             variable.path
-            for variable in model.trainable_variables
+            for variable in checked
             if not np.array_equal(*(v.numpy() for v in variable.value.values[:2]))
         ]
         report[name] = {"steps": int(history["step"].iloc[-1]), "finite": bool(np.isfinite(losses).all()),
-                        "replica_mismatches": differ, "num_trainable": len(model.trainable_variables),
+                        "replica_mismatches": differ, "num_checked": len(checked),
                         "seconds": round(time.time() - started, 1)}
         print(name, report[name], flush=True)
     Path(out_json).write_text(json.dumps(report))

@@ -1,5 +1,6 @@
 """Every model trains under MirroredStrategy with two replicas (two logical CPU devices, as
-two GPUs would be) and the replicas end each epoch with identical weights."""
+two GPUs would be) and the replicas end each epoch with identical weights and batch-norm
+statistics (their mean over the replicas)."""
 
 import json
 import os
@@ -13,7 +14,8 @@ SCRIPT = Path(__file__).with_name("mirrored_models.py")
 
 
 # Two processes side by side (about 65 s of work each) so both CI cores are used.
-GROUPS = (("cytoself", "integrated_cell_conditional"), ("statcell", "integrated_cell_reference", "vaeplus"))
+GROUPS = (("cytoself", "integrated_cell_conditional"),
+          ("averaging", "statcell", "integrated_cell_reference", "vaeplus"))
 
 
 @pytest.mark.slow
@@ -39,6 +41,8 @@ def test_every_model_trains_on_two_replicas_that_stay_identical(tmp_path):
         assert part.pop("replicas") == 2
         report.update(part)
     assert set(report) == {name for group in GROUPS for name in group}
+    # The end-of-epoch averaging of batch-norm statistics: replicas that saw 1s and 5s both hold 3.
+    assert report.pop("averaging") == [[3.0, 3.0, 3.0], [3.0, 3.0, 3.0]]
     assert set(report) == {"cytoself", "statcell", "integrated_cell_reference", "integrated_cell_conditional",
                            "vaeplus"}
     for name, result in report.items():
