@@ -304,7 +304,7 @@ def _replica_statistics_averager(strategy, model) -> Callable[[], None]:
     def replica_means():
         def mean():  # in replica context a variable reads as that replica's copy
             context = tf.distribute.get_replica_context()
-            return [context.all_reduce(tf.distribute.ReduceOp.MEAN, v.value) for v in variables]
+            return [context.all_reduce(tf.distribute.ReduceOp.MEAN, tf.identity(v.value)) for v in variables]
 
         return strategy.run(mean)
 

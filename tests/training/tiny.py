@@ -14,11 +14,13 @@ from statcell_tf.models.base import TrainableModel
 
 @keras.saving.register_keras_serializable(package="statcell_tf_tests")
 class TinyModel(TrainableModel):
-    def __init__(self, num_classes=3, filters=4, **kwargs):
+    def __init__(self, num_classes=3, filters=4, batch_norm=False, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.filters = filters
+        self.batch_norm = batch_norm
         self.encoder = keras.layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu")
+        self.norm = keras.layers.BatchNormalization() if batch_norm else None
         self.decoder = keras.layers.Conv2DTranspose(1, 3, strides=2, padding="same")
         self.dropout = keras.layers.Dropout(0.2, seed=1)
         self.pool = keras.layers.GlobalAveragePooling2D()
@@ -26,6 +28,8 @@ class TinyModel(TrainableModel):
 
     def call(self, image, training=False):
         z = self.encoder(image)
+        if self.norm is not None:
+            z = self.norm(z, training=training)
         return self.decoder(z), self.head(self.dropout(self.pool(z), training=training))
 
     def compute_losses(self, batch, training=False):
@@ -41,7 +45,8 @@ class TinyModel(TrainableModel):
         return {"reconstruct": (lambda x: self(x)[0], spec), "classify": (lambda x: self(x)[1], spec)}
 
     def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes, "filters": self.filters}
+        return {**super().get_config(), "num_classes": self.num_classes, "filters": self.filters,
+                "batch_norm": self.batch_norm}
 
 
 def tiny_data(n=64, seed=0):
@@ -72,7 +77,8 @@ def _worker(out_dir):
     runtime.set_seed(0)
     index = runtime.json.loads(runtime.os.environ["TF_CONFIG"])["task"]["index"]
     with strategy.scope():
-        model = TinyModel(learning_rate=1e-2)
+        # Batch norm: its moving statistics (updated per worker) must end identical too.
+        model = TinyModel(learning_rate=1e-2, batch_norm=True)
         model(tiny_data(2)[0])
     np.savez(f"{out_dir}_initial_{index}.npz", *[v.numpy() for v in model.weights])
     settings = trainer.TrainSettings(epochs=2, steps_per_epoch=3, monitor="loss", verbose=0)
