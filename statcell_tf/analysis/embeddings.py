@@ -174,6 +174,20 @@ def _write_metadata(group, metadata: pd.DataFrame) -> None:
     group.attrs["columns"] = json.dumps([str(c) for c in metadata.columns])
 
 
+def read_metadata(group) -> pd.DataFrame:
+    """The metadata table of an open HDF5 ``metadata`` group, one 1-D dataset per column.
+
+    Columns come in the order of the group's ``columns`` attribute (written by
+    `embed_cytoself`), else in the group's order; text datasets are decoded as UTF-8.
+    """
+    import h5py
+
+    columns = json.loads(group.attrs["columns"]) if "columns" in group.attrs else list(group.keys())
+    return pd.DataFrame(
+        {c: (group[c].asstr()[()] if h5py.check_string_dtype(group[c].dtype) else group[c][()]) for c in columns}
+    )
+
+
 def load_embeddings(path, keys: Sequence[str] | None = None) -> tuple[dict, pd.DataFrame]:
     """Read an embeddings file written by `embed_cytoself`.
 
@@ -208,14 +222,7 @@ def load_embeddings(path, keys: Sequence[str] | None = None) -> tuple[dict, pd.D
                 raise UserError(f"{path} has no dataset(s) {', '.join(missing)}. Received: {', '.join(wanted)}")
             wanted = list(keys)
         arrays = {k: handle[k][()] for k in wanted}
-        group = handle["metadata"]
-        columns = json.loads(group.attrs["columns"]) if "columns" in group.attrs else list(group.keys())
-        metadata = pd.DataFrame(
-            {
-                c: (group[c].asstr()[()] if h5py.check_string_dtype(group[c].dtype) else group[c][()])
-                for c in columns
-            }
-        )
+        metadata = read_metadata(handle["metadata"])
         metadata.attrs = {
             k: (v.decode() if isinstance(v, bytes) else v.item() if hasattr(v, "item") else v)
             for k, v in handle.attrs.items()

@@ -67,51 +67,119 @@ WEEK_PATTERN = re.compile(r"^(Week\d+)_")
 
 
 # ----- embedding tables ------------------------------------------------------------------
-def read_embedding_table(path) -> pd.DataFrame:
-    """Read a cell embedding table: a CSV, or an HDF5 file written by `write_embedding_table`.
+DEFAULT_VECTORS = ("embeddings", "global")
+
+
+def read_embedding_table(path, vectors: str | None = None) -> pd.DataFrame:
+    """Read a cell embedding table: a CSV, or an HDF5 file of cell vectors and metadata.
 
     CSV: one row per cell, embedding columns (``z_0``, ``z_1``, … or any prefix, see
     `feature_columns`) plus metadata columns (plate, well, compound, concentration, moa).
-    HDF5: dataset ``embeddings`` (N, D) and one 1-D dataset per metadata column in group
-    ``metadata``; the embedding columns become ``z_0 … z_{D−1}``.
+
+    HDF5: a vector dataset (N, …) and one 1-D dataset per metadata column in group
+    ``metadata``, as written by `write_embedding_table` (dataset ``embeddings``) or by
+    ``bin/embed-cytoself`` (`statcell_tf.analysis.embeddings`: ``global``, ``local``,
+    ``global_hist``, ``local_hist``, ``probabilities``). Each cell's vector is flattened
+    (``global`` (N, 4, 4, 576) → (N, 9216)) into columns ``z_0 … z_{D−1}``.
+
+    Args:
+        path: str or Path. The table.
+        vectors: str or None. HDF5 only: the vector dataset. None = ``embeddings`` if present,
+            else ``global``, else the file's only candidate (`vector_datasets`).
     """
     path = Path(path)
     if not path.exists():
         raise UserError(f"--embeddings {path} does not exist")
     if path.suffix.lower() in (".h5", ".hdf5"):
-        import h5py
-
-        try:
-            with h5py.File(path, "r") as handle:
-                if "embeddings" not in handle or "metadata" not in handle:
-                    raise UserError(
-                        f"--embeddings {path}: an HDF5 embedding table needs a dataset 'embeddings' and a "
-                        f"group 'metadata'. Received: {', '.join(handle.keys()) or 'nothing'}"
-                    )
-                embeddings = np.asarray(handle["embeddings"], dtype=np.float64)
-                columns = {}
-                for name, dataset in handle["metadata"].items():
-                    values = np.asarray(dataset)
-                    if values.dtype.kind in ("S", "O"):
-                        values = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values])
-                    columns[name] = values
-        except OSError as error:
-            raise UserError(f"--embeddings {path} is not a readable HDF5 file ({error})") from None
-        if embeddings.ndim != 2:
-            raise UserError(f"--embeddings {path}: 'embeddings' must be 2-D (cells, dims). Received: {embeddings.shape}")
-        metadata = pd.DataFrame(columns)
-        if len(metadata) != len(embeddings):
-            raise UserError(
-                f"--embeddings {path}: metadata has {len(metadata)} rows for {len(embeddings)} embeddings"
-            )
-        features = pd.DataFrame(embeddings, columns=[f"z_{j}" for j in range(embeddings.shape[1])])
-        return pd.concat([metadata.reset_index(drop=True), features], axis=1)
+        return _read_hdf5_table(path, vectors)
+    if vectors is not None:
+        raise UserError(
+            f"--vectors applies to HDF5 embedding files; {path} is not one (choose CSV columns with --features "
+            f"PREFIX). Received: --vectors {vectors}"
+        )
     if path.suffix.lower() not in (".csv", ".tsv", ".txt"):
         raise UserError(f"--embeddings {path} must be a .csv or .h5/.hdf5 file. Received suffix: {path.suffix!r}")
     try:
         return pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
     except (ValueError, pd.errors.ParserError) as error:
         raise UserError(f"--embeddings {path} is not a readable CSV ({error})") from None
+
+
+def vector_datasets(handle) -> list[str]:
+    """Names of the top-level datasets of an open HDF5 file that can serve as cell vectors:
+    numeric, with at least one axis after the cell axis; codebook ``*_indices`` (categories,
+    not coordinates) are left out."""
+    import h5py
+
+    return sorted(
+        name for name, item in handle.items()
+        if isinstance(item, h5py.Dataset) and item.ndim >= 2 and item.dtype.kind in "fiu"
+        and not name.endswith("_indices")
+    )
+
+
+def _choose_vectors(path: Path, handle, vectors: str | None) -> str:
+    candidates = vector_datasets(handle)
+    listed = ", ".join(candidates) or "none"
+    if vectors is not None:
+        if vectors not in candidates:
+            why = (
+                "does not exist" if vectors not in handle
+                else "holds codebook indices, not vectors" if vectors.endswith("_indices")
+                else "is not a numeric (cells, dims, ...) dataset"
+            )
+            raise UserError(
+                f"--vectors {vectors}: dataset {vectors!r} of {path} {why}; expected one of: {listed}. "
+                f"Received: --vectors {vectors}"
+            )
+        return vectors
+    for name in DEFAULT_VECTORS:
+        if name in handle:
+            return name
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise UserError(
+            f"--embeddings {path} has no vector dataset (numeric, one row per cell; expected "
+            f"{' or '.join(map(repr, DEFAULT_VECTORS))}). Received: {', '.join(sorted(handle.keys())) or 'nothing'}"
+        )
+    raise UserError(
+        f"--embeddings {path} has several vector datasets and no {' or '.join(map(repr, DEFAULT_VECTORS))}; "
+        f"pass --vectors NAME. Received: {listed}"
+    )
+
+
+def _read_hdf5_table(path: Path, vectors: str | None) -> pd.DataFrame:
+    import h5py
+
+    from statcell_tf.analysis.embeddings import read_metadata
+
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        raise UserError(f"--embeddings {path} is not a readable HDF5 file ({error})") from None
+    with handle:
+        name = _choose_vectors(path, handle, vectors)
+        if not isinstance(handle.get("metadata"), h5py.Group):
+            raise UserError(
+                f"--embeddings {path}: an HDF5 embedding table needs a group 'metadata' (one dataset per column). "
+                f"Received: {', '.join(sorted(handle.keys())) or 'nothing'}"
+            )
+        dataset = handle[name]
+        if not isinstance(dataset, h5py.Dataset) or dataset.ndim < 2 or dataset.dtype.kind not in "fiu":
+            shape = dataset.shape if isinstance(dataset, h5py.Dataset) else "a group"
+            raise UserError(
+                f"--embeddings {path}: {name!r} must be a numeric (cells, dims, ...) dataset. Received: {shape}"
+            )
+        embeddings = np.asarray(dataset[()], dtype=np.float64)
+        metadata = read_metadata(handle["metadata"])
+    embeddings = embeddings.reshape(len(embeddings), -1)  # (N, 4, 4, 576) -> (N, 9216)
+    if len(metadata) != len(embeddings):
+        raise UserError(
+            f"--embeddings {path}: metadata has {len(metadata)} rows for {len(embeddings)} cells in {name!r}"
+        )
+    features = pd.DataFrame(embeddings, columns=[f"z_{j}" for j in range(embeddings.shape[1])])
+    return pd.concat([metadata.reset_index(drop=True), features], axis=1)
 
 
 def write_embedding_table(path, embeddings: np.ndarray, metadata: pd.DataFrame) -> Path:

@@ -11,7 +11,11 @@ from statcell_tf.cli._options import existing_dir, existing_path, out_path
 
 @click.command()
 @click.option("--embeddings", type=existing_path, default=None,
-              help="Cell embedding table: CSV (z_0, z_1, ... + plate, well, compound, concentration, moa) or HDF5.")
+              help="Cell embedding table: CSV (z_0, z_1, ... + plate, well, compound, concentration, moa) or HDF5 "
+                   "(profile-moa's embeddings.h5 or embed-cytoself's output).")
+@click.option("--vectors", default=None,
+              help="HDF5 dataset of the cell vectors, flattened per cell (embed-cytoself: global, local, global_hist, "
+                   "local_hist, probabilities) [default: embeddings, else global].")
 @click.option("--run", "run", type=existing_dir, default=None, help="A train-vaeplus run: embed --data with its encoder.")
 @click.option("--data", type=existing_dir, default=None, help="Crops to embed with --run (metadata needs plate, well, compound, concentration, moa).")
 @click.option("--control", default="DMSO", show_default=True, help="Control compound: learns the whitening, is not classified.")
@@ -25,8 +29,8 @@ from statcell_tf.cli._options import existing_dir, existing_path, out_path
 @click.option("--whiten-epsilon", type=click.FloatRange(0), default=1e-6, show_default=True,
               help="Whitening regulariser, relative to the mean eigenvalue of the control covariance.")
 @click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True, help="Crops per encoder call (--run).")
-def command(embeddings, run, data, control, out, name, feature_prefix, metric, drop_unreferenced, whiten_epsilon,
-            batch_size):
+def command(embeddings, vectors, run, data, control, out, name, feature_prefix, metric, drop_unreferenced,
+            whiten_epsilon, batch_size):
     """Classify treatments by mechanism of action from cell embeddings (Table 1 of VAE+).
 
     Cells → well profiles (mean, or mean and S.D.) → treatment profiles (median over wells)
@@ -45,9 +49,11 @@ def command(embeddings, run, data, control, out, name, feature_prefix, metric, d
         raise click.UsageError("--run needs --data DIR (the crops to embed)")
     if embeddings is not None and data is not None:
         raise click.UsageError("--data is only used with --run")
+    if run is not None and vectors is not None:
+        raise click.UsageError(f"--vectors is only used with --embeddings. Received: --vectors {vectors}")
     out = Path(out)
     if embeddings is not None:
-        table = profiling.read_embedding_table(embeddings)
+        table = profiling.read_embedding_table(embeddings, vectors)
         source = f"--embeddings {embeddings}"
         name = name or Path(embeddings).stem
     else:

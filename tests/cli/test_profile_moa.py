@@ -119,3 +119,146 @@ def test_profile_moa_embeds_crops_with_a_run(tmp_path):
     assert set(cells["compound"]) == {"DMSO", "a1", "a2", "b1", "b2"}
     accuracy = pd.read_csv(out / "accuracy.csv")
     assert accuracy["method"].tolist() == ["run", "run"] and (accuracy["treatments"] == 4).all()
+
+
+def _cytoself_layout(path: Path, table: pd.DataFrame, arrays: dict) -> Path:
+    """`table`'s metadata and `arrays` in the layout `embed_cytoself` writes (label, index,
+    metadata group with its ``columns`` attribute, the run attributes)."""
+    import h5py
+
+    from statcell_tf.analysis.embeddings import _write_metadata
+
+    metadata = table.drop(columns=[c for c in table.columns if c.startswith("z_")])
+    with h5py.File(path, "w") as handle:
+        for key, value in arrays.items():
+            handle.create_dataset(key, data=value)
+        handle.create_dataset("label", data=np.full(len(table), -1, np.int32))
+        handle.create_dataset("index", data=np.arange(len(table), dtype=np.int64))
+        _write_metadata(handle.create_group("metadata"), metadata)
+        handle.attrs["run"] = "toy-run"
+        handle.attrs["num_embeddings"] = 4
+    return path
+
+
+def test_profile_moa_reads_embed_cytoself_files(tmp_path):
+    table = pd.read_csv(_cells(tmp_path))
+    z = table[["z_0", "z_1", "z_2"]].to_numpy(np.float32)
+    n = len(table)
+    # global (N, 1, 3, 1): the CSV's vectors -> the CSV's answer (100 % everywhere).
+    # local (N, 2, 3): compound-swapped centres (a1 & b2, a2 & b1 share one) -> every
+    # treatment's nearest other compound has the other MoA: 0 % everywhere.
+    swap = {"a1": [4.0, 0, 0], "b2": [4.0, 0, 0], "a2": [0, 4.0, 0], "b1": [0, 4.0, 0], "DMSO": [0, 0, 0]}
+    noise = np.random.default_rng(1).normal(size=(n, 3))
+    local = np.stack([np.array([swap[c] for c in table["compound"]]) + noise, np.ones((n, 3))], axis=1)
+    arrays = {
+        "global": z.reshape(n, 1, 3, 1).astype(np.float16),
+        "local": local.astype(np.float32),
+        "global_indices": np.zeros((n, 1, 3), np.int16),
+        "local_hist": np.ones((n, 4), np.int16),
+    }
+    h5 = _cytoself_layout(tmp_path / "embeddings.h5", table, arrays)
+    runner = CliRunner()
+
+    result = runner.invoke(cli, ["profile-moa", "--embeddings", str(h5), "--out", str(tmp_path / "g")])
+    assert result.exit_code == 0, result.output
+    got = pd.read_csv(tmp_path / "g" / "accuracy.csv")
+    assert (got[["Mean", "Mean+Whitened", "Mean+S.D.", "Mean+S.D.+Whitened"]] == 100.0).all().all()
+    assert (got["treatments"] == 4).all() and got["method"].tolist() == ["embeddings", "embeddings"]
+    # Same profiles as the CSV the vectors came from (float16 storage aside).
+    assert runner.invoke(cli, ["profile-moa", "--embeddings", str(tmp_path / "cells.csv"), "--out",
+                               str(tmp_path / "csv")]).exit_code == 0
+    csv = pd.read_csv(tmp_path / "csv" / "predictions.csv")
+    pd.testing.assert_series_equal(pd.read_csv(tmp_path / "g" / "predictions.csv")["neighbor_compound"],
+                                   csv["neighbor_compound"])
+
+    result = runner.invoke(cli, ["profile-moa", "--embeddings", str(h5), "--vectors", "local", "--out",
+                                 str(tmp_path / "l")])
+    assert result.exit_code == 0, result.output
+    got = pd.read_csv(tmp_path / "l" / "accuracy.csv")
+    assert (got[["Mean", "Mean+Whitened", "Mean+S.D.", "Mean+S.D.+Whitened"]] == 0.0).all().all()
+    predictions = pd.read_csv(tmp_path / "l" / "predictions.csv")
+    pairs = {"a1": "b2", "b2": "a1", "a2": "b1", "b1": "a2"}
+    assert (predictions["neighbor_compound"] == predictions["compound"].map(pairs)).all()
+
+    from statcell_tf.analysis import profiling
+
+    cells = profiling.read_embedding_table(h5, "local")  # (N, 2, 3) flattened per cell
+    assert profiling.feature_columns(cells) == [f"z_{j}" for j in range(6)]
+    np.testing.assert_allclose(cells[[f"z_{j}" for j in range(6)]].to_numpy(), local.reshape(n, 6), rtol=1e-6)
+    pd.testing.assert_frame_equal(cells[["plate", "well", "compound", "concentration", "moa"]],
+                                  table[["plate", "well", "compound", "concentration", "moa"]], check_dtype=False)
+
+
+def test_profile_moa_vector_dataset_errors(tmp_path, capsys):
+    table = pd.read_csv(_cells(tmp_path))
+    n = len(table)
+    vectors = np.random.default_rng(0).normal(size=(n, 2, 2)).astype(np.float32)
+    ambiguous = _cytoself_layout(tmp_path / "no_global.h5", table,
+                                 {"local": vectors, "local_hist": np.ones((n, 4), np.int16),
+                                  "local_indices": np.zeros((n, 2), np.int16)})
+
+    def error(*args):
+        assert run_command("profile-moa", [*map(str, args), "--out", str(tmp_path / "never")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("Error: ") and err.count("\n") == 1 and "Traceback" not in err
+        return err
+
+    err = error("--embeddings", ambiguous)
+    assert "several vector datasets and no 'embeddings' or 'global'" in err and "--vectors NAME" in err
+    assert err.rstrip().endswith("Received: local, local_hist")  # codebook indices are no vectors
+    err = error("--embeddings", ambiguous, "--vectors", "global")
+    assert "dataset 'global'" in err and "does not exist" in err and "expected one of: local, local_hist" in err
+    assert "codebook indices" in error("--embeddings", ambiguous, "--vectors", "local_indices")
+    assert "not a numeric (cells, dims, ...) dataset" in error("--embeddings", ambiguous, "--vectors", "index")
+    assert "--vectors applies to HDF5" in error("--embeddings", tmp_path / "cells.csv", "--vectors", "local")
+    empty = _cytoself_layout(tmp_path / "empty.h5", table, {})
+    assert "has no vector dataset" in error("--embeddings", empty)
+    assert not (tmp_path / "never").exists()
+    # One candidate only: chosen without --vectors.
+    single = _cytoself_layout(tmp_path / "single.h5", table, {"local_hist": np.ones((n, 4), np.int16)})
+    from statcell_tf.analysis import profiling
+
+    assert profiling.feature_columns(profiling.read_embedding_table(single)) == ["z_0", "z_1", "z_2", "z_3"]
+    result = CliRunner().invoke(cli, ["profile-moa", "--run", str(tmp_path), "--data", str(tmp_path),
+                                      "--vectors", "local", "--out", "x"])
+    assert result.exit_code == 2 and "--vectors is only used with --embeddings" in result.output
+
+
+def test_profile_moa_reads_what_embed_cytoself_writes(tmp_path):
+    import json
+
+    from statcell_tf.analysis.embeddings import embed_cytoself
+    from statcell_tf.data.source import ArrayImages, CellImages
+    from statcell_tf.models.cytoself import CytoselfModel
+    from statcell_tf.training.export import save_keras
+
+    run = tmp_path / "run"
+    model = CytoselfModel(
+        num_classes=2, image_shape=(16, 16, 2), stem_filters=4, encoder1_stages=[[1, 3, 1, 4, 1], [2, 3, 2, 6, 1]],
+        local_filters=8, encoder2_stages=[[2, 3, 2, 8, 1]], global_filters=16, local_num_embeddings=8,
+        global_num_embeddings=8, global_num_splits=2, decoder_filters=4, decoder_min_filters=4,
+        decoder_units_per_block=1, classifier_units=8, seed=0,
+    )
+    model.build((None, 16, 16, 2))
+    save_keras(model, run / "best.keras")
+    (run / "config.json").write_text(json.dumps({"model": "cytoself", "channels": ["pro", "nucdist"]}))
+    wells = [("Week1_1", "A01", "DMSO", 0.0, "DMSO"), ("Week1_1", "A02", "a1", 1.0, "x"),
+             ("Week1_1", "A03", "b1", 1.0, "y"), ("Week2_1", "A01", "DMSO", 0.0, "DMSO"),
+             ("Week2_1", "A02", "a2", 1.0, "x"), ("Week2_1", "A03", "b2", 1.0, "y")]
+    metadata = pd.DataFrame([dict(zip(("plate", "well", "compound", "concentration", "moa"), w))
+                             for w in wells for _ in range(3)])
+    images = np.random.default_rng(0).random((len(metadata), 16, 16, 2)).astype("float32")
+    cells = CellImages(ArrayImages(images), metadata, ("pro", "nucdist"), "toy")
+    h5 = embed_cytoself(run, cells, tmp_path / "embeddings.h5", batch_size=8, dtype="float16", progress=False)
+    for vectors, dims in ((None, 2 * 2 * 16), ("local_hist", 8)):
+        out = tmp_path / f"profiles-{vectors}"
+        args = ["profile-moa", "--embeddings", str(h5), "--out", str(out)] + (["--vectors", vectors] if vectors else [])
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        accuracy = pd.read_csv(out / "accuracy.csv")
+        assert (accuracy["treatments"] == 4).all() and (accuracy["classes"] == 2).all()
+    from statcell_tf.analysis import profiling
+
+    table = profiling.read_embedding_table(h5)
+    assert len(profiling.feature_columns(table)) == 2 * 2 * 16  # global (N, 2, 2, 16) per cell
+    pd.testing.assert_frame_equal(table[list(metadata.columns)], metadata, check_dtype=False)
