@@ -16,9 +16,9 @@ from statcell_tf.cli._options import out_path, seed_option
 @click.option("--families", type=click.IntRange(1, 11), default=11, show_default=True,
               help="Localisation families (the first N of nucleoplasm, nucleolus, ..., centrosome).")
 @click.option("--proteins-per-family", type=click.IntRange(min=1), default=None,
-              help="Proteins per family (opencell only) [3].")
+              help="Distinct proteins per family [opencell 3; allencell 1].")
 @click.option("--cells", type=click.IntRange(min=1), default=None,
-              help="Cells per protein (opencell) [40] or per structure (allencell) [20].")
+              help="Cells per protein [opencell 40; allencell 20].")
 @click.option("--size", type=click.IntRange(min=16), default=None,
               help="Image side in pixels [opencell 100; allencell 64 in 2D, 48 in 3D, depth = size // 3].")
 @click.option("--dims", type=click.Choice(["2", "3"]), default=None, help="allencell only: 2D or 3D cells [2].")
@@ -30,8 +30,10 @@ def command(out, fmt, families, proteins_per_family, cells, size, dims, mitotic_
     """Generate a synthetic data set of procedural cells for demos and tests.
 
     Every cell has a membrane-bounded body, a nucleus and a protein channel from one of 11
-    localisation families (several distinct proteins per family in the OpenCell format). The
-    same --seed gives the same files. Output is written to a temporary folder and renamed.
+    localisation families, with --proteins-per-family distinct proteins per family (Allen Cell
+    format: the manifest's structure_name stays the family, a protein column names the protein
+    when there are several). The same --seed gives the same files. Output is written to a
+    temporary folder and renamed.
     """
     from statcell_tf.errors import UserError
 
@@ -44,10 +46,6 @@ def command(out, fmt, families, proteins_per_family, cells, size, dims, mitotic_
         for flag, value in (("--dims", dims), ("--mitotic-fraction", mitotic_fraction)):
             if value is not None:
                 raise click.UsageError(f"{flag} applies to --format allencell only. Received: {flag} {value}")
-    elif proteins_per_family is not None:
-        raise click.UsageError(
-            f"--proteins-per-family applies to --format opencell only. Received: --proteins-per-family {proteins_per_family}"
-        )
 
     from statcell_tf.data import synthetic
 
@@ -61,11 +59,20 @@ def command(out, fmt, families, proteins_per_family, cells, size, dims, mitotic_
                    f"({families} families x {proteins_per_family} proteins x {cells}, {size}x{size}) to {out}")
         return
     dims = int(dims or 2)
+    proteins_per_family = proteins_per_family or 1
     cells = cells or 20
+    if proteins_per_family * cells >= synthetic.ALLEN_IDS_PER_FAMILY:
+        raise click.UsageError(
+            f"--proteins-per-family x --cells must be below {synthetic.ALLEN_IDS_PER_FAMILY} for --format allencell. "
+            f"Received: --proteins-per-family {proteins_per_family} --cells {cells}"
+        )
     shape = None if size is None else ((size, size) if dims == 2 else (max(size // 3, 4), size, size))
     fraction = 0.15 if mitotic_fraction is None else mitotic_fraction
-    with click.progressbar(length=families, label="structures", file=click.get_text_stream("stderr")) as bar:
-        synthetic.write_allencell(out, families, cells, dims, shape, fraction, seed, progress=lambda: bar.update(1))
+    with click.progressbar(length=families * proteins_per_family, label="proteins",
+                           file=click.get_text_stream("stderr")) as bar:
+        synthetic.write_allencell(out, families, cells, dims, shape, fraction, seed, progress=lambda: bar.update(1),
+                                  proteins_per_family=proteins_per_family)
     shape = shape or ((64, 64) if dims == 2 else (16, 48, 48))
-    click.echo(f"Wrote {families * cells} Allen-Cell-format {dims}D cells ({families} structures x {cells}, "
-               f"{'x'.join(map(str, shape))}, mitotic fraction {fraction}) to {out / 'manifest.csv'}")
+    per = f"{proteins_per_family} proteins x {cells}" if proteins_per_family > 1 else f"{cells}"
+    click.echo(f"Wrote {families * proteins_per_family * cells} Allen-Cell-format {dims}D cells ({families} structures "
+               f"x {per}, {'x'.join(map(str, shape))}, mitotic fraction {fraction}) to {out / 'manifest.csv'}")

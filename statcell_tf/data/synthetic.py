@@ -444,6 +444,9 @@ def _check_families(n_families: int) -> tuple[str, ...]:
     return FAMILIES[:n_families]
 
 
+ALLEN_IDS_PER_FAMILY = 100000  # Allen CellIds: family k gets k * 100000 + 1, ...
+
+
 def _ensg(family_index: int, protein_index: int) -> str:
     return f"ENSG{100000 + 1000 * family_index + protein_index:011d}"
 
@@ -523,24 +526,31 @@ def write_allencell(
     mitotic_fraction: float = 0.15,
     seed: int = 0,
     progress: Callable[[], None] | None = None,
+    proteins_per_family: int = 1,
 ) -> Path:
     """Write a synthetic Allen-Cell-format data set (atomically) and return its folder.
 
     ``manifest.csv`` has columns ``CellId``, ``structure_name``, ``path`` (relative to the
-    folder), ``ch_membrane``, ``ch_dna``, ``ch_structure``, ``cell_cycle_phase``, ``family``;
-    each cell is one uint16 TIFF ``cells/<CellId>.tiff`` with axes ``CYX`` (2D) or ``CZYX`` (3D),
-    channels membrane, DNA, structure. One "structure" (tagged protein) per family.
+    folder), ``ch_membrane``, ``ch_dna``, ``ch_structure``, ``cell_cycle_phase``, ``family``
+    and, when ``proteins_per_family > 1``, ``protein``; each cell is one uint16 TIFF
+    ``cells/<CellId>.tiff`` with axes ``CYX`` (2D) or ``CZYX`` (3D), channels membrane, DNA,
+    structure. ``structure_name`` (the label models learn, `read_allencell`'s ``label``) is the
+    family's name for every protein of the family; ``protein`` (``<FAMILY>_<k>``, as in the
+    OpenCell format) tells the proteins apart, each with its own `protein_parameters`. With one
+    protein per family (the default) the output is the same as before the option existed.
 
     Args:
         out_dir: str or PathLike. Output folder (replaced atomically).
         n_families: int. Number of structures, the first of `FAMILIES`. Defaults to 11.
-        cells_per_structure: int. Defaults to 20.
+        cells_per_structure: int. Cells per protein (= per structure with one protein per
+            family). Defaults to 20.
         dims: int. 2 or 3. Defaults to 2.
         size: tuple or None. ``(H, W)`` or ``(D, H, W)``; None = (64, 64) in 2D, (16, 48, 48) in 3D.
         mitotic_fraction: float. Expected fraction of mitotic cells (phases drawn uniformly among
             prophase, metaphase, anaphase). Defaults to 0.15.
         seed: int. Defaults to 0.
-        progress: callable or None. Called once after each structure (e.g. a progress bar).
+        progress: callable or None. Called once after each protein (e.g. a progress bar).
+        proteins_per_family: int. Distinct proteins per family. Defaults to 1.
 
     Returns:
         Path of `out_dir`.
@@ -557,24 +567,31 @@ def write_allencell(
         raise ValueError(f"`mitotic_fraction` must be in [0, 1]. Received: mitotic_fraction={mitotic_fraction}")
     if cells_per_structure < 1:
         raise ValueError(f"`cells_per_structure` must be >= 1. Received: cells_per_structure={cells_per_structure}")
+    if proteins_per_family < 1 or proteins_per_family * cells_per_structure >= ALLEN_IDS_PER_FAMILY:
+        raise ValueError(
+            f"`proteins_per_family` must be >= 1 and `proteins_per_family * cells_per_structure` < "
+            f"{ALLEN_IDS_PER_FAMILY} (CellIds are numbered per family). Received: proteins_per_family="
+            f"{proteins_per_family}, cells_per_structure={cells_per_structure}"
+        )
     axes = "CYX" if dims == 2 else "CZYX"
     out_dir = Path(out_dir)
     rows = []
     with atomic_path(out_dir, suffix="") as tmp:
         (tmp / "cells").mkdir(parents=True)
         for fi, family in enumerate(families):
-            params = protein_parameters(family, 0, seed)
-            rng = np.random.default_rng([seed, 101, fi])
-            for n in range(cells_per_structure):
-                phase = PHASES[int(rng.integers(1, 4))] if rng.uniform() < mitotic_fraction else "interphase"
-                cell = make_cell(family, params, size, phase, rng, center_nucleus=False)
-                stack = np.stack([cell["membrane"], cell["dna"], cell["protein"]])  # (C, [D,] H, W)
-                image = np.round(stack * 60000).astype(np.uint16)
-                cell_id = str(fi * 100000 + n + 1)
-                rel = f"cells/{cell_id}.tiff"
-                tifffile.imwrite(tmp / rel, image, metadata={"axes": axes})
-                rows.append(
-                    {
+            for pi in range(proteins_per_family):
+                params = protein_parameters(family, pi, seed)
+                # Protein 0 keeps the stream it had when there was one protein per family.
+                rng = np.random.default_rng([seed, 101, fi] + ([pi] if pi else []))
+                for n in range(cells_per_structure):
+                    phase = PHASES[int(rng.integers(1, 4))] if rng.uniform() < mitotic_fraction else "interphase"
+                    cell = make_cell(family, params, size, phase, rng, center_nucleus=False)
+                    stack = np.stack([cell["membrane"], cell["dna"], cell["protein"]])  # (C, [D,] H, W)
+                    image = np.round(stack * 60000).astype(np.uint16)
+                    cell_id = str(fi * ALLEN_IDS_PER_FAMILY + pi * cells_per_structure + n + 1)
+                    rel = f"cells/{cell_id}.tiff"
+                    tifffile.imwrite(tmp / rel, image, metadata={"axes": axes})
+                    row = {
                         "CellId": cell_id,
                         "structure_name": family.upper(),
                         "path": rel,
@@ -584,8 +601,10 @@ def write_allencell(
                         "cell_cycle_phase": phase,
                         "family": family,
                     }
-                )
-            if progress is not None:
-                progress()
+                    if proteins_per_family > 1:  # one protein per family: the manifest as before
+                        row["protein"] = f"{family.upper()}_{pi + 1}"
+                    rows.append(row)
+                if progress is not None:
+                    progress()
         pd.DataFrame(rows).to_csv(tmp / "manifest.csv", index=False)
     return out_dir

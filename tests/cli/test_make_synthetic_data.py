@@ -39,6 +39,16 @@ def test_allencell_3d_and_flag_conflicts(tmp_path):
         assert tif.series[0].axes == "CZYX" and tif.series[0].shape == (3, 8, 24, 24)
     result = _run("--out", tmp_path / "x", "--format", "opencell", "--dims", 3)
     assert result.exit_code == 2 and "--dims applies to --format allencell only" in result.output
-    result = _run("--out", tmp_path / "y", "--format", "allencell", "--proteins-per-family", 2)
-    assert result.exit_code == 2 and "opencell only" in result.output
+    result = _run("--out", tmp_path / "y", "--format", "allencell", "--proteins-per-family", 1000, "--cells", 100)
+    assert result.exit_code == 2 and "--proteins-per-family x --cells must be below 100000" in result.output
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_allencell_proteins_per_family(tmp_path):
+    out = tmp_path / "ac"
+    result = _run("--out", out, "--format", "allencell", "--families", 2, "--proteins-per-family", 2, "--cells", 3,
+                  "--size", 16, "--seed", 1)
+    assert result.exit_code == 0, result.output
+    assert "Wrote 12 Allen-Cell-format 2D cells (2 structures x 2 proteins x 3" in result.output
+    manifest = pd.read_csv(out / "manifest.csv")
+    assert len(manifest) == 12 and manifest.groupby("structure_name")["protein"].nunique().tolist() == [2, 2]

@@ -149,6 +149,52 @@ def test_allencell_manifest_and_tiffs(tmp_path, dims):
     assert not list(tmp_path.glob(".allen*"))  # no temporary folder left behind
 
 
+def _allen_files(folder):
+    """{relative path: bytes} of every file of an Allen-format folder."""
+    return {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def test_allencell_several_proteins_per_family(tmp_path):
+    from statcell_tf.data.allencell import read_allencell
+
+    kwargs = {"n_families": 3, "cells_per_structure": 4, "size": (32, 32), "mitotic_fraction": 0.2}
+    two = write_allencell(tmp_path / "two", seed=5, proteins_per_family=2, **kwargs)
+    manifest = pd.read_csv(two / "manifest.csv")
+    assert list(manifest.columns)[-1] == "protein" and len(manifest) == 3 * 2 * 4 and manifest["CellId"].is_unique
+    # Two distinct proteins per family; the structure label stays the family's.
+    assert (manifest.groupby("family")["protein"].nunique() == 2).all()
+    assert set(manifest["protein"]) == {f"{f.upper()}_{k}" for f in FAMILIES[:3] for k in (1, 2)}
+    assert (manifest["structure_name"] == manifest["family"].str.upper()).all()
+    cells = read_allencell(two)
+    assert set(cells.metadata["label"]) == {f.upper() for f in FAMILIES[:3]}
+    assert cells.metadata["protein"].nunique() == 6
+    for family in FAMILIES[:3]:
+        first, second = (synthetic.protein_parameters(family, k, 5) for k in (0, 1))
+        assert first != second and first["level"] != second["level"]
+    # The proteins' cells differ (parameters and random stream).
+    by_protein = manifest.groupby("protein")["path"].first()
+    a, b = (tifffile.imread(two / by_protein[f"NUCLEOPLASM_{k}"]) for k in (1, 2))
+    assert not np.array_equal(a, b)
+    # Deterministic by seed.
+    again = write_allencell(tmp_path / "again", seed=5, proteins_per_family=2, **kwargs)
+    other = write_allencell(tmp_path / "other", seed=6, proteins_per_family=2, **kwargs)
+    assert _allen_files(again) == _allen_files(two)
+    assert _allen_files(other)["manifest.csv"] != _allen_files(two)["manifest.csv"]
+    # One protein per family is the default and the format as before: no protein column, and
+    # its cells are exactly the first protein's cells of the two-protein set (same ids, bytes).
+    one = write_allencell(tmp_path / "one", seed=5, proteins_per_family=1, **kwargs)
+    default = write_allencell(tmp_path / "default", seed=5, **kwargs)
+    assert _allen_files(one) == _allen_files(default)
+    single = pd.read_csv(one / "manifest.csv")
+    assert "protein" not in single.columns and len(single) == 3 * 4
+    firsts = manifest[manifest["protein"].str.endswith("_1")].drop(columns="protein").reset_index(drop=True)
+    pd.testing.assert_frame_equal(firsts, single)
+    for rel in single["path"]:
+        assert (one / rel).read_bytes() == (two / rel).read_bytes()
+    with pytest.raises(ValueError, match="proteins_per_family"):
+        write_allencell(tmp_path / "bad", proteins_per_family=0)
+
+
 def test_allencell_default_sizes(tmp_path):
     out = write_allencell(tmp_path / "a3", n_families=1, cells_per_structure=1, dims=3, seed=0)
     manifest = pd.read_csv(out / "manifest.csv")
