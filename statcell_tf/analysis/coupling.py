@@ -16,6 +16,17 @@ strengths per structure and cell-cycle phase:
 
 so d → +1 for membrane-coupled structures and d → −1 for nucleus-coupled ones (the plain
 ratios of Eq. 4 in Eq. 5 give the opposite sign; ``differential_from="ratio"`` does that).
+
+Eq. 5 is a ratio of difference over sum, which the paper leaves undefined where the sum is
+near zero. The Eq. 4 ratios are positive (both ELBOs are negative), but the strengths 1 − c
+of a weakly coupled cell are noise around 0 and may be negative, and then (k_m − k_n) /
+(k_m + k_n) explodes (k = (0.010, −0.009) gives 19). We therefore clip each term at 0 before
+Eq. 5 (a channel whose swap *improves* the ELBO shows no coupling) and leave d undefined
+(NaN) where k_m + k_n < `MIN_TOTAL_COUPLING`: a cell coupled to neither channel (e.g. the
+blank control) has no relative coupling. With the clip every defined d lies in [−1, 1]. The
+per-structure mean of Eq. 5 is taken over the defined cells only; ``summarise`` reports how
+many cells were undefined (``n_undefined``). The mean strengths and ratios it reports are
+not clipped.
 """
 
 from __future__ import annotations
@@ -28,6 +39,9 @@ import pandas as pd
 from statcell_tf import atomic
 
 CHANNELS = {"membrane": 0, "dna": 1}
+DIFFERENTIAL_FROM = ("strength", "ratio")
+# Eq. 5 is left undefined (NaN) where the clipped couplings sum to less than this.
+MIN_TOTAL_COUPLING = 1e-3
 
 
 # ----- the statistic -----------------------------------------------------------------------
@@ -51,13 +65,24 @@ def coupling_strength(elbo_real, elbo_permuted) -> np.ndarray:
     return 1.0 - coupling_ratio(elbo_real, elbo_permuted)
 
 
-def differential_coupling(membrane, nucleus) -> np.ndarray:
-    """Per-cell normalised difference (m − n) / (m + n) of Eq. 5 (NaN where m + n = 0)."""
-    membrane = np.asarray(membrane, "float64")
-    nucleus = np.asarray(nucleus, "float64")
+def differential_coupling(membrane, nucleus, tolerance: float = MIN_TOTAL_COUPLING) -> np.ndarray:
+    """Per-cell normalised difference (m − n) / (m + n) of Eq. 5, always in [−1, 1] or NaN.
+
+    Both terms are clipped at 0 first (a negative coupling strength is noise: swapping the
+    channel did not lower the ELBO), and the result is NaN where the clipped m + n is below
+    `tolerance` (coupled to neither channel: no relative coupling) or a term is not finite.
+
+    Args:
+        membrane: (N,) coupling of each cell to the membrane (strength 1 − c or ratio c).
+        nucleus: (N,) coupling of each cell to the nucleus, same kind.
+        tolerance: float. Smallest clipped m + n for which d is defined. Defaults to
+            `MIN_TOTAL_COUPLING`.
+    """
+    membrane = np.clip(np.asarray(membrane, "float64"), 0.0, None)
+    nucleus = np.clip(np.asarray(nucleus, "float64"), 0.0, None)
     total = membrane + nucleus
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(total != 0, (membrane - nucleus) / total, np.nan)
+        return np.where(total >= tolerance, (membrane - nucleus) / total, np.nan)
 
 
 def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -174,31 +199,57 @@ def per_cell_coupling(
     return pd.concat(frames, ignore_index=True)
 
 
+def with_differential(per_cell: pd.DataFrame, differential_from: str = "strength") -> pd.DataFrame:
+    """A copy of `per_cell` whose ``differential`` column is Eq. 5 of the strengths 1 − c
+    (``"strength"``) or of the Eq. 4 ratios c (``"ratio"``), when those columns exist."""
+    if differential_from not in DIFFERENTIAL_FROM:
+        raise ValueError(f"`differential_from` must be 'strength' or 'ratio'. Received: {differential_from!r}")
+    frame = per_cell.copy()
+    prefix = "coupling" if differential_from == "strength" else "ratio"
+    if {f"{prefix}_membrane", f"{prefix}_dna"} <= set(frame.columns):
+        frame["differential"] = differential_coupling(frame[f"{prefix}_membrane"], frame[f"{prefix}_dna"])
+    return frame
+
+
 def summarise(per_cell: pd.DataFrame, by_phase: bool = True, differential_from: str = "strength") -> pd.DataFrame:
     """Eq. 5 per structure (and cell-cycle phase): mean differential coupling d_s^p, plus
     the mean strengths and Eq. 4 ratios of both channels and the cell count.
 
+    The per-cell d is recomputed with `differential_coupling` (clipped at 0, NaN where
+    neither channel is coupled) and averaged over the cells where it is defined;
+    ``n_undefined`` counts the others.
+
     Args:
         per_cell: output of `per_cell_coupling`.
         by_phase: group by ``cell_cycle_phase`` too (when the column exists).
-        differential_from: ``"strength"`` (1 − c, default) or ``"ratio"`` (Eq. 4 as printed).
+        differential_from: ``"strength"`` (1 − c, default, the authors' notebook) or
+            ``"ratio"`` (the Eq. 4 ratios c, as Eq. 5 is printed).
+
+    Returns:
+        DataFrame: structure_name[, cell_cycle_phase], n_cells, n_undefined, coupling_membrane,
+        coupling_dna, ratio_membrane, ratio_dna, differential, differential_sem.
     """
-    frame = per_cell.copy()
-    if differential_from == "ratio":
-        frame["differential"] = differential_coupling(frame["ratio_membrane"], frame["ratio_dna"])
-    elif differential_from != "strength":
-        raise ValueError(f"`differential_from` must be 'strength' or 'ratio'. Received: {differential_from!r}")
+    frame = with_differential(per_cell, differential_from)
     keys = ["structure_name"] + (["cell_cycle_phase"] if by_phase and "cell_cycle_phase" in frame else [])
+    frame["_undefined"] = ~np.isfinite(frame["differential"].to_numpy("float64"))
     summary = frame.groupby(keys, sort=True).agg(
         n_cells=("elbo", "size"),
-        coupling_membrane=("coupling_membrane", "mean"),
-        coupling_dna=("coupling_dna", "mean"),
-        ratio_membrane=("ratio_membrane", "mean"),
-        ratio_dna=("ratio_dna", "mean"),
-        differential=("differential", "mean"),
+        n_undefined=("_undefined", "sum"),
+        coupling_membrane=("coupling_membrane", _nanmean),
+        coupling_dna=("coupling_dna", _nanmean),
+        ratio_membrane=("ratio_membrane", _nanmean),
+        ratio_dna=("ratio_dna", _nanmean),
+        differential=("differential", _nanmean),
         differential_sem=("differential", _sem),
     )
+    summary["n_undefined"] = summary["n_undefined"].astype("int64")
     return summary.reset_index()
+
+
+def _nanmean(values) -> float:
+    values = np.asarray(values, "float64")
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if len(values) else float("nan")
 
 
 def _sem(values) -> float:
@@ -240,8 +291,9 @@ def scatter_figure(per_cell: pd.DataFrame, structures=None):
     return figure
 
 
-def differential_figure(summary: pd.DataFrame):
-    """Fig. 5b: Eq. 5 per structure, one marker per cell-cycle phase."""
+def differential_figure(summary: pd.DataFrame, differential_from: str = "strength"):
+    """Fig. 5b: Eq. 5 per structure, one marker per cell-cycle phase (from the ratios c the
+    membrane side is negative, from the strengths 1 − c positive)."""
     import matplotlib.pyplot as plt
 
     structures = sorted(summary["structure_name"].astype(str).unique())
@@ -255,17 +307,25 @@ def differential_figure(summary: pd.DataFrame):
     ax.axvline(0, color="0.6", lw=0.8)
     ax.set_yticks(range(len(structures)), structures, fontsize=7)
     ax.set_xlim(-1.05, 1.05)
-    ax.set_xlabel("← nucleus     differential coupling d (Eq. 5)     membrane →", fontsize=8)
+    left, right = ("nucleus", "membrane") if differential_from == "strength" else ("membrane", "nucleus")
+    ax.set_xlabel(f"← {left}     differential coupling d (Eq. 5)     {right} →", fontsize=8)
     ax.legend(fontsize=7)
     return figure
 
 
-def write_coupling(per_cell: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
-    """Write per_cell.csv, summary.csv (Eq. 5), fig5a_scatter.png and fig5b_differential.png."""
+def write_coupling(per_cell: pd.DataFrame, out_dir: Path, differential_from: str = "strength") -> pd.DataFrame:
+    """Write per_cell.csv, summary.csv (Eq. 5), fig5a_scatter.png and fig5b_differential.png.
+
+    Args:
+        per_cell: output of `per_cell_coupling`.
+        out_dir: folder to write into.
+        differential_from: ``"strength"`` or ``"ratio"``; see `summarise`.
+    """
     out_dir = Path(out_dir)
-    summary = summarise(per_cell)
+    per_cell = with_differential(per_cell, differential_from)
+    summary = summarise(per_cell, differential_from=differential_from)
     atomic.write_csv(out_dir / "per_cell.csv", per_cell)
     atomic.write_csv(out_dir / "summary.csv", summary)
     atomic.save_figure(out_dir / "fig5a_scatter.png", scatter_figure(per_cell))
-    atomic.save_figure(out_dir / "fig5b_differential.png", differential_figure(summary))
+    atomic.save_figure(out_dir / "fig5b_differential.png", differential_figure(summary, differential_from))
     return summary

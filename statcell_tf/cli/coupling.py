@@ -23,15 +23,21 @@ run_path = click.Path(exists=True, file_okay=False, path_type=Path)
 @click.option("--elbo", "elbo_kind", type=click.Choice(["conditional", "joint"]), default="conditional",
               show_default=True,
               help="conditional = ELBO(x_t | x_r, t) of TARGET_RUN; joint adds ELBO(x_r) of REF_RUN (Eq. 2).")
+@click.option("--differential", "differential_from", type=click.Choice(["strength", "ratio"]), default="strength",
+              show_default=True,
+              help="Terms of Eq. 5: strength = 1 − Eq. 4 (the authors' notebook; membrane side > 0), "
+              "ratio = the Eq. 4 ratios as Eq. 5 is printed (membrane side < 0).")
 @click.option("--structures", default="all", show_default=True, help="Comma list of structures, or all.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--out", type=out_path, default=None, help="Output folder [TARGET_RUN/coupling].")
 @seed_option
-def command(ref_run, target_run, data, split, permutations, samples, elbo_kind, structures, batch_size, out, seed):
+def command(ref_run, target_run, data, split, permutations, samples, elbo_kind, differential_from, structures,
+            batch_size, out, seed):
     """Per cell and reference channel, Eq. 4: the ELBO of the cell over the mean ELBO with
     that channel (membrane or DNA) taken from other cells of the same structure; per
-    structure and cell-cycle phase, Eq. 5: the normalised membrane − nucleus difference.
-    Writes per_cell.csv, summary.csv, fig5a_scatter.png and fig5b_differential.png."""
+    structure and cell-cycle phase, Eq. 5: the normalised membrane − nucleus difference
+    (terms clipped at 0; cells coupled to neither channel are left out and counted in
+    n_undefined). Writes per_cell.csv, summary.csv, fig5a_scatter.png and fig5b_differential.png."""
     import numpy as np
 
     from statcell_tf.analysis.coupling import per_cell_coupling, write_coupling
@@ -58,9 +64,9 @@ def command(ref_run, target_run, data, split, permutations, samples, elbo_kind, 
         progress=progress("structures"), reference_model=reference_model if elbo_kind == "joint" else None,
     )
     out = Path(out or run_dir.path / "coupling")
-    summary = write_coupling(per_cell, out)
+    summary = write_coupling(per_cell, out, differential_from=differential_from)
     shown = summary[["structure_name"] + (["cell_cycle_phase"] if "cell_cycle_phase" in summary else [])
-                    + ["n_cells", "coupling_membrane", "coupling_dna", "differential"]]
+                    + ["n_cells", "n_undefined", "coupling_membrane", "coupling_dna", "differential"]]
     click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if skipped:
         click.echo(f"Skipped structures unknown to the target model: {', '.join(skipped)}", err=True)

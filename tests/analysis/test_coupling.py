@@ -23,6 +23,38 @@ def test_eq5_differential_hand_values():
     assert np.isnan(d[4])
 
 
+def test_eq5_weakly_coupled_cells_stay_in_range_or_undefined():
+    # Strengths 1 − c of weakly coupled cells are noise around 0: (0.010, −0.009) used to give 19.
+    d = coupling.differential_coupling([0.010, -0.5, 1e-4, 0.3, 0.2], [-0.009, 0.2, -2e-4, np.nan, 0.6])
+    np.testing.assert_allclose(d[[0, 1, 4]], [1.0, -1.0, -0.5])
+    assert np.isnan(d[2]) and np.isnan(d[3])  # coupled to neither channel / not measured
+    rng = np.random.default_rng(0)
+    noise = coupling.differential_coupling(rng.normal(0, 0.01, 1000), rng.normal(0, 0.01, 1000))
+    finite = noise[np.isfinite(noise)]
+    assert len(finite) > 500 and finite.min() >= -1 and finite.max() <= 1
+
+
+def test_summary_skips_and_counts_undefined_cells():
+    frame = pd.DataFrame({
+        "structure_name": ["A", "A", "A", "B"],
+        "cell_cycle_phase": "interphase",
+        "elbo": -1.0,
+        "coupling_membrane": [0.010, 0.0, 0.4, -0.001],
+        "coupling_dna": [-0.009, 0.0, 0.0, 0.0],
+        "ratio_membrane": [0.990, 1.0, 0.6, 1.001],
+        "ratio_dna": [1.009, 1.0, 1.0, 1.0],
+        "differential": [19.0, np.nan, 1.0, 0.0],  # as written by the old formula: recomputed
+    })
+    summary = coupling.summarise(frame).set_index("structure_name")
+    assert summary.loc["A", "n_cells"] == 3 and summary.loc["A", "n_undefined"] == 1
+    np.testing.assert_allclose(summary.loc["A", "differential"], 1.0)
+    assert summary.loc["B", "n_undefined"] == 1 and np.isnan(summary.loc["B", "differential"])
+    ratio = coupling.summarise(frame, differential_from="ratio").set_index("structure_name")
+    assert (ratio["n_undefined"] == 0).all() and (ratio["differential"].abs() <= 1).all()
+    with pytest.raises(ValueError, match="differential_from"):
+        coupling.summarise(frame, differential_from="plain")
+
+
 def test_summary_groups_by_structure_and_phase():
     frame = pd.DataFrame({
         "structure_name": ["A", "A", "A", "B"],
