@@ -4,7 +4,8 @@ One reference model per β (the paper: 25 values evenly spaced in [0, 1], 2D dat
 kept at its best validation ELBO; on the test set we record the mean rate R = KL(q(z|x) ‖
 p(z)) and the mean distortion D = squared error averaged over 10 posterior samples, plus the
 per-dimension KLD by rank (Fig. S6b). Finished β values are skipped on rerun, unfinished
-ones resume from their checkpoints.
+ones resume from their checkpoints. The distortion is in the units of the run's
+``reconstruction_reduction``: summed over pixels (authors' code) or averaged (pixel-wise MSE).
 """
 
 from __future__ import annotations
@@ -101,6 +102,8 @@ def sweep(base_config, cells, betas, out_dir: Path, verbose: int = 1, n_samples:
     for beta in betas:
         run_path = out_dir / run_name(beta)
         result_path = run_path / RESULT_FILE
+        if (run_path / "config.json").exists():
+            _check_same_reconstruction(run_path, base_config)
         if result_path.exists():
             result = json.loads(result_path.read_text())
             log(f"beta={beta:.4f}: done before (rate={result['rate']:.4g}, distortion={result['distortion']:.4g})")
@@ -119,6 +122,16 @@ def sweep(base_config, cells, betas, out_dir: Path, verbose: int = 1, n_samples:
     frame = pd.DataFrame(rows).sort_values("beta").reset_index(drop=True)
     write_outputs(frame, out_dir)
     return frame
+
+
+def _check_same_reconstruction(run_path: Path, config) -> None:
+    """A resumed β keeps its saved config: refuse one whose distortion is in other units."""
+    saved = json.loads((run_path / "config.json").read_text()).get("reconstruction_reduction", "sum")
+    if saved != config.reconstruction_reduction:
+        raise UserError(
+            f"--reconstruction {config.reconstruction_reduction} does not match {run_path}, which was "
+            f"trained with --reconstruction {saved}; use another --out"
+        )
 
 
 def write_outputs(frame: pd.DataFrame, out_dir: Path) -> None:

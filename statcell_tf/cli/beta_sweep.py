@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from statcell_tf.cli._options import existing_path, out_path, precision_option, seed_option, strategy_option
+from statcell_tf.cli.train_statcell import reconstruction_option
 
 
 @click.command("beta-sweep")
@@ -17,6 +18,7 @@ from statcell_tf.cli._options import existing_path, out_path, precision_option, 
 @click.option("--dims", type=click.IntRange(2, 3), default=2, show_default=True)
 @click.option("--objective", type=click.Choice(["reparameterised", "classic"]), default="reparameterised",
               show_default=True)
+@reconstruction_option
 @click.option("--epochs", type=click.IntRange(min=1), default=300, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--learning-rate", type=float, default=2e-4, show_default=True)
@@ -31,8 +33,8 @@ from statcell_tf.cli._options import existing_path, out_path, precision_option, 
 @strategy_option
 @precision_option
 @seed_option
-def command(data, betas, role, dims, objective, epochs, batch_size, learning_rate, preset, latent_dim, size,
-            eval_samples, background, out, strategy, precision, seed):
+def command(data, betas, role, dims, objective, reconstruction, epochs, batch_size, learning_rate, preset,
+            latent_dim, size, eval_samples, background, out, strategy, precision, seed):
     """Train one model per β (resumable: finished β are skipped, unfinished ones resume),
     keep each at its best validation ELBO and measure the mean rate (KL) and distortion
     (squared error, 10 posterior samples) on the test split. Writes OUT/beta_<β>/ run
@@ -47,7 +49,8 @@ def command(data, betas, role, dims, objective, epochs, batch_size, learning_rat
     sizes = parse_size(size) or list(default_image_shape(cells, dims, len(PRESETS[preset]["filters"])))
     base = StatcellTrainConfig(
         data=str(data), model=role, dims=dims, beta=values[0], objective=objective, preset=preset, size=sizes,
-        latent_dim=latent_dim, eval_samples=eval_samples, background=background, epochs=epochs, batch_size=batch_size,
+        latent_dim=latent_dim, reconstruction_reduction=reconstruction, eval_samples=eval_samples,
+        background=background, epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, seed=seed, split_seed=seed, strategy=strategy, precision=precision,
     )
     frame = sweep(base, cells, values, out, verbose=0, n_samples=eval_samples, log=click.echo)

@@ -8,6 +8,18 @@ import click
 
 from statcell_tf.cli._options import existing_path, out_path, precision_option, seed_option, strategy_option
 
+# Shared with `beta-sweep`: stored as `reconstruction_reduction` in config.json.
+reconstruction_option = click.option(
+    "--reconstruction",
+    "reconstruction",
+    type=click.Choice(["sum", "mean"]),
+    default="sum",
+    show_default=True,
+    help="Squared error of the reconstruction term: sum over pixels (the authors' code) or mean "
+    "over pixels (pixel-wise MSE, the paper's wording, §6.3). mean shrinks the term by the pixel "
+    "count, which moves the Eq. 3 balance towards the KL term at the same β.",
+)
+
 
 @click.command("train-statcell")
 @click.option("--data", "data", type=existing_path, required=True, help="Allen-style manifest CSV.")
@@ -18,6 +30,7 @@ from statcell_tf.cli._options import existing_path, out_path, precision_option, 
 @click.option("--beta", type=float, required=True, help="β of the objective (Eq. 3: in [0, 1]).")
 @click.option("--objective", type=click.Choice(["reparameterised", "classic"]), default="reparameterised",
               show_default=True, help="Eq. 3 (1−β)·D + β·R, or the classic D + β·R.")
+@reconstruction_option
 @click.option("--epochs", type=click.IntRange(min=1), default=300, show_default=True, help="Paper: 300.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--learning-rate", type=float, default=2e-4, show_default=True, help="Adam (0.9, 0.999).")
@@ -39,8 +52,8 @@ from statcell_tf.cli._options import existing_path, out_path, precision_option, 
 @strategy_option
 @precision_option
 @seed_option
-def command(data, role, dims, beta, objective, epochs, batch_size, learning_rate, preset, latent_dim, size,
-            eval_samples, background, reference_run, out, resume, strategy, precision, seed):
+def command(data, role, dims, beta, objective, reconstruction, epochs, batch_size, learning_rate, preset,
+            latent_dim, size, eval_samples, background, reference_run, out, resume, strategy, precision, seed):
     """Train one Statistical Cell β-VAE and keep its best validation ELBO (paper §6.4).
 
     Writes a run folder: config.json, splits.csv (80/10/10 by CellId), checkpoints/,
@@ -75,7 +88,8 @@ def command(data, role, dims, beta, objective, epochs, batch_size, learning_rate
         sizes = list(default_image_shape(cells, dims, len(PRESETS[preset]["filters"])))
     config = StatcellTrainConfig(
         data=str(data), model=role, dims=dims, beta=beta, objective=objective, preset=preset, size=sizes,
-        latent_dim=latent_dim, eval_samples=eval_samples, background=background, epochs=epochs, batch_size=batch_size,
+        latent_dim=latent_dim, reconstruction_reduction=reconstruction, eval_samples=eval_samples,
+        background=background, epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, seed=seed, split_seed=seed,
         reference_run=str(reference_run) if reference_run else None, strategy=strategy, precision=precision,
     )

@@ -2,7 +2,9 @@
 
 Groups are ordered by an MD5 hash of ``"<seed>:<group>"`` (stable across runs, machines and
 Python versions, unlike ``hash()``), then filled into train, val and test until each holds its
-fraction of the images.
+fraction of the images (`split_indices`). Where a group gets depends on the other groups of the
+table, so that rule cannot place a group that was not in the table a split was made from;
+`hash_splits` does: it thresholds each group's own hash, whatever else is in the table.
 """
 
 from __future__ import annotations
@@ -20,6 +22,37 @@ SPLITS = ("train", "val", "test")
 
 def _key(seed: int, group: str) -> str:
     return hashlib.md5(f"{seed}:{group}".encode()).hexdigest()
+
+
+def _check_fractions(fractions) -> np.ndarray:
+    fractions = np.asarray(fractions, dtype=float)
+    if fractions.shape != (3,) or (fractions < 0).any() or abs(fractions.sum() - 1) > 1e-6:
+        raise UserError(f"split fractions must be three non-negative numbers summing to 1. Received: {list(fractions)}")
+    return fractions
+
+
+def hash_splits(groups, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> np.ndarray:
+    """Split name of each group from its own hash only (train, val or test).
+
+    The MD5 hash of ``"<seed>:<group>"`` read as a number u in [0, 1) picks train when
+    u < f_train, val when u < f_train + f_val, else test. A group's split therefore never
+    depends on the other groups (unlike `split_indices`, which fills the fractions exactly);
+    the fractions hold only on average.
+
+    Args:
+        groups: sequence of group ids (converted with ``str``).
+        fractions: three floats. Expected train, val and test fractions of the groups (sum 1).
+        seed: int. The seed of the hash.
+
+    Returns:
+        (N,) object array of ``"train"``, ``"val"`` or ``"test"``.
+    """
+    fractions = _check_fractions(fractions)
+    bounds = np.cumsum(fractions)[:2]
+    # The first 52 bits of the hash: exact in a float64, so u < 1 always.
+    u = np.array([int(_key(seed, str(g))[:13], 16) / 16**13 for g in groups], dtype=float)
+    codes = np.searchsorted(bounds, u, side="right")
+    return np.array(SPLITS, dtype=object)[codes] if len(u) else np.array([], dtype=object)
 
 
 def split_indices(
@@ -41,9 +74,7 @@ def split_indices(
             f"--group-column {group_column!r} is not a metadata column. "
             f"Received columns: {', '.join(map(str, metadata.columns))}"
         )
-    fractions = np.asarray(fractions, dtype=float)
-    if fractions.shape != (3,) or (fractions < 0).any() or abs(fractions.sum() - 1) > 1e-6:
-        raise UserError(f"split fractions must be three non-negative numbers summing to 1. Received: {list(fractions)}")
+    fractions = _check_fractions(fractions)
     groups = metadata[group_column].astype(str).to_numpy()
     sizes = pd.Series(groups).value_counts()
     order = sorted(sizes.index, key=lambda g: _key(seed, g))

@@ -37,7 +37,8 @@ class StatcellTrainConfig:
         size: list of int or None. Model image shape; None = paper size (128×96[×64]).
         latent_dim: int or None. Overrides the preset's latent size.
         filters: list of int or None. Overrides the preset's widths.
-        reconstruction_reduction: str. ``"sum"`` or ``"mean"`` over pixels.
+        reconstruction_reduction: str. Squared error ``"sum"`` over pixels (the authors' code,
+            default) or ``"mean"`` over pixels (pixel-wise MSE, the paper's §6.3 wording).
         eval_samples: int. Posterior samples of the validation ELBO (paper: 10).
         epochs: int. Paper: 300.
         batch_size: int. Paper: 32.
@@ -88,6 +89,10 @@ class StatcellTrainConfig:
             raise UserError(
                 "--epochs, --batch-size and eval_samples must be >= 1. Received: "
                 f"epochs={self.epochs}, batch_size={self.batch_size}, eval_samples={self.eval_samples}"
+            )
+        if self.reconstruction_reduction not in ("sum", "mean"):
+            raise UserError(
+                f"--reconstruction must be sum or mean. Received: {self.reconstruction_reduction!r}"
             )
         if self.background not in ("none", "mode"):
             raise UserError(f"--background must be none or mode. Received: {self.background!r}")
@@ -254,22 +259,49 @@ def read_cells(manifest) -> CellImages:
     return read_allencell(Path(manifest))
 
 
+def run_splits(run, metadata: pd.DataFrame) -> np.ndarray:
+    """Split name (train, val or test) of every row of `metadata` for the run `run`.
+
+    1. A row whose CellId is in the run's splits.csv keeps its recorded split.
+    2. A row whose ``source_CellId`` is recorded (a control copy of a cell made by
+       add-control-structures, CellId ``<id>_control_<kind>``) gets the split of that cell, so
+       the copy of a training cell is never a test cell.
+    3. Any other row gets `hash_splits` of its own group id (source_CellId, else CellId) with
+       the run's split seed, which does not depend on the rest of `metadata`.
+
+    Without a splits.csv (or a CellId column) the rows are split as at training time
+    (`split_cells`), which reproduces the run's split only on the manifest it was trained on.
+    """
+    from statcell_tf.data.splits import hash_splits
+
+    config = StatcellTrainConfig.from_dict(run.read_config())
+    if "CellId" not in metadata or not run.splits.exists():
+        fresh = split_cells(metadata, config.split_seed)
+        assignment = np.empty(len(metadata), object)
+        for name, rows in fresh.items():
+            assignment[np.asarray(rows, "int64")] = name
+        return assignment
+    recorded = pd.read_csv(run.splits, dtype={"CellId": str, "split": str})
+    lookup = dict(zip(recorded["CellId"], recorded["split"]))
+    ids = metadata["CellId"].astype(str).to_numpy()
+    source = metadata[group_column(metadata)]
+    groups = np.where(source.notna(), source.astype(str), ids)  # a missing source: the cell itself
+    assignment = np.array([lookup.get(i, lookup.get(g)) for i, g in zip(ids, groups)], dtype=object)
+    unknown = np.flatnonzero(pd.isna(assignment))
+    if len(unknown):
+        assignment[unknown] = hash_splits(groups[unknown], fractions=(0.8, 0.1, 0.1), seed=config.split_seed)
+    return assignment
+
+
 def split_rows(run, metadata: pd.DataFrame, split: str) -> np.ndarray:
-    """Row indices of `metadata` assigned to `split` by the run's splits.csv (cells unknown to
-    the run, e.g. controls added later, are split by the same CellId hash rule)."""
+    """Row indices of `metadata` assigned to `split` by `run_splits`: recorded cells keep the
+    split of the run's splits.csv; cells unknown to the run (controls, a bigger manifest) get a
+    split that depends only on their own (source) CellId."""
     if split == "all":
         return np.arange(len(metadata))
     if split not in SPLITS:
         raise UserError(f"--split must be one of train, val, test, all. Received: {split!r}")
-    ids = metadata["CellId"].astype(str).to_numpy() if "CellId" in metadata else None
-    if ids is not None and run.splits.exists():
-        recorded = pd.read_csv(run.splits, dtype={"CellId": str})
-        lookup = dict(zip(recorded["CellId"], recorded["split"]))
-        if all(i in lookup for i in ids):
-            return np.flatnonzero(np.array([lookup[i] for i in ids]) == split)
-    config = StatcellTrainConfig.from_dict(run.read_config())
-    fresh = split_cells(metadata, config.split_seed)
-    return np.sort(np.asarray(fresh[split], "int64"))
+    return np.flatnonzero(run_splits(run, metadata) == split).astype("int64")
 
 
 # ----- helpers shared by the Statistical Cell commands --------------------------------------

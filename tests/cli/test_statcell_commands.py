@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
+from statcell_tf.analysis import coupling
 from statcell_tf.cli import run_command
 from statcell_tf.data.synthetic import write_allencell
 
@@ -70,6 +71,18 @@ def test_train_statcell_writes_a_complete_run(runs):
     assert len(pd.read_csv(runs["ref"] / "history.csv")) == 2
 
 
+def test_train_statcell_reconstruction_mean_reaches_the_model(runs, tmp_path):
+    from statcell_tf.models.statcell_training import load_run
+
+    out = tmp_path / "mean"
+    assert _invoke("train-statcell", "--data", runs["manifest"], "--model", "reference", *TRAIN,
+                   "--reconstruction", "mean", "--out", out) == 0
+    assert json.loads((out / "config.json").read_text())["reconstruction_reduction"] == "mean"
+    model, config, _ = load_run(out)
+    assert config.reconstruction_reduction == "mean" and model.reconstruction_reduction == "mean"
+    assert json.loads((runs["ref"] / "config.json").read_text())["reconstruction_reduction"] == "sum"
+
+
 def test_generate_impute_walk_and_stats(runs):
     assert _invoke("generate-cells", runs["ref"], "-n", "3") == 0
     assert tifffile.imread(runs["ref"] / "generated" / "generated.tiff").shape == (3, 2, 16, 16)
@@ -90,7 +103,14 @@ def test_coupling_and_perturbation(runs):
                    "--permutations", "1", "--samples", "1") == 0
     summary = pd.read_csv(runs["tgt"] / "coupling" / "summary.csv")
     assert {"Control - DNA", "NUCLEOLUS"} <= set(summary["structure_name"])
-    assert {"coupling_membrane", "coupling_dna", "differential"} <= set(summary.columns)
+    assert {"coupling_membrane", "coupling_dna", "differential", "n_undefined"} <= set(summary.columns)
+    assert (summary["differential"].dropna().abs() <= 1).all()
+    assert _invoke("coupling", runs["ref"], runs["tgt"], "--data", runs["controls"], "--split", "all",
+                   "--permutations", "1", "--samples", "1", "--differential", "ratio",
+                   "--out", runs["root"] / "coupling_ratio") == 0
+    per_cell = pd.read_csv(runs["root"] / "coupling_ratio" / "per_cell.csv")
+    np.testing.assert_allclose(per_cell["differential"],
+                               coupling.differential_coupling(per_cell["ratio_membrane"], per_cell["ratio_dna"]))
     assert _invoke("perturbation-embed", runs["ref"], runs["tgt"], "--treated", runs["manifest"],
                    "--permutations", "20", "--images", "4") == 0
     tests = pd.read_csv(runs["ref"] / "perturbation" / "perturbation_tests.csv")
@@ -99,13 +119,17 @@ def test_coupling_and_perturbation(runs):
 
 def test_beta_sweep_is_resumable(runs, tmp_path, capsys):
     args = ["beta-sweep", "--data", runs["manifest"], "--betas", "0.5", "--epochs", "1", "--batch-size", "8",
-            "--preset", "tiny", "--eval-samples", "1", "--out", tmp_path / "sweep"]
+            "--preset", "tiny", "--eval-samples", "1", "--out", tmp_path / "sweep", "--reconstruction", "mean"]
     assert _invoke(*args) == 0
+    assert json.loads((tmp_path / "sweep" / "beta_0.5000" / "config.json").read_text())[
+        "reconstruction_reduction"] == "mean"
     table = pd.read_csv(tmp_path / "sweep" / "rate_distortion.csv")
     assert list(table["beta"]) == [0.5] and (tmp_path / "sweep" / "rate_distortion.png").exists()
     capsys.readouterr()
     assert _invoke(*args) == 0
     assert capsys.readouterr().out.count("done before") == 1
+    assert _invoke(*args[:-1], "sum") == 2  # a finished β trained with another reconstruction
+    assert "--reconstruction sum does not match" in capsys.readouterr().err
 
 
 def test_user_errors_are_one_line(runs, capsys):

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from statcell_tf.data.splits import load_splits, save_splits, split_indices
+from statcell_tf.data.splits import hash_splits, load_splits, save_splits, split_indices
 from statcell_tf.errors import UserError
 
 
@@ -89,3 +89,17 @@ def test_load_splits_checks_the_file(tmp_path):
     save_splits(tmp_path / "tv.csv", metadata, {"train": np.arange(10), "val": np.arange(10, len(metadata))})
     loaded = load_splits(tmp_path / "tv.csv", len(metadata))
     assert len(loaded["test"]) == 0 and len(loaded["val"]) == len(metadata) - 10
+
+
+def test_hash_splits_depend_only_on_the_own_id():
+    groups = [f"cell{i}" for i in range(3000)]
+    alone = hash_splits(groups[:100], seed=3)
+    among_others = hash_splits(groups[2000:] + groups[:100] + ["new-a", "new-b"], seed=3)
+    np.testing.assert_array_equal(alone, among_others[1000:1100])
+    everything = hash_splits(groups, seed=3)
+    fractions = [np.mean(everything == name) for name in ("train", "val", "test")]
+    np.testing.assert_allclose(fractions, [0.8, 0.1, 0.1], atol=0.03)
+    assert not np.array_equal(everything, hash_splits(groups, seed=4))
+    assert set(hash_splits(groups[:50], fractions=(1.0, 0.0, 0.0))) == {"train"}
+    with pytest.raises(UserError, match="summing to 1"):
+        hash_splits(groups, fractions=(0.5, 0.1, 0.1))

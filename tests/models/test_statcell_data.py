@@ -107,3 +107,44 @@ def test_write_controls_manifest(tmp_path):
     bad = CellImages(ArrayImages(cells.images[np.arange(6)][..., :2]), cells.metadata, ("membrane", "dna"))
     with pytest.raises(UserError, match="structure"):
         controls.write_controls(bad, manifest, tmp_path / "data", tmp_path / "bad")
+
+
+def test_run_splits_keep_recorded_cells_and_place_new_ones_by_their_own_id(tmp_path):
+    from statcell_tf.data.splits import hash_splits
+    from statcell_tf.models.statcell_training import (
+        StatcellTrainConfig,
+        run_splits,
+        split_cells,
+        split_rows,
+        splits_frame,
+    )
+    from statcell_tf.training.run_dir import RunDirectory
+
+    # Manifest A: the reference run's training data; its splits.csv as train_statcell writes it.
+    a = pd.DataFrame({"CellId": [str(1000 + i) for i in range(40)], "structure_name": "LMNB1"})
+    run = RunDirectory(tmp_path / "ref")
+    run.create(StatcellTrainConfig(data="a.csv", split_seed=5).to_dict())
+    recorded = split_cells(a, 5)
+    splits_frame(a, recorded).to_csv(run.splits, index=False)
+    expected = splits_frame(a, recorded).set_index("CellId")["split"]
+    # A + extra rows, as add-control-structures writes them (originals keep their CellId and
+    # get source_CellId; copies are <id>_control_<kind>), plus cells the run never saw.
+    # (Re-splitting this table by cumulative fraction moved 7 of the 40 A cells.)
+    chosen = a["CellId"][10:25].to_numpy()
+    controls = pd.concat([
+        pd.DataFrame({"CellId": [f"{c}_control_{kind}" for c in chosen], "source_CellId": chosen,
+                      "structure_name": f"Control - {kind}"})
+        for kind in ("blank", "dna", "membrane")
+    ], ignore_index=True)
+    new = pd.DataFrame({"CellId": [f"new{i}" for i in range(10)], "structure_name": "TOMM20"})
+    new["source_CellId"] = new["CellId"]
+    bigger = pd.concat([a.assign(source_CellId=a["CellId"]), controls, new], ignore_index=True)
+    assignment = run_splits(run, bigger)
+    np.testing.assert_array_equal(assignment[:40], expected.loc[a["CellId"]].to_numpy())
+    np.testing.assert_array_equal(assignment[40:85], expected.loc[controls["source_CellId"]].to_numpy())
+    np.testing.assert_array_equal(assignment[85:], hash_splits(new["CellId"], seed=5))
+    for split in ("train", "val"):  # no cell the run trained or selected on is analysed as test
+        seen = set(expected[expected == split].index)
+        assert not seen & set(bigger["source_CellId"].iloc[split_rows(run, bigger, "test")])
+    # A new cell's split does not depend on what else is in the manifest.
+    np.testing.assert_array_equal(run_splits(run, new.iloc[::-1]), assignment[85:][::-1])
