@@ -77,7 +77,7 @@ def command(data, channels, preset, epochs, batch_size, learning_rate, ablation,
     out = out or Path("models") / "cytoself" / (preset if ablation is None else f"{preset}-{ablation}")
     from statcell_tf.training.run_dir import RunDirectory
 
-    if RunDirectory(out).exists() and not resume:
+    if RunDirectory(out).exists() and not resume and runtime.is_chief(strategy_object):
         from statcell_tf.errors import UserError
 
         raise UserError(f"--out {out} already holds a run; pass --resume to continue it or choose another --out")

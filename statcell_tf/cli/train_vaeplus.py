@@ -254,20 +254,22 @@ def train(config: VAEPlusTrainConfig, out, resume: bool = False, verbose: int = 
     from statcell_tf.training import export, runtime, trainer
     from statcell_tf.training.run_dir import RunDirectory
 
+    strategy = runtime.select_strategy(config.strategy)  # first: multi-worker setup
+    chief = runtime.is_chief(strategy)
     run = RunDirectory(out)
-    saved = run.create(config.to_dict(), resume=resume)
+    saved = run.create(config.to_dict(), resume=resume, chief=chief)
     if resume and run.exists():
         iterations = config.iterations
         config = VAEPlusTrainConfig.from_dict(saved, str(run.config))
         if iterations != config.iterations:  # a resumed run may be extended
             config = dataclasses.replace(config, iterations=iterations)
-            run.write_config(config.to_dict())
-    strategy = runtime.select_strategy(config.strategy)
+            if chief:
+                run.write_config(config.to_dict())
     runtime.set_precision(config.precision)
     runtime.set_seed(config.seed)
     cells = load_cells(config.data)
     train_rows, val_rows = grouped_validation_split(cells.metadata, config.validation_fraction, config.seed)
-    if "group" in cells.metadata and runtime.is_chief(strategy):
+    if "group" in cells.metadata and chief:
         from statcell_tf.data.splits import save_splits
 
         save_splits(run.splits, cells.metadata, {"train": train_rows, "val": val_rows})
@@ -309,7 +311,7 @@ def train(config: VAEPlusTrainConfig, out, resume: bool = False, verbose: int = 
     )
     history = trainer.fit(model, train_dataset, val_dataset, run, settings, strategy=strategy,
                           epoch_callbacks=[figures], resume=resume)
-    if runtime.is_chief(strategy):
+    if chief:
         export.export_saved_model(model, run.saved_model)
     return model, history
 

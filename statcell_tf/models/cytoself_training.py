@@ -217,10 +217,14 @@ def train_cytoself(config: CytoselfTrainConfig, cells, out, resume: bool = False
     from statcell_tf.training import export, runtime, trainer
     from statcell_tf.training.run_dir import RunDirectory
 
-    run = RunDirectory(out)
-    if run.exists() and not resume:
-        raise UserError(f"--out {run.path} already holds a run; pass --resume to continue it or choose another --out")
     strategy = strategy or runtime.select_strategy(config.strategy)
+    # Only the chief writes the run folder (config, splits, history, best.keras, figures,
+    # SavedModel); other workers train alongside it, read a shared folder at most, and keep their
+    # collective checkpoint saves in a throw-away folder (trainer.fit).
+    chief = runtime.is_chief(strategy)
+    run = RunDirectory(out)
+    if chief and run.exists() and not resume:
+        raise UserError(f"--out {run.path} already holds a run; pass --resume to continue it or choose another --out")
     if resume and run.exists():
         saved = run.read_config()
         config = CytoselfTrainConfig.from_dict({**saved["train"], "epochs": config.epochs})
@@ -274,10 +278,11 @@ def train_cytoself(config: CytoselfTrainConfig, cells, out, resume: bool = False
             "source": str(cells.source),
             "epochs": config.epochs,
         }
-        run.create(run_config)
-        save_splits(run.splits, metadata, splits, group)
+        run.create(run_config, chief=chief)
+        if chief:
+            save_splits(run.splits, metadata, splits, group)
     else:
-        run.create({"epochs": config.epochs}, resume=True)
+        run.create({"epochs": config.epochs}, resume=True, chief=chief)
         run_config["epochs"] = config.epochs
         if run_config["num_cells"] != len(cells) or run_config["channels"] != list(channels):
             raise UserError(
@@ -285,7 +290,7 @@ def train_cytoself(config: CytoselfTrainConfig, cells, out, resume: bool = False
                 f"(expected {run_config['num_cells']} cells with channels {run_config['channels']}). "
                 f"Received: {len(cells)} cells with channels {list(channels)}"
             )
-    splits = load_splits(run.splits, len(cells))
+        splits = load_splits(run.splits, len(cells))
     label_values = run_config["label_values"]
     normalization = run_config["normalization"]
     runtime.set_precision(config.precision)
@@ -324,8 +329,9 @@ def train_cytoself(config: CytoselfTrainConfig, cells, out, resume: bool = False
     )
     trainer.fit(model, train_ds, val_ds, run, settings, strategy=strategy, epoch_callbacks=[write_panel], resume=True)
     keras.mixed_precision.set_global_policy("float32")
-    best = export.load_keras(run.best_model, flag="best model")
-    export.export_saved_model(best, run.saved_model)
+    if chief:
+        best = export.load_keras(run.best_model, flag="best model")
+        export.export_saved_model(best, run.saved_model)
     return run.path
 
 

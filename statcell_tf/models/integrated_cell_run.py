@@ -249,7 +249,7 @@ def train(settings: IntegratedCellSettings, out, resume: bool = False, verbose: 
         raise UserError(f"--data {settings.data}: the conditional stage needs >= 2 structures. Received: {class_names}")
     config = {"kind": "integrated_cell", **settings.to_json(), "class_names": class_names}
     requested = settings
-    config = run.create(config, resume=resume)
+    config = run.create(config, resume=resume, chief=runtime.is_chief(strategy))
     saved_names = config.get("class_names")
     settings = IntegratedCellSettings.from_json(config)
     if settings.stage != requested.stage:

@@ -193,10 +193,10 @@ def train_statcell(
 
     if config.model == "target" and not config.structure_types:
         config = dataclasses.replace(config, structure_types=structure_types(cells.metadata))
+    strategy = strategy or runtime.select_strategy(config.strategy)  # first: multi-worker setup
     run = RunDirectory(out)
-    saved = run.create(config.to_dict(), resume=resume)
+    saved = run.create(config.to_dict(), resume=resume, chief=runtime.is_chief(strategy))
     config = StatcellTrainConfig.from_dict(saved)
-    strategy = strategy or runtime.select_strategy(config.strategy)
     runtime.set_precision(config.precision)
     runtime.set_seed(config.seed)
 

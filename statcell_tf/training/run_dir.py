@@ -38,12 +38,19 @@ class RunDirectory:
         """True when the folder already holds a run (a config.json)."""
         return self.config.exists()
 
-    def create(self, config: dict, resume: bool = False, flag: str = "--out") -> dict:
+    def create(self, config: dict, resume: bool = False, flag: str = "--out", chief: bool = True) -> dict:
         """Start a run, or reopen it when `resume` is set; return the config in force.
 
         A folder that already holds a run is only reused with `resume` (then its saved
-        config wins, except for `epochs`, which may be raised to train longer).
+        config wins, except for `epochs`, which may be raised to train longer). A non-`chief`
+        worker of a multi-worker run writes nothing and checks nothing: it returns what the
+        chief returns when it can see the run (a shared folder, on resume), else `config`.
         """
+        if not chief:
+            if not (resume and self.exists()):
+                return dict(config)
+            saved = self.read_config()
+            return {**saved, "epochs": config["epochs"]} if "epochs" in config and "epochs" in saved else saved
         if self.exists():
             if not resume:
                 raise UserError(

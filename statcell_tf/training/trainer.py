@@ -221,7 +221,9 @@ def fit(
     # Non-chief workers must save too (the save is collective) but into a throw-away folder.
     checkpoint_dir = run.checkpoints if chief else Path(tempfile.mkdtemp(prefix="statcell_worker_ckpt_"))
     manager = tf.train.CheckpointManager(checkpoint, str(checkpoint_dir), max_to_keep=2)
-    history = _restore(run, manager, checkpoint, state, resume, chief, settings.verbose)
+    history = _restore(run, checkpoint, state, resume, chief, settings.verbose)
+    if resume:
+        _check_workers_restored_alike(strategy, run, int(state.epoch.numpy()))
 
     distributed_train = strategy.experimental_distribute_dataset(train_dataset)
     distributed_val = strategy.experimental_distribute_dataset(val_dataset) if val_dataset is not None else None
@@ -330,9 +332,13 @@ def _cardinality(dataset) -> int | None:
     return value if value >= 0 else None
 
 
-def _restore(run, manager, checkpoint, state, resume, chief, verbose) -> pd.DataFrame:
-    """Restore the newest checkpoint; return the history rows up to its epoch."""
-    latest = manager.latest_checkpoint if resume else None
+def _restore(run, checkpoint, state, resume, chief, verbose) -> pd.DataFrame:
+    """Restore the newest checkpoint; return the history rows up to its epoch.
+
+    Every worker restores from the run's checkpoints folder (the chief's; non-chief workers
+    save into a throw-away folder), so a multi-worker run resumes on all workers together.
+    """
+    latest = tf.train.latest_checkpoint(str(run.checkpoints)) if resume else None
     if latest is None:
         if chief and run.history.exists() and not resume:
             run.history.unlink()
@@ -355,6 +361,32 @@ def _restore(run, manager, checkpoint, state, resume, chief, verbose) -> pd.Data
         # A kill between the checkpoint and the history write can leave extra rows.
         return history[history["epoch"] <= epoch].reset_index(drop=True)
     return pd.DataFrame()
+
+
+def _check_workers_restored_alike(strategy, run, epoch: int) -> None:
+    """Multi-worker resume: stop every worker with one message unless all restored the same
+    epoch (a worker that could not see the chief's checkpoints would start over and the
+    collective steps of the workers would no longer pair up: a hang, not an error)."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+
+    @tf.function
+    def gather():
+        def replica_epochs():
+            context = tf.distribute.get_replica_context()
+            return context.all_gather(tf.constant([float(epoch)], tf.float32), axis=0)
+
+        return strategy.run(replica_epochs)
+
+    epochs = sorted({int(e) for e in strategy.experimental_local_results(gather())[0].numpy()})
+    if len(epochs) > 1:
+        from statcell_tf.errors import UserError
+
+        raise UserError(
+            f"--resume: the workers restored different epochs ({', '.join(map(str, epochs))}; this worker "
+            f"{epoch} from {run.checkpoints}). Every worker must see the chief's checkpoints: give all "
+            "workers the same --out on a shared filesystem, or copy RUN/checkpoints to each machine"
+        )
 
 
 def _apply_rules(model, logs, state, settings, run, chief) -> None:

@@ -87,3 +87,63 @@ def test_embed_and_fresh_process_savedmodel_agree(trained, tmp_path):
     np.testing.assert_allclose(got["g"], arrays["global"], rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(got["h"], arrays["local_hist"])
     np.testing.assert_allclose(got["p"], arrays["probabilities"], rtol=1e-5, atol=1e-6)
+
+
+def test_interrupted_run_resumes_with_more_epochs(trained, tmp_path, monkeypatch):
+    from statcell_tf.backend import tf
+    from statcell_tf.models import cytoself_training
+
+    data, _ = trained
+    run = tmp_path / "run"
+    args = ["--data", str(data), "--preset", "demo", "--batch-size", "16", "--steps-per-epoch", "1", "--out", str(run)]
+    panel = cytoself_training.reconstruction_panel
+    panels, interrupt_at = [], [2]  # the panel is drawn once per epoch, after its checkpoint
+
+    def record_and_interrupt(*a, **kw):
+        panels.append(1)
+        if len(panels) == interrupt_at[0]:
+            raise KeyboardInterrupt  # as if killed after epoch 2
+        return panel(*a, **kw)
+
+    monkeypatch.setattr(cytoself_training, "reconstruction_panel", record_and_interrupt)
+    assert run_command("train-cytoself", [*args, "--epochs", "3"]) == 130
+    before = pd.read_csv(run / "history.csv")
+    assert list(before["epoch"]) == [1, 2] and not (run / "saved_model").exists()
+
+    def counters():  # the trainer's step counter and the optimizer's iteration count
+        reader = tf.train.load_checkpoint(str(run / "checkpoints"))
+        keys = reader.get_variable_to_shape_map()
+        (iterations,) = [k for k in keys if k.startswith("optimizer_") and "iterations" in k]
+        return int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")), int(reader.get_tensor(iterations))
+
+    assert counters() == (2, 2)
+
+    panels.clear()
+    interrupt_at[0] = None
+    assert run_command("train-cytoself", [*args, "--epochs", "4", "--resume"]) == 0
+    assert len(panels) == 2  # trained epochs 3 and 4 only
+    after = pd.read_csv(run / "history.csv")
+    assert list(after["epoch"]) == [1, 2, 3, 4]  # continued, not restarted or repeated
+    assert list(after["step"]) == [1, 2, 3, 4]
+    pd.testing.assert_frame_equal(after.iloc[:2], before)  # the rows before the interruption are kept
+    assert counters() == (4, 4)
+    assert json.loads((run / "config.json").read_text())["epochs"] == 4
+    figures = sorted(p.name for p in (run / "figures").glob("reconstruction_epoch*.png"))
+    assert figures == ["reconstruction_epoch001.png", "reconstruction_epoch003.png", "reconstruction_epoch004.png"]
+    assert (run / "saved_model" / "saved_model.pb").exists()
+
+
+def test_non_chief_worker_writes_nothing_to_the_run_folder(trained, tmp_path, monkeypatch):
+    # A multi-worker run on a shared file system: the chief already created --out; another
+    # worker trains alongside it but must neither refuse the folder nor write (or export) into it.
+    import shutil
+
+    from statcell_tf.training import runtime
+
+    data, run = trained
+    shared = shutil.copytree(run, tmp_path / "shared")
+    files = {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in shared.rglob("*")}
+    monkeypatch.setattr(runtime, "is_chief", lambda strategy=None: False)
+    args = ["--data", str(data), "--preset", "demo", "--epochs", "1", "--batch-size", "16", "--steps-per-epoch", "1"]
+    assert run_command("train-cytoself", [*args, "--out", str(shared)]) == 0
+    assert {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in shared.rglob("*")} == files

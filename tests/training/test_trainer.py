@@ -109,6 +109,18 @@ def test_run_directory_refuses_reuse_without_resume(tmp_path):
     assert run.create({"epochs": 5}, resume=True)["epochs"] == 5
 
 
+def test_non_chief_worker_neither_writes_nor_refuses_the_run_folder(tmp_path):
+    fresh = RunDirectory(tmp_path / "fresh")
+    assert fresh.create({"epochs": 3}, chief=False) == {"epochs": 3}
+    assert not fresh.path.exists()
+    shared = RunDirectory(tmp_path / "shared")  # the chief created it first (shared filesystem)
+    shared.create({"epochs": 3, "seed": 1})
+    before = shared.config.read_text()
+    assert shared.create({"epochs": 3, "seed": 2}, chief=False) == {"epochs": 3, "seed": 2}
+    assert shared.create({"epochs": 9, "seed": 2}, resume=True, chief=False) == {"epochs": 9, "seed": 1}
+    assert shared.config.read_text() == before
+
+
 def test_saved_model_loads_in_a_process_without_statcell_tf(tmp_path):
     import subprocess
 

@@ -1,7 +1,8 @@
 """A tiny autoencoder + classifier used to test the runtime (not a paper model).
 
-Also the multi-worker test's worker: ``python tiny.py OUT_DIR`` trains a few steps under
-MultiWorkerMirroredStrategy (cluster from TF_CONFIG) and saves the final weights.
+Also the multi-worker test's worker: ``python tiny.py OUT_DIR [EPOCHS --resume]`` trains a
+few steps under MultiWorkerMirroredStrategy (cluster from TF_CONFIG) and saves the final
+weights (``weights_<index>.npz``, or ``weights_<index>_resumed.npz`` when resuming).
 """
 
 import sys
@@ -70,7 +71,8 @@ def tiny_dataset(n=64, batch_size=16, seed=0, repeat=False, shuffle=False):
     return ds.with_options(options)
 
 
-def _worker(out_dir):
+def _worker(out_dir, epochs=2, resume=False):
+    from statcell_tf.errors import UserError
     from statcell_tf.training import runtime, trainer
 
     strategy = runtime.select_strategy("multi-worker")  # first: configures the collectives
@@ -80,14 +82,20 @@ def _worker(out_dir):
         # Batch norm: its moving statistics (updated per worker) must end identical too.
         model = TinyModel(learning_rate=1e-2, batch_norm=True)
         model(tiny_data(2)[0])
-    np.savez(f"{out_dir}_initial_{index}.npz", *[v.numpy() for v in model.weights])
-    settings = trainer.TrainSettings(epochs=2, steps_per_epoch=3, monitor="loss", verbose=0)
+    if not resume:
+        np.savez(f"{out_dir}_initial_{index}.npz", *[v.numpy() for v in model.weights])
+    settings = trainer.TrainSettings(epochs=epochs, steps_per_epoch=3, monitor="loss", verbose=0)
     # Each worker reads different images: identical final weights prove the all-reduce.
     dataset = tiny_dataset(seed=index, repeat=True)
-    trainer.fit(model, dataset, None, out_dir, settings, strategy=strategy)
-    np.savez(f"{out_dir}/weights_{index}.npz", *[v.numpy() for v in model.weights])
+    try:
+        trainer.fit(model, dataset, None, out_dir, settings, strategy=strategy, resume=resume)
+    except UserError as error:
+        print(f"error: {error}", flush=True)
+        sys.exit(2)
+    name = f"weights_{index}_resumed" if resume else f"weights_{index}"
+    np.savez(f"{out_dir}/{name}.npz", *[v.numpy() for v in model.weights])
     print(f"worker {index} done", flush=True)
 
 
 if __name__ == "__main__":
-    _worker(sys.argv[1])
+    _worker(sys.argv[1], *([int(sys.argv[2]), True] if "--resume" in sys.argv else []))
