@@ -56,6 +56,44 @@ def test_interrupted_run_resumes_step_count_and_history(tmp_path, shuffle):
         np.testing.assert_allclose(resumed.numpy(), straight.numpy(), rtol=1e-5, atol=1e-6)
 
 
+KILLED_WORKER = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+from tiny import TinyModel, tiny_dataset
+from statcell_tf.backend import keras
+from statcell_tf.training import trainer
+
+def kill(epoch, logs, model):
+    if epoch == 2:  # after epoch 2's checkpoint and history row; no clean-up runs after SIGKILL
+        os.kill(os.getpid(), signal.SIGKILL)
+
+keras.utils.set_random_seed(0)
+settings = trainer.TrainSettings(epochs=5, verbose=0)
+trainer.fit(TinyModel(learning_rate=1e-2), tiny_dataset(), tiny_dataset(32, seed=1), {run!r}, settings,
+            epoch_callbacks=[kill])
+"""
+
+
+def test_run_killed_by_sigkill_resumes_where_it_stopped(tmp_path):
+    import signal
+    import subprocess
+
+    run = tmp_path / "run"
+    code = KILLED_WORKER.format(tests=str(Path(__file__).parent), run=str(run))
+    killed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert list(pd.read_csv(run / "history.csv")["epoch"]) == [1, 2]
+    trained = []
+    model, history = _fit(run, 5, callbacks=[lambda epoch, logs, model: trained.append(epoch)])
+    assert trained == [3, 4, 5]  # resumed after epoch 2, not started over
+    assert list(history["epoch"]) == [1, 2, 3, 4, 5]
+    assert list(history["step"]) == [4, 8, 12, 16, 20]
+    straight_model, straight = _fit(tmp_path / "straight", 5)
+    np.testing.assert_allclose(history["loss"], straight["loss"], rtol=1e-4)
+    for resumed, reference in zip(model.weights, straight_model.weights):
+        np.testing.assert_allclose(resumed.numpy(), reference.numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_plateau_and_early_stopping(tmp_path):
     # lr 0 never improves val_loss after epoch 1: plateau every 2 epochs, stop after 3.
     keras.utils.set_random_seed(0)
