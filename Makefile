@@ -42,8 +42,11 @@ demo-statcell: $(STAMP)
 	bin/latent-walk $(SC_RUNS)/reference --dims top:4
 	bin/latent-stats $(SC_RUNS)/reference
 	bin/coupling $(SC_RUNS)/reference $(SC_RUNS)/target --data $(SC_DATA)-controls/manifest.csv
+	test -d $(SC_DATA)-treated || bin/make-synthetic-data --out $(SC_DATA)-treated --format allencell --families 6 --cells 40 --size 32 --seed 1 --treatment rounding
+	test -d $(SC_DATA)-vehicle || bin/make-synthetic-data --out $(SC_DATA)-vehicle --format allencell --families 6 --cells 40 --size 32 --seed 2 --treatment vehicle
+	bin/perturbation-embed $(SC_RUNS)/reference $(SC_RUNS)/target --treated $(SC_DATA)-treated/manifest.csv --untreated $(SC_DATA)-vehicle/manifest.csv --permutations 200
 	bin/beta-sweep --data $(SC_DATA)/manifest.csv --betas 0.1:0.9:3 --dims 2 --preset demo --epochs 20 --batch-size 16 --eval-samples 2 --out $(SC_RUNS)/beta_sweep
-	@echo "Statistical Cell demo outputs under $(SC_RUNS): generated/, latent_walk/, latent_stats/, target/imputed/, target/coupling/, beta_sweep/"
+	@echo "Statistical Cell demo outputs under $(SC_RUNS): generated/, latent_walk/, latent_stats/, target/imputed/, target/coupling/, reference/perturbation/, beta_sweep/"
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15

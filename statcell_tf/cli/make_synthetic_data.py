@@ -8,6 +8,9 @@ import click
 
 from statcell_tf.cli._options import out_path, seed_option
 
+# = statcell_tf.data.synthetic.TREATMENTS, not imported so that --help stays instant (a test checks).
+TREATMENTS = ("none", "vehicle", "rounding")
+
 
 @click.command("make-synthetic-data")
 @click.option("--out", type=out_path, required=True, help="Output folder (must be empty or absent).")
@@ -24,16 +27,22 @@ from statcell_tf.cli._options import out_path, seed_option
 @click.option("--dims", type=click.Choice(["2", "3"]), default=None, help="allencell only: 2D or 3D cells [2].")
 @click.option("--mitotic-fraction", type=click.FloatRange(0.0, 1.0), default=None,
               help="allencell only: fraction of mitotic cells [0.15].")
+@click.option("--treatment", type=click.Choice(TREATMENTS), default=None,
+              help="allencell only: simulated drug treatment of every cell [none]. rounding: smaller, rounder "
+              "cells with a slightly smaller nucleus and brighter DNA (a cytoskeleton drug); vehicle: unchanged "
+              "cells (the control, like DMSO). The manifest gets a treatment column and CellIds '<treatment>-<n>', "
+              "for bin/perturbation-embed --treated / --untreated.")
 @seed_option
 @click.option("--overwrite", is_flag=True, default=False, help="Replace a non-empty --out folder.")
-def command(out, fmt, families, proteins_per_family, cells, size, dims, mitotic_fraction, seed, overwrite):
+def command(out, fmt, families, proteins_per_family, cells, size, dims, mitotic_fraction, treatment, seed, overwrite):
     """Generate a synthetic data set of procedural cells for demos and tests.
 
     Every cell has a membrane-bounded body, a nucleus and a protein channel from one of 11
     localisation families, with --proteins-per-family distinct proteins per family (Allen Cell
     format: the manifest's structure_name stays the family, a protein column names the protein
-    when there are several). The same --seed gives the same files. Output is written to a
-    temporary folder and renamed.
+    when there are several). Allen Cell format only: --treatment simulates a drug on every cell
+    (compare with a --treatment vehicle set made with another --seed). The same --seed gives the
+    same files. Output is written to a temporary folder and renamed.
     """
     from statcell_tf.errors import UserError
 
@@ -43,7 +52,7 @@ def command(out, fmt, families, proteins_per_family, cells, size, dims, mitotic_
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise UserError(f"--out {out} is not empty; pass --overwrite to replace it. Received: --out {out}")
     if fmt == "opencell":
-        for flag, value in (("--dims", dims), ("--mitotic-fraction", mitotic_fraction)):
+        for flag, value in (("--dims", dims), ("--mitotic-fraction", mitotic_fraction), ("--treatment", treatment)):
             if value is not None:
                 raise click.UsageError(f"{flag} applies to --format allencell only. Received: {flag} {value}")
 
@@ -68,11 +77,13 @@ def command(out, fmt, families, proteins_per_family, cells, size, dims, mitotic_
         )
     shape = None if size is None else ((size, size) if dims == 2 else (max(size // 3, 4), size, size))
     fraction = 0.15 if mitotic_fraction is None else mitotic_fraction
+    treatment = treatment or "none"
     with click.progressbar(length=families * proteins_per_family, label="proteins",
                            file=click.get_text_stream("stderr")) as bar:
         synthetic.write_allencell(out, families, cells, dims, shape, fraction, seed, progress=lambda: bar.update(1),
-                                  proteins_per_family=proteins_per_family)
+                                  proteins_per_family=proteins_per_family, treatment=treatment)
     shape = shape or ((64, 64) if dims == 2 else (16, 48, 48))
     per = f"{proteins_per_family} proteins x {cells}" if proteins_per_family > 1 else f"{cells}"
+    treated = "" if treatment == "none" else f", treatment {treatment}"
     click.echo(f"Wrote {families * proteins_per_family * cells} Allen-Cell-format {dims}D cells ({families} structures "
-               f"x {per}, {'x'.join(map(str, shape))}, mitotic fraction {fraction}) to {out / 'manifest.csv'}")
+               f"x {per}, {'x'.join(map(str, shape))}, mitotic fraction {fraction}{treated}) to {out / 'manifest.csv'}")

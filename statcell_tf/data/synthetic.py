@@ -11,6 +11,15 @@ The Allen Cell format also has mitotic cells (``cell_cycle_phase`` prophase / me
 anaphase): a rounded cell, condensed chromatin and no nuclear envelope (nuclear proteins spread
 through the cell).
 
+A simulated drug treatment (`TREATMENTS`) changes the morphology of interphase cells, for
+out-of-sample perturbation experiments (Donovan-Maiye et al. 2022, §4.5, Fig. 6).
+``"rounding"`` acts like a drug that collapses the cytoskeleton (e.g. cytochalasin D or
+latrunculin A, which depolymerise actin): cells retract into smaller, rounder, smoother and
+(in 3D) taller bodies, and the nucleus shrinks a little with brighter, condensed DNA.
+``"vehicle"`` is the control (like DMSO): unchanged cells, labelled as a treatment. Treated
+cells draw the same random numbers as untreated ones, so a treated set with the seed of an
+untreated set holds the same cells, treated.
+
 Everything is vectorised numpy / scipy.ndimage: the demo OpenCell set (11 families × 3
 proteins × 40 cells, 100×100) generates in a few seconds on one core.
 """
@@ -44,6 +53,13 @@ FAMILIES: tuple[str, ...] = (
 )
 NUCLEAR_FAMILIES: tuple[str, ...] = ("nucleoplasm", "nucleolus", "nuclear_envelope", "chromatin")
 PHASES: tuple[str, ...] = ("interphase", "prophase", "metaphase", "anaphase")
+TREATMENTS: tuple[str, ...] = ("none", "vehicle", "rounding")
+
+# "rounding" (interphase cells only; mitotic cells are round already): cell radius factor, the
+# fraction of the untreated cell's elongation (1 - minor / major axis) that is kept, boundary
+# blobbiness, cell height factor (3D), nuclear radius factor (of the untreated nucleus) and DNA
+# brightness factor.
+_ROUNDING = {"radius": 0.8, "elongation": 0.3, "blobbiness": 0.1, "height": 1.1, "nucleus": 0.9, "dna": 1.3}
 
 # Per family: base protein parameters (level = peak intensity; texture = noise correlation length
 # in units of the cell radius / 40; puncta = count; puncta_size = Gaussian sigma in pixels at
@@ -196,12 +212,16 @@ def _delta(shape):
     return d
 
 
-def _make_geometry(rng, shape, phase="interphase", center_nucleus=False) -> _Geometry:
-    """Draw one cell's shapes on `shape` (2D (H, W) or 3D (D, H, W))."""
+def _make_geometry(rng, shape, phase="interphase", center_nucleus=False, treatment="none") -> _Geometry:
+    """Draw one cell's shapes on `shape` (2D (H, W) or 3D (D, H, W)).
+
+    A treatment only rescales the drawn values: treated and untreated cells use the same draws.
+    """
     grid = _grid(shape)
     h, w = shape[-2:]
     size = min(h, w)
     mitotic = phase != "interphase"
+    rounding = treatment == "rounding" and not mitotic
     angle = rng.uniform(0, np.pi)
     if mitotic:
         r_major = size * rng.uniform(0.26, 0.32)
@@ -211,8 +231,16 @@ def _make_geometry(rng, shape, phase="interphase", center_nucleus=False) -> _Geo
         r_major = size * rng.uniform(0.32, 0.42)
         r_minor = r_major * rng.uniform(0.6, 0.92)
         amp = 0.25
+    nucleus_factor = rng.uniform(0.38, 0.5)
+    if rounding:  # smaller, rounder (aspect 0.6-0.92 -> 0.88-0.98) and smoother
+        aspect = r_minor / r_major
+        # The nucleus shrinks less than the cell: its radius is set from the untreated cell's.
+        nucleus_factor *= _ROUNDING["nucleus"] / _ROUNDING["radius"]
+        r_major *= _ROUNDING["radius"]
+        r_minor = r_major * (1.0 - _ROUNDING["elongation"] * (1.0 - aspect))
+        amp = _ROUNDING["blobbiness"]
     scale = r_major / 40.0
-    nuc_major = r_major * rng.uniform(0.38, 0.5)
+    nuc_major = r_major * nucleus_factor
     nuc_minor = min(nuc_major * rng.uniform(0.7, 0.95), r_minor * 0.75)
     nuc_angle = angle + rng.normal(0.0, 0.3)
     # Nucleus offset along the cell's major axis (cells are polarised), small off-axis jitter.
@@ -228,7 +256,7 @@ def _make_geometry(rng, shape, phase="interphase", center_nucleus=False) -> _Geo
         nucleus_yx = cell_yx + offset_yx
     if len(shape) == 3:
         depth = shape[0]
-        rz = depth * rng.uniform(0.3, 0.38) * (1.15 if mitotic else 1.0)
+        rz = depth * rng.uniform(0.3, 0.38) * (1.15 if mitotic else _ROUNDING["height"] if rounding else 1.0)
         cz = (depth - 1) / 2.0 + rng.normal(0, 0.5)
         cell_center = np.array([cz, *cell_yx])
         nucleus_center = np.array([cz + rng.normal(0, 0.3), *nucleus_yx])
@@ -375,6 +403,7 @@ def make_cell(
     background: float | None = None,
     photons: float | None = None,
     membrane: bool = True,
+    treatment: str = "none",
 ) -> dict[str, np.ndarray]:
     """One synthetic cell.
 
@@ -389,6 +418,9 @@ def make_cell(
         background: float or None. Background level; None draws one.
         photons: float or None. Photons per unit intensity (shot-noise level); None draws one.
         membrane: bool. Also render the membrane channel. Defaults to True.
+        treatment: str. Simulated drug treatment, one of `TREATMENTS` (``"rounding"``: a
+            smaller, rounder, smoother cell with a slightly smaller nucleus and brighter DNA;
+            interphase cells only; ``"vehicle"`` changes nothing). Defaults to ``"none"``.
 
     Returns:
         dict of float32 arrays of `shape`: ``protein``, ``dna``, ``membrane`` (images in [0, 1];
@@ -402,10 +434,11 @@ def make_cell(
         raise ValueError(f"`phase` must be one of {PHASES}. Received: phase={phase!r}")
     if len(shape) not in (2, 3):
         raise ValueError(f"`shape` must be (H, W) or (D, H, W). Received: shape={shape}")
+    _check_treatment(treatment)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     params = params if params is not None else protein_parameters(family, 0)
     mitotic = phase != "interphase"
-    geo = _make_geometry(rng, tuple(shape), phase, center_nucleus)
+    geo = _make_geometry(rng, tuple(shape), phase, center_nucleus, treatment)
     sc = geo.scale
     # Nucleoli (2-4 dark holes in the DNA, bright for the nucleolus family).
     if not mitotic:
@@ -421,6 +454,8 @@ def make_cell(
     level = params["level"] * rng.uniform(0.85, 1.15)
     protein = level * _protein_pattern(rng, geo, family, params, nucleoli, mitotic)
     dna = 0.7 * geo.chromatin * (1.0 - 0.75 * nucleoli)
+    if treatment == "rounding" and not mitotic:  # condensed chromatin: the same DNA, brighter
+        dna = dna * _ROUNDING["dna"]
     out = {
         "protein": _image(rng, protein, background, photons),
         "dna": _image(rng, dna, background, photons),
@@ -436,6 +471,11 @@ def make_cell(
 
 # ---------------------------------------------------------------------------------------------
 # Data-set writers
+
+
+def _check_treatment(treatment: str) -> None:
+    if treatment not in TREATMENTS:
+        raise ValueError(f"`treatment` must be one of {TREATMENTS}. Received: treatment={treatment!r}")
 
 
 def _check_families(n_families: int) -> tuple[str, ...]:
@@ -527,6 +567,7 @@ def write_allencell(
     seed: int = 0,
     progress: Callable[[], None] | None = None,
     proteins_per_family: int = 1,
+    treatment: str = "none",
 ) -> Path:
     """Write a synthetic Allen-Cell-format data set (atomically) and return its folder.
 
@@ -538,6 +579,13 @@ def write_allencell(
     family's name for every protein of the family; ``protein`` (``<FAMILY>_<k>``, as in the
     OpenCell format) tells the proteins apart, each with its own `protein_parameters`. With one
     protein per family (the default) the output is the same as before the option existed.
+
+    With a `treatment` other than ``"none"`` every cell is treated (`make_cell`), the manifest
+    gets a last column ``treatment`` (the treatment's name) and CellIds start with it
+    (``rounding-100001``), so they never collide with the numeric CellIds of an untreated set
+    (the training data) or with another treatment's; without one the output is the same as
+    before the option existed. The comparison set of a perturbation experiment is a
+    ``"vehicle"`` set with another seed: the same cells as an untreated set of that seed.
 
     Args:
         out_dir: str or PathLike. Output folder (replaced atomically).
@@ -551,6 +599,8 @@ def write_allencell(
         seed: int. Defaults to 0.
         progress: callable or None. Called once after each protein (e.g. a progress bar).
         proteins_per_family: int. Distinct proteins per family. Defaults to 1.
+        treatment: str. Simulated drug treatment of every cell, one of `TREATMENTS`. Defaults
+            to ``"none"``.
 
     Returns:
         Path of `out_dir`.
@@ -573,6 +623,8 @@ def write_allencell(
             f"{ALLEN_IDS_PER_FAMILY} (CellIds are numbered per family). Received: proteins_per_family="
             f"{proteins_per_family}, cells_per_structure={cells_per_structure}"
         )
+    _check_treatment(treatment)
+    treated = treatment != "none"
     axes = "CYX" if dims == 2 else "CZYX"
     out_dir = Path(out_dir)
     rows = []
@@ -585,10 +637,12 @@ def write_allencell(
                 rng = np.random.default_rng([seed, 101, fi] + ([pi] if pi else []))
                 for n in range(cells_per_structure):
                     phase = PHASES[int(rng.integers(1, 4))] if rng.uniform() < mitotic_fraction else "interphase"
-                    cell = make_cell(family, params, size, phase, rng, center_nucleus=False)
+                    cell = make_cell(family, params, size, phase, rng, center_nucleus=False, treatment=treatment)
                     stack = np.stack([cell["membrane"], cell["dna"], cell["protein"]])  # (C, [D,] H, W)
                     image = np.round(stack * 60000).astype(np.uint16)
                     cell_id = str(fi * ALLEN_IDS_PER_FAMILY + pi * cells_per_structure + n + 1)
+                    if treated:  # never the CellId of an untreated cell
+                        cell_id = f"{treatment}-{cell_id}"
                     rel = f"cells/{cell_id}.tiff"
                     tifffile.imwrite(tmp / rel, image, metadata={"axes": axes})
                     row = {
@@ -603,6 +657,8 @@ def write_allencell(
                     }
                     if proteins_per_family > 1:  # one protein per family: the manifest as before
                         row["protein"] = f"{family.upper()}_{pi + 1}"
+                    if treated:  # untreated sets: the manifest as before
+                        row["treatment"] = treatment
                     rows.append(row)
                 if progress is not None:
                     progress()

@@ -52,3 +52,23 @@ def test_allencell_proteins_per_family(tmp_path):
     assert "Wrote 12 Allen-Cell-format 2D cells (2 structures x 2 proteins x 3" in result.output
     manifest = pd.read_csv(out / "manifest.csv")
     assert len(manifest) == 12 and manifest.groupby("structure_name")["protein"].nunique().tolist() == [2, 2]
+
+
+def test_allencell_treatment_and_opencell_refusal(tmp_path):
+    from statcell_tf.cli import make_synthetic_data
+    from statcell_tf.data import synthetic
+
+    assert make_synthetic_data.TREATMENTS == synthetic.TREATMENTS
+    out = tmp_path / "treated"
+    result = _run("--out", out, "--format", "allencell", "--families", 2, "--cells", 3, "--size", 16, "--seed", 1,
+                  "--treatment", "rounding")
+    assert result.exit_code == 0, result.output
+    assert "mitotic fraction 0.15, treatment rounding) to" in result.output
+    manifest = pd.read_csv(out / "manifest.csv")
+    assert (manifest["treatment"] == "rounding").all() and manifest["CellId"].str.startswith("rounding-").all()
+    result = _run("--out", tmp_path / "none", "--format", "allencell", "--families", 2, "--cells", 3, "--size", 16,
+                  "--treatment", "none")
+    assert result.exit_code == 0 and "treatment" not in pd.read_csv(tmp_path / "none" / "manifest.csv").columns
+    result = _run("--out", tmp_path / "oc", "--format", "opencell", "--treatment", "rounding")
+    assert result.exit_code == 2 and "--treatment applies to --format allencell only" in result.output
+    assert not (tmp_path / "oc").exists()

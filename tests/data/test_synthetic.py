@@ -195,6 +195,73 @@ def test_allencell_several_proteins_per_family(tmp_path):
         write_allencell(tmp_path / "bad", proteins_per_family=0)
 
 
+def _membrane_and_nucleus_props(folder):
+    """Per interphase cell of an Allen-format folder: regionprops of the cell segmented from the
+    membrane channel (smoothed, Otsu, holes filled) and of the nucleus from the DNA channel."""
+    from skimage.filters import threshold_otsu
+    from skimage.measure import label, regionprops
+
+    manifest = pd.read_csv(folder / "manifest.csv")
+    rows = []
+    for rel in manifest.loc[manifest["cell_cycle_phase"] == "interphase", "path"]:
+        membrane, dna = tifffile.imread(folder / rel)[:2].astype(np.float32) / 60000
+        membrane = ndi.gaussian_filter(membrane, 0.7)
+        cell = max(regionprops(label(ndi.binary_fill_holes(membrane > threshold_otsu(membrane)))), key=lambda r: r.area)
+        nuclei = label(ndi.binary_fill_holes(dna > threshold_otsu(dna)))
+        nucleus = max(regionprops(nuclei), key=lambda r: r.area)
+        rows.append({"CellId": manifest.loc[manifest["path"] == rel, "CellId"].iloc[0], "area": cell.area,
+                     "eccentricity": cell.eccentricity, "nucleus_area": nucleus.area,
+                     "dna": dna[nuclei == nucleus.label].mean()})
+    return pd.DataFrame(rows)
+
+
+def test_rounding_treatment_makes_cells_smaller_and_rounder(tmp_path):
+    kwargs = {"n_families": 4, "cells_per_structure": 12, "size": (48, 48)}
+    untreated = write_allencell(tmp_path / "untreated", seed=0, **kwargs)
+    treated = write_allencell(tmp_path / "treated", seed=1, treatment="rounding", **kwargs)
+    manifest = pd.read_csv(treated / "manifest.csv")
+    base = pd.read_csv(untreated / "manifest.csv")
+    assert list(manifest.columns) == [*base.columns, "treatment"] and (manifest["treatment"] == "rounding").all()
+    assert manifest["CellId"].str.fullmatch(r"rounding-\d+").all()
+    assert not set(manifest["CellId"]) & set(base["CellId"].astype(str))
+    assert (manifest["path"] == "cells/" + manifest["CellId"] + ".tiff").all()
+    # Measured as a biologist would, on the membrane and DNA channels (~40 interphase cells each;
+    # untreated vs treated at 48x48: area ~910 vs ~670 px, eccentricity ~0.65 vs ~0.36).
+    u, t = _membrane_and_nucleus_props(untreated), _membrane_and_nucleus_props(treated)
+    assert len(u) > 30 and len(t) > 30
+    assert t["area"].mean() < 0.85 * u["area"].mean()
+    assert t["eccentricity"].mean() < u["eccentricity"].mean() - 0.15
+    assert t["nucleus_area"].mean() < 0.95 * u["nucleus_area"].mean()  # slightly condensed ...
+    assert t["nucleus_area"].mean() > 0.7 * u["nucleus_area"].mean()  # ... not shrunk like the cell
+    assert t["dna"].mean() > 1.1 * u["dna"].mean()
+    # Same seed: the same cells, rounded (the random stream is shared); mitotic cells, round
+    # already, are untouched, byte for byte.
+    same = write_allencell(tmp_path / "same", seed=0, treatment="rounding", **kwargs)
+    paired = _membrane_and_nucleus_props(same)
+    assert (paired["CellId"] == "rounding-" + u["CellId"].astype(str)).all()
+    assert (paired["area"].to_numpy() < u["area"].to_numpy()).mean() > 0.9
+    mitotic = base.loc[base["cell_cycle_phase"] != "interphase", "path"]
+    assert len(mitotic) > 0
+    for rel in mitotic:
+        assert (same / rel.replace("cells/", "cells/rounding-")).read_bytes() == (untreated / rel).read_bytes()
+    # treatment="none" is the default output, without a treatment column; "vehicle" has the
+    # same cells, labelled.
+    none = write_allencell(tmp_path / "none", seed=0, treatment="none", **kwargs)
+    assert _allen_files(none) == _allen_files(untreated) and "treatment" not in base.columns
+    vehicle = write_allencell(tmp_path / "vehicle", seed=0, treatment="vehicle", **kwargs)
+    labelled = pd.read_csv(vehicle / "manifest.csv")
+    assert (labelled["treatment"] == "vehicle").all()
+    assert (labelled["CellId"] == "vehicle-" + base["CellId"].astype(str)).all()
+    same_columns = ["structure_name", "cell_cycle_phase", "family"]
+    pd.testing.assert_frame_equal(labelled[same_columns], base[same_columns])
+    for rel in base["path"]:
+        assert (vehicle / rel.replace("cells/", "cells/vehicle-")).read_bytes() == (untreated / rel).read_bytes()
+    with pytest.raises(ValueError, match="treatment"):
+        write_allencell(tmp_path / "bad", treatment="brefeldin")
+    with pytest.raises(ValueError, match="treatment"):
+        make_cell("er", treatment="brefeldin")
+
+
 def test_allencell_default_sizes(tmp_path):
     out = write_allencell(tmp_path / "a3", n_families=1, cells_per_structure=1, dims=3, seed=0)
     manifest = pd.read_csv(out / "manifest.csv")
