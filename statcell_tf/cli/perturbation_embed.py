@@ -76,13 +76,18 @@ def command(runs, treated, untreated, treatment_column, control_value, permutati
         names_u = untreated_cells.metadata["structure_name"].astype(str).to_numpy()
         names_t = treated_cells.metadata["structure_name"].astype(str).to_numpy()
         structures = ["all"] if space == "reference" else sorted(set(names_t[treated_rows]) & set(config.structure_types))
+        if space == "reference":  # membrane + DNA only: a cell's control copies are the same image
+            rows_by_space = (_one_row_per_cell(untreated_cells.metadata, untreated_rows),
+                             _one_row_per_cell(treated_cells.metadata, treated_rows))
+        else:
+            rows_by_space = (untreated_rows, treated_rows)
         for structure in structures:
-            rows_u = untreated_rows if structure == "all" else untreated_rows[names_u[untreated_rows] == structure]
+            rows_u = rows_by_space[0] if structure == "all" else untreated_rows[names_u[untreated_rows] == structure]
             if len(rows_u) < 2:
                 continue
             z_u = embed(model, data_u, rows_u, config.batch_size)[0]
             for treatment in sorted(set(treatments[treated_rows])):
-                rows_t = treated_rows[treatments[treated_rows] == treatment]
+                rows_t = rows_by_space[1][treatments[rows_by_space[1]] == treatment]
                 if structure != "all":
                     rows_t = rows_t[names_t[rows_t] == structure]
                 if len(rows_t) < 2:
@@ -100,6 +105,19 @@ def command(runs, treated, untreated, treatment_column, control_value, permutati
     frame = write_perturbation(groups, out, permutations, seed, n_images)
     click.echo(frame.drop(columns=["significant"]).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     click.echo(f"Wrote {out / 'perturbation_tests.csv'}")
+
+
+def _one_row_per_cell(metadata, rows):
+    """`rows` with one row per physical cell: the control copies that add-control-structures
+    makes of a cell (same ``source_CellId``) share its membrane and DNA, and counting them
+    as separate cells would make the permutation test's p-values too small."""
+    import numpy as np
+
+    if "source_CellId" not in metadata:
+        return rows
+    source = metadata["source_CellId"].where(metadata["source_CellId"].notna(), metadata["CellId"])
+    _, first = np.unique(source.astype(str).to_numpy()[rows], return_index=True)
+    return rows[np.sort(first)]
 
 
 def _treatments(manifest, cells, column):

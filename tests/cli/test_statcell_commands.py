@@ -146,3 +146,15 @@ def test_user_errors_are_one_line(runs, capsys):
     assert "--beta" in error("train-statcell", "--data", runs["manifest"], "--model", "reference", "--beta", "1.5")
     assert "--resume" in error("train-statcell", "--data", runs["manifest"], "--model", "reference", *TRAIN,
                                "--out", runs["ref"])
+
+
+def test_perturbation_counts_a_cell_and_its_control_copies_once():
+    from statcell_tf.cli.perturbation_embed import _one_row_per_cell
+
+    metadata = pd.DataFrame({
+        "CellId": ["1", "2", "1_control_dna", "1_control_blank", "3", "2_control_dna"],
+        "source_CellId": ["1", "2", "1", "1", None, "2"],
+    })
+    np.testing.assert_array_equal(_one_row_per_cell(metadata, np.arange(6)), [0, 1, 4])
+    np.testing.assert_array_equal(_one_row_per_cell(metadata, np.array([2, 3, 5])), [2, 5])
+    np.testing.assert_array_equal(_one_row_per_cell(metadata.drop(columns="source_CellId"), np.arange(3)), [0, 1, 2])
