@@ -142,6 +142,14 @@ def test_bbbc021_moa_score_and_cycloheximide_spectrum(tmp_path_factory, shared_d
     print(f"\n[cytoself BBBC021] clustering score by MoA (held-out plate {test['plate'].iloc[0]}, "
           f"{len(rows)} cells: {test['compound'].value_counts().to_dict()}): "
           + ", ".join(f"{s:.2f}" for s in scores) + f"; mean {np.mean(scores):.2f}")
+    # The paper's key ablation on real cells: the same run without the identification task.
+    no_id_dir = _train(source, root / "no_id", "no_id", extra=("--group-column", "plate"))
+    no_id_arrays, _ = _embed(no_id_dir, cells)
+    assert np.array_equal(_test_rows(no_id_dir, no_id_arrays, len(cells)), rows)  # the same held-out plate
+    no_id_scores = _scores(np.asarray(no_id_arrays["global"])[rows], moa)
+    print(f"[cytoself BBBC021] no-ID ablation, clustering score by MoA: "
+          + ", ".join(f"{s:.2f}" for s in no_id_scores) + f"; mean {np.mean(no_id_scores):.2f} "
+          f"(full / no-ID = {np.mean(scores) / np.mean(no_id_scores):.2f}x)")
 
     # Spectra of the held-out plate: DMSO vs cycloheximide against DMSO vs DMSO (random halves).
     hist = np.asarray(arrays["local_hist"])[rows]
