@@ -36,8 +36,9 @@ class VAEPlusTrainConfig:
         validation_fraction: float. Fraction of wells (the reader's ``group``) held out to
             log validation terms (on at most 50 batches, the same ones every epoch); 0
             disables validation.
-        latent_dim, filters, discriminator_filters, schedule_period, beta, learning_rate,
-        discriminator_learning_rate, weight_decay: `VAEPlus` hyperparameters.
+        latent_dim, filters, discriminator_filters, schedule_period, beta, feature_reduction,
+        learning_rate, discriminator_learning_rate, weight_decay: `VAEPlus` hyperparameters
+        (feature_reduction: ``scaled_mean``, the authors' code, or ``sum``, the paper's L_i^D).
         seed: int. Seed of the initialisation, sampling and data order.
         strategy, precision: runtime choices (see `statcell_tf.training.runtime`).
     """
@@ -54,6 +55,7 @@ class VAEPlusTrainConfig:
     discriminator_filters: int = 64
     schedule_period: float = 2500.0
     beta: float | None = None
+    feature_reduction: str = "scaled_mean"
     learning_rate: float = 1e-3
     discriminator_learning_rate: float = 0.01
     weight_decay: float = 1e-4
@@ -66,6 +68,13 @@ class VAEPlusTrainConfig:
 
         if self.variant not in VARIANTS:
             raise UserError(f"--variant must be one of {', '.join(VARIANTS)}. Received: {self.variant!r}")
+        from statcell_tf.models.vaeplus import FEATURE_REDUCTIONS
+
+        if self.feature_reduction not in FEATURE_REDUCTIONS:
+            raise UserError(
+                f"--feature-reduction must be one of {', '.join(FEATURE_REDUCTIONS)}. "
+                f"Received: {self.feature_reduction!r}"
+            )
         if self.sampling not in SAMPLINGS:
             raise UserError(f"--sampling must be one of {', '.join(SAMPLINGS)}. Received: {self.sampling!r}")
         for name in ("iterations", "batch_size", "latent_dim", "filters", "discriminator_filters"):
@@ -218,6 +227,7 @@ def build_model(config: VAEPlusTrainConfig):
         discriminator_filters=config.discriminator_filters,
         beta=config.beta,
         schedule_period=config.schedule_period,
+        feature_reduction=config.feature_reduction,
         learning_rate=config.learning_rate,
         discriminator_learning_rate=config.discriminator_learning_rate,
         weight_decay=config.weight_decay,
@@ -329,6 +339,10 @@ def train(config: VAEPlusTrainConfig, out, resume: bool = False, verbose: int = 
               help="treatment: every treatment equally likely (paper); uniform: every crop equally likely.")
 @click.option("--schedule-period", type=click.FloatRange(0, min_open=True), default=2500.0, show_default=True,
               help="T of γ_i(t) = min(1, max(0, t/T − i)): iterations between discriminator layers.")
+@click.option("--feature-reduction", type=click.Choice(["scaled_mean", "sum"]), default="scaled_mean",
+              show_default=True,
+              help="Discriminator-feature loss L_i^D per image: scaled_mean = 0.5·(68·68·C)·mean over the layer "
+                   "(the authors' code), sum = 0.5·Σ over the layer (the paper's formula).")
 @click.option("--latent-dim", type=click.IntRange(1), default=256, show_default=True, help="Embedding size.")
 @click.option("--filters", type=click.IntRange(1), default=32, show_default=True, help="Channels of every conv layer.")
 @click.option("--validation-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
@@ -339,8 +353,8 @@ def train(config: VAEPlusTrainConfig, out, resume: bool = False, verbose: int = 
 @strategy_option
 @precision_option
 @seed_option
-def command(data, variant, iterations, batch_size, steps_per_epoch, sampling, schedule_period, latent_dim, filters,
-            validation_fraction, out, resume, quiet, strategy, precision, seed):
+def command(data, variant, iterations, batch_size, steps_per_epoch, sampling, schedule_period, feature_reduction,
+            latent_dim, filters, validation_fraction, out, resume, quiet, strategy, precision, seed):
     """Train VAE+ (or the VAE / AE baseline) on single-cell crops.
 
     Every iteration draws two independent minibatches: B1 is auto-encoded, B2 (real crops)
@@ -353,7 +367,8 @@ def command(data, variant, iterations, batch_size, steps_per_epoch, sampling, sc
     config = VAEPlusTrainConfig(
         data=str(data), variant=variant, iterations=iterations, batch_size=batch_size,
         steps_per_epoch=steps_per_epoch, sampling=sampling, validation_fraction=validation_fraction,
-        latent_dim=latent_dim, filters=filters, schedule_period=schedule_period, seed=seed,
+        latent_dim=latent_dim, filters=filters, schedule_period=schedule_period,
+        feature_reduction=feature_reduction, seed=seed,
         strategy=strategy, precision=precision,
     )
     out = out or Path("models") / "vaeplus" / variant

@@ -88,3 +88,14 @@ def test_train_vaeplus_user_errors(tmp_path, capsys):
     assert run_command("train-vaeplus", ["--data", str(small), "--iterations", "2", "--out", str(tmp_path / "y"),
                                          *TINY]) == 2
     assert "VAE+ needs 68×68 crops" in capsys.readouterr().err
+
+
+def test_feature_reduction_reaches_the_model_and_old_configs_keep_the_default():
+    from statcell_tf.cli.train_vaeplus import VAEPlusTrainConfig, build_model
+    from statcell_tf.errors import UserError
+
+    assert build_model(VAEPlusTrainConfig(data="d", feature_reduction="sum")).feature_reduction == "sum"
+    old = {k: v for k, v in VAEPlusTrainConfig(data="d").to_dict().items() if k != "feature_reduction"}
+    assert VAEPlusTrainConfig.from_dict(old).feature_reduction == "scaled_mean"
+    with pytest.raises(UserError, match="--feature-reduction"):
+        VAEPlusTrainConfig(data="d", feature_reduction="mean")
