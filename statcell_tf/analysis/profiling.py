@@ -283,7 +283,6 @@ def whiten_per_plate(
     """Whiten the embeddings of every plate with a ZCA transform learned on that plate's
     control rows (``compound == control``); returns a copy."""
     features = list(features)
-    out = table.copy()
     values = table[features].to_numpy(dtype=np.float64)
     whitened = np.empty_like(values)
     is_control = (table["compound"] == control).to_numpy()
@@ -296,8 +295,9 @@ def whiten_per_plate(
             )
         mean, transform = fit_zca(values[controls], epsilon)
         whitened[rows] = (values[rows] - mean) @ transform
-    out[features] = whitened
-    return out
+    # One new block for the features (assigning them column by column fragments wide tables).
+    whitened = pd.DataFrame(whitened, index=table.index, columns=features)
+    return pd.concat([table.drop(columns=features), whitened], axis=1)[list(table.columns)]
 
 
 # ----- profiles --------------------------------------------------------------------------
