@@ -32,3 +32,14 @@ allow_pickle_option = click.option(
     default=False,
     help="Allow reading pickled label .npy files (runs code from the file: only for trusted data).",
 )
+# train-statcell and beta-sweep: stored as `reconstruction_reduction` in config.json.
+reconstruction_option = click.option(
+    "--reconstruction",
+    "reconstruction",
+    type=click.Choice(["sum", "mean"]),
+    default="sum",
+    show_default=True,
+    help="Squared error of the reconstruction term: sum over pixels (the authors' code) or mean "
+    "over pixels (pixel-wise MSE, the paper's wording, §6.3). mean shrinks the term by the pixel "
+    "count, which moves the Eq. 3 balance towards the KL term at the same β.",
+)

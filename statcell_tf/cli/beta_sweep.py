@@ -6,8 +6,14 @@ from pathlib import Path
 
 import click
 
-from statcell_tf.cli._options import existing_path, out_path, precision_option, seed_option, strategy_option
-from statcell_tf.cli.train_statcell import reconstruction_option
+from statcell_tf.cli._options import (
+    existing_path,
+    out_path,
+    precision_option,
+    reconstruction_option,
+    seed_option,
+    strategy_option,
+)
 
 
 @click.command("beta-sweep")

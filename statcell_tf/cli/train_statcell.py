@@ -6,18 +6,13 @@ from pathlib import Path
 
 import click
 
-from statcell_tf.cli._options import existing_path, out_path, precision_option, seed_option, strategy_option
-
-# Shared with `beta-sweep`: stored as `reconstruction_reduction` in config.json.
-reconstruction_option = click.option(
-    "--reconstruction",
-    "reconstruction",
-    type=click.Choice(["sum", "mean"]),
-    default="sum",
-    show_default=True,
-    help="Squared error of the reconstruction term: sum over pixels (the authors' code) or mean "
-    "over pixels (pixel-wise MSE, the paper's wording, §6.3). mean shrinks the term by the pixel "
-    "count, which moves the Eq. 3 balance towards the KL term at the same β.",
+from statcell_tf.cli._options import (
+    existing_path,
+    out_path,
+    precision_option,
+    reconstruction_option,
+    seed_option,
+    strategy_option,
 )
 
 
