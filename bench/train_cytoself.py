@@ -47,8 +47,8 @@ def gflops_per_image(model, fn_name: str) -> float:
 
 
 def time_model(preset: str, batch_size: int, steps: int, precision: str, jit: bool, num_classes: int) -> dict:
-    from statcell_tf.models.cytoself import CytoselfModel
-    from statcell_tf.models.cytoself_presets import preset_config
+    from statcell_tf.cytoself.model import CytoselfModel
+    from statcell_tf.cytoself.presets import preset_config
 
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(0)
@@ -99,8 +99,8 @@ def main(argv=None) -> None:
     parser.add_argument("--json", default=None, help="Also write the results to this JSON file.")
     args = parser.parse_args(argv)
 
-    from statcell_tf.models.cytoself import CytoselfModel
-    from statcell_tf.models.cytoself_presets import preset_config
+    from statcell_tf.cytoself.model import CytoselfModel
+    from statcell_tf.cytoself.presets import preset_config
 
     device = runtime.describe_device()
     model = CytoselfModel(**preset_config(args.preset, num_classes=args.num_classes))

@@ -42,7 +42,8 @@ def command(ref_run, target_run, data, split, permutations, samples, elbo_kind, 
 
     from statcell_tf.analysis.coupling import per_cell_coupling, write_coupling
     from statcell_tf.errors import UserError
-    from statcell_tf.models.statcell_training import data_for_run, load_run_pair, progress, split_rows
+    from statcell_tf.cli._progress import progress
+    from statcell_tf.models.statcell_training import data_for_run, load_run_pair, split_rows
 
     reference_model, model, config, run_dir = load_run_pair(ref_run, target_run)
     cells, dataset = data_for_run(config, data)

@@ -24,10 +24,10 @@ def command(run, data, out, split, batch_size, half, no_local, allow_pickle):
     (global_hist, local_hist), class probabilities, the run's label index and every metadata
     column (group ``metadata``). The file is written to a temporary name and renamed when done.
     """
-    from statcell_tf.analysis.embeddings import embed_cytoself
-    from statcell_tf.cli.train_cytoself import read_cells
+    from statcell_tf.cytoself.embeddings import embed_cytoself
+    from statcell_tf.cytoself.runs import read_cells
     from statcell_tf.errors import UserError
-    from statcell_tf.models.cytoself_training import read_splits
+    from statcell_tf.cytoself.training import read_splits
     from statcell_tf.training.run_dir import open_run
 
     run_dir = open_run(run, "RUN")

@@ -6,6 +6,7 @@ import click
 import numpy as np
 
 from statcell_tf.cli._options import allow_pickle_option, existing_dir, out_path
+from statcell_tf.cli._progress import echo_err
 
 
 @click.command()
@@ -34,9 +35,9 @@ def command(run, protein, feature, code, data, count, clusters, split, out, allo
     reconstruction without the feature and the difference in red. The images shown are the
     PROTEIN images (from the embedded set) that use the feature most.
     """
-    from statcell_tf.analysis import feature_interpretation as fi
-    from statcell_tf.analysis.embeddings import load_embeddings, normalize_images, select_run_channels
-    from statcell_tf.cli.feature_spectrum import (
+    from statcell_tf.cytoself import interpretation as fi
+    from statcell_tf.cytoself.embeddings import load_embeddings, normalize_images, select_run_channels
+    from statcell_tf.cytoself.runs import (
         PROTEIN_COLUMNS,
         data_images,
         ensure_embeddings,
@@ -51,7 +52,7 @@ def command(run, protein, feature, code, data, count, clusters, split, out, allo
         raise click.UsageError("give exactly one of --feature K and --code C")
     if data is None:
         raise click.UsageError("--data DIR is needed: the images of PROTEIN are decoded again")
-    embeddings = ensure_embeddings(run, data, allow_pickle)
+    embeddings = ensure_embeddings(run, data, allow_pickle, log=echo_err)
     spectrum = load_spectrum(run, embeddings, clusters, split=split)
     spectrum.protein_index(protein)  # unknown protein: error listing the closest names
     codes = fi.feature_codes(spectrum, feature=feature, code=code)
@@ -63,7 +64,7 @@ def command(run, protein, feature, code, data, count, clusters, split, out, allo
     chosen = rows[np.argsort(-usage, kind="stable")[:count]]
     if usage.max(initial=0) == 0:
         click.echo(f"Note: no image of {protein} uses this feature; the difference maps will be empty.", err=True)
-    from statcell_tf.models.cytoself import load_run
+    from statcell_tf.cytoself.model import load_run
 
     model, config = load_run(run)
     cells = select_run_channels(data_images(data, embeddings, metadata, arrays["index"], allow_pickle), config)

@@ -41,7 +41,7 @@ def command(embeddings, vectors, run, data, control, out, name, feature_prefix, 
     OUT/predictions.csv; with --run also OUT/embeddings.h5 (the embedded cells).
     """
     from statcell_tf import atomic
-    from statcell_tf.analysis import profiling
+    from statcell_tf.profiling import moa as profiling
 
     if (embeddings is None) == (run is None):
         raise click.UsageError("give either --embeddings FILE or --run RUN --data DIR")

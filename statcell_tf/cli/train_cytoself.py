@@ -57,8 +57,9 @@ def command(data, channels, preset, epochs, batch_size, learning_rate, ablation,
     figures/ (a reconstruction panel per epoch), best.keras and saved_model/ (endpoints
     embed_global, embed_local, vq_indices, index_histogram, reconstruct, classify).
     """
-    from statcell_tf.models.cytoself_presets import DEFAULT_EPOCHS
-    from statcell_tf.models.cytoself_training import CytoselfTrainConfig, train_cytoself
+    from statcell_tf.cytoself.presets import DEFAULT_EPOCHS
+    from statcell_tf.cytoself.runs import read_cells
+    from statcell_tf.cytoself.training import CytoselfTrainConfig, train_cytoself
     from statcell_tf.training import runtime
 
     strategy_object = runtime.select_strategy(strategy)  # first: multi-worker configures collectives
@@ -84,10 +85,3 @@ def command(data, channels, preset, epochs, batch_size, learning_rate, ablation,
     cells = read_cells(data, allow_pickle)
     path = train_cytoself(config, cells, out, resume=resume, strategy=strategy_object)
     click.echo(f"Run written to {path} (best model: {path / 'best.keras'}, SavedModel: {path / 'saved_model'})")
-
-
-def read_cells(data: Path, allow_pickle: bool = False):
-    """All cells of a data folder, read with the project's readers."""
-    from statcell_tf.data.readers import read_cells as read
-
-    return read(data, allow_pickle=allow_pickle)

@@ -8,6 +8,7 @@ import click
 import numpy as np
 
 from statcell_tf.cli._options import allow_pickle_option, existing_dir, existing_path, seed_option
+from statcell_tf.cli._progress import echo_err
 from statcell_tf.errors import UserError
 
 
@@ -94,10 +95,10 @@ def command(
     import pandas as pd
 
     from statcell_tf import atomic
-    from statcell_tf.analysis.clustering_score import clustering_score
-    from statcell_tf.analysis.embeddings import load_embeddings
-    from statcell_tf.analysis.umap_atlas import OTHERS, compute_umap, mean_per_group, plot_umap
-    from statcell_tf.cli.feature_spectrum import (
+    from statcell_tf.cytoself.clustering_score import clustering_score
+    from statcell_tf.cytoself.embeddings import load_embeddings
+    from statcell_tf.cytoself.umap_atlas import OTHERS, compute_umap, mean_per_group, plot_umap
+    from statcell_tf.cytoself.runs import (
         PROTEIN_COLUMNS,
         ensure_embeddings,
         pick_column,
@@ -111,7 +112,7 @@ def command(
     label_name = label_column or color_by
     if label_name is None:
         raise click.UsageError("give --color-by COLUMN (or --labels CSV --label-column X)")
-    embeddings = ensure_embeddings(run, data, allow_pickle)
+    embeddings = ensure_embeddings(run, data, allow_pickle, log=echo_err)
     require_arrays(embeddings, [level], f"--level {level} needs it (embed with the local vectors)")
     arrays, metadata = load_embeddings(embeddings, keys=[level, "index"])
     rows = split_rows(run, arrays["index"], metadata, split)

@@ -1,1 +1,1 @@
-"""One module per paper model; every model subclasses `statcell_tf.models.base.TrainableModel`."""
+"""One module per paper model; every model subclasses `statcell_tf.training.model.TrainableModel`."""

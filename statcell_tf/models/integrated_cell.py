@@ -46,7 +46,7 @@ import math
 
 from statcell_tf.backend import keras, tf
 from statcell_tf.losses import adversarial
-from statcell_tf.models.base import TrainableModel
+from statcell_tf.training.model import TrainableModel
 
 ops = keras.ops
 OPTIMIZERS = ("enc", "dec", "enc_d", "dec_d")

@@ -14,7 +14,7 @@ from statcell_tf.backend import keras, tf
 from statcell_tf.layers.conditional_residual_block import ConditionalResidualBlock
 from statcell_tf.losses import elbo as elbo_terms
 from statcell_tf.losses import statcell as objective_terms
-from statcell_tf.models.base import TrainableModel
+from statcell_tf.training.model import TrainableModel
 
 ROLES = ("reference", "target")
 RECONSTRUCTION_REDUCTIONS = ("sum", "mean")

@@ -340,15 +340,3 @@ def data_for_run(config: StatcellTrainConfig, data_flag_value=None, flag: str = 
     cells = read_cells(manifest)
     data = StatcellData(cells, config.model, config.image_shape, config.structure_types or None, config.background)
     return cells, data
-
-
-def progress(label: str):
-    """A function wrapping an iterable in a click progress bar on stderr."""
-    import click
-
-    def wrap(iterable):
-        items = list(iterable)
-        with click.progressbar(items, label=label, file=click.get_text_stream("stderr")) as bar:
-            yield from bar
-
-    return wrap

@@ -10,7 +10,7 @@ from __future__ import annotations
 from statcell_tf.backend import keras, tf
 from statcell_tf.losses import elbo
 from statcell_tf.losses import vaeplus as terms
-from statcell_tf.models.base import TrainableModel
+from statcell_tf.training.model import TrainableModel
 
 VARIANTS = {"vaeplus": 2.0, "vae": 1.0, "ae": 0.0}
 FEATURE_REDUCTIONS = ("scaled_mean", "sum")

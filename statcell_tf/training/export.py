@@ -32,15 +32,22 @@ def load_keras(path, flag: str = "model") -> keras.Model:
         raise UserError(f"{flag} {path} is not a readable .keras model ({first[:200]})") from None
 
 
+# The model modules whose Keras-serialisable classes a `.keras` archive may name. A registry
+# of names, imported on demand: the spine never imports a paper package statically.
+MODEL_MODULES = (
+    "statcell_tf.cytoself.model",
+    "statcell_tf.models.statcell",
+    "statcell_tf.models.integrated_cell",
+    "statcell_tf.models.vaeplus",
+)
+
+
 def _register_models() -> None:
     """Import every model module so its serialisable classes are registered with Keras."""
     import importlib
-    import pkgutil
 
-    import statcell_tf.models
-
-    for info in pkgutil.iter_modules(statcell_tf.models.__path__):
-        importlib.import_module(f"statcell_tf.models.{info.name}")
+    for name in MODEL_MODULES:
+        importlib.import_module(name)
 
 
 def export_saved_model(model: keras.Model, path) -> Path:

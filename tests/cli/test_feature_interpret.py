@@ -41,7 +41,7 @@ def test_difference_maps_for_a_feature_cluster_and_a_code(tiny):
     assert len(line.split(":")[-1].split(",")) == 2  # -n 2 images
 
     # the code NUCLEOPLASM_1 uses most: removing it must change the reconstruction
-    from statcell_tf.analysis.embeddings import load_embeddings
+    from statcell_tf.cytoself.embeddings import load_embeddings
 
     arrays, metadata = load_embeddings(run_dir / "embeddings.h5", keys=["local_hist"])
     code = int(np.argmax(arrays["local_hist"][metadata["protein"].to_numpy() == "NUCLEOPLASM_1"].sum(axis=0)))

@@ -46,11 +46,11 @@ def build_tiny_run(root: Path) -> tuple[Path, Path]:
     run_dir, data_dir = root / "run", root / "data"
     if (run_dir / "embeddings.h5").exists():
         return run_dir, data_dir
-    from statcell_tf.analysis.embeddings import embed_cytoself
+    from statcell_tf.cytoself.embeddings import embed_cytoself
     from statcell_tf.data.readers import read_cells
     from statcell_tf.data.splits import save_splits
     from statcell_tf.data.synthetic import write_opencell
-    from statcell_tf.models.cytoself import CytoselfModel
+    from statcell_tf.cytoself.model import CytoselfModel
     from statcell_tf.training.export import save_keras
 
     write_opencell(data_dir, N_FAMILIES, PROTEINS_PER_FAMILY, CELLS_PER_PROTEIN, size=SIZE, seed=0)
@@ -158,8 +158,8 @@ def test_newest_run_default_embedding_from_data_and_cluster_examples(tiny, tmp_p
     assert result.exit_code == 0, result.output
     assert not (run_dir / "feature_spectrum" / "cluster_examples.png").exists()
     # every cell is embedded; --split test keeps the run's held-out cells (2 per protein here)
-    from statcell_tf.analysis.embeddings import load_embeddings
-    from statcell_tf.analysis.feature_spectrum import FeatureSpectrum
+    from statcell_tf.cytoself.embeddings import load_embeddings
+    from statcell_tf.cytoself.feature_spectrum import FeatureSpectrum
 
     arrays, _ = load_embeddings(newest / "embeddings.h5", keys=["index"])
     total = N_FAMILIES * PROTEINS_PER_FAMILY * CELLS_PER_PROTEIN

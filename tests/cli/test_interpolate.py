@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from statcell_tf.analysis import profiling
+from statcell_tf.profiling import moa as profiling
 from statcell_tf.atomic import write_json
 from statcell_tf.cli import cli, run_command
 from statcell_tf.cli.interpolate import compound_rows, resolve_cell

@@ -112,7 +112,7 @@ def test_profile_moa_embeds_crops_with_a_run(tmp_path):
     result = CliRunner().invoke(cli, ["profile-moa", "--run", str(run), "--data", str(data), "--out", str(out),
                                       "--batch-size", "5"])
     assert result.exit_code == 0, result.output
-    from statcell_tf.analysis import profiling
+    from statcell_tf.profiling import moa as profiling
 
     cells = profiling.read_embedding_table(out / "embeddings.h5")
     assert len(cells) == 24 and profiling.feature_columns(cells) == ["z_0", "z_1", "z_2"]
@@ -126,7 +126,7 @@ def _cytoself_layout(path: Path, table: pd.DataFrame, arrays: dict) -> Path:
     metadata group with its ``columns`` attribute, the run attributes)."""
     import h5py
 
-    from statcell_tf.analysis.embeddings import _write_metadata
+    from statcell_tf.data.embedding_files import write_metadata as _write_metadata
 
     metadata = table.drop(columns=[c for c in table.columns if c.startswith("z_")])
     with h5py.File(path, "w") as handle:
@@ -180,7 +180,7 @@ def test_profile_moa_reads_embed_cytoself_files(tmp_path):
     pairs = {"a1": "b2", "b2": "a1", "a2": "b1", "b1": "a2"}
     assert (predictions["neighbor_compound"] == predictions["compound"].map(pairs)).all()
 
-    from statcell_tf.analysis import profiling
+    from statcell_tf.profiling import moa as profiling
 
     cells = profiling.read_embedding_table(h5, "local")  # (N, 2, 3) flattened per cell
     assert profiling.feature_columns(cells) == [f"z_{j}" for j in range(6)]
@@ -216,7 +216,7 @@ def test_profile_moa_vector_dataset_errors(tmp_path, capsys):
     assert not (tmp_path / "never").exists()
     # One candidate only: chosen without --vectors.
     single = _cytoself_layout(tmp_path / "single.h5", table, {"local_hist": np.ones((n, 4), np.int16)})
-    from statcell_tf.analysis import profiling
+    from statcell_tf.profiling import moa as profiling
 
     assert profiling.feature_columns(profiling.read_embedding_table(single)) == ["z_0", "z_1", "z_2", "z_3"]
     result = CliRunner().invoke(cli, ["profile-moa", "--run", str(tmp_path), "--data", str(tmp_path),
@@ -227,9 +227,9 @@ def test_profile_moa_vector_dataset_errors(tmp_path, capsys):
 def test_profile_moa_reads_what_embed_cytoself_writes(tmp_path):
     import json
 
-    from statcell_tf.analysis.embeddings import embed_cytoself
+    from statcell_tf.cytoself.embeddings import embed_cytoself
     from statcell_tf.data.source import ArrayImages, CellImages
-    from statcell_tf.models.cytoself import CytoselfModel
+    from statcell_tf.cytoself.model import CytoselfModel
     from statcell_tf.training.export import save_keras
 
     run = tmp_path / "run"
@@ -257,7 +257,7 @@ def test_profile_moa_reads_what_embed_cytoself_writes(tmp_path):
         assert result.exit_code == 0, result.output
         accuracy = pd.read_csv(out / "accuracy.csv")
         assert (accuracy["treatments"] == 4).all() and (accuracy["classes"] == 2).all()
-    from statcell_tf.analysis import profiling
+    from statcell_tf.profiling import moa as profiling
 
     table = profiling.read_embedding_table(h5)
     assert len(profiling.feature_columns(table)) == 2 * 2 * 16  # global (N, 2, 2, 16) per cell

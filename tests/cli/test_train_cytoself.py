@@ -55,7 +55,7 @@ def test_existing_run_needs_resume(trained, capsys):
 
 
 def test_embed_and_fresh_process_savedmodel_agree(trained, tmp_path):
-    from statcell_tf.analysis.embeddings import load_embeddings
+    from statcell_tf.cytoself.embeddings import load_embeddings
     from statcell_tf.data.readers import read_cells
 
     data, run = trained
@@ -91,7 +91,7 @@ def test_embed_and_fresh_process_savedmodel_agree(trained, tmp_path):
 
 def test_interrupted_run_resumes_with_more_epochs(trained, tmp_path, monkeypatch):
     from statcell_tf.backend import tf
-    from statcell_tf.models import cytoself_training
+    from statcell_tf.cytoself import training as cytoself_training
 
     data, _ = trained
     run = tmp_path / "run"

@@ -40,7 +40,7 @@ def test_umap_per_image_and_per_protein_with_score(tiny_run):
     assert np.isfinite(table[["umap1", "umap2"]].to_numpy()).all()
     assert (tiny_run / "umap" / "umap_global_all_image_family.png").stat().st_size > 1000
     line = next(line for line in result.output.splitlines() if line.startswith("clustering score"))
-    from statcell_tf.analysis.clustering_score import clustering_score
+    from statcell_tf.cytoself.clustering_score import clustering_score
 
     expected = clustering_score(table[["umap1", "umap2"]].to_numpy(), table["family"].to_numpy())
     assert line.endswith(f"{expected:.3f}") and "4 classes" in line
@@ -72,8 +72,8 @@ def test_umap_errors(tiny_run, capsys):
 
 
 def test_split_rows_refuse_embeddings_of_other_data(tiny_run):
-    from statcell_tf.analysis.embeddings import load_embeddings
-    from statcell_tf.cli.feature_spectrum import split_rows
+    from statcell_tf.cytoself.embeddings import load_embeddings
+    from statcell_tf.cytoself.runs import split_rows
     from statcell_tf.errors import UserError
 
     arrays, metadata = load_embeddings(tiny_run / "embeddings.h5", keys=["index"])

@@ -32,8 +32,8 @@ def _batches(batch: dict, count: int = 2) -> tf.data.Dataset:
 
 
 def _models():
-    from statcell_tf.models.cytoself import CytoselfModel
-    from statcell_tf.models.cytoself_presets import preset_config
+    from statcell_tf.cytoself.model import CytoselfModel
+    from statcell_tf.cytoself.presets import preset_config
     from statcell_tf.models.integrated_cell import IntegratedCellConditional, IntegratedCellReference
     from statcell_tf.models.statcell import ConditionalBetaVAE
     from statcell_tf.models.vaeplus import VAEPlus

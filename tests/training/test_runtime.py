@@ -40,7 +40,7 @@ def test_precision_auto_is_float32_on_cpu_and_policies_apply():
 
 
 def test_mixed_float16_wraps_optimizers_in_loss_scaling():
-    from statcell_tf.models.base import wrap_for_precision
+    from statcell_tf.training.model import wrap_for_precision
 
     try:
         keras.mixed_precision.set_global_policy("mixed_float16")

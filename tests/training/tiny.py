@@ -10,7 +10,7 @@ import sys
 import numpy as np
 
 from statcell_tf.backend import keras, tf
-from statcell_tf.models.base import TrainableModel
+from statcell_tf.training.model import TrainableModel
 
 
 @keras.saving.register_keras_serializable(package="statcell_tf_tests")

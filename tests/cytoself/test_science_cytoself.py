@@ -38,7 +38,7 @@ def _train(data_dir, out_dir, ablation=None, extra=()):
 
 def _test_rows(run_dir, arrays, num_cells):
     """Rows of the embeddings (of all cells) that belong to the run's held-out test split."""
-    from statcell_tf.models.cytoself_training import read_splits
+    from statcell_tf.cytoself.training import read_splits
 
     rows = np.flatnonzero(np.isin(arrays["index"], read_splits(run_dir, num_cells)["test"]))
     assert len(rows) > 0
@@ -46,14 +46,14 @@ def _test_rows(run_dir, arrays, num_cells):
 
 
 def _scores(vectors, labels, seeds=UMAP_SEEDS):
-    from statcell_tf.analysis.clustering_score import clustering_score
-    from statcell_tf.analysis.umap_atlas import compute_umap
+    from statcell_tf.cytoself.clustering_score import clustering_score
+    from statcell_tf.cytoself.umap_atlas import compute_umap
 
     return [clustering_score(compute_umap(vectors, seed=s), labels) for s in seeds]
 
 
 def _embed(run_dir, cells):
-    from statcell_tf.analysis.embeddings import embed_cytoself, load_embeddings
+    from statcell_tf.cytoself.embeddings import embed_cytoself, load_embeddings
 
     path = run_dir / "embeddings.h5"
     if not path.exists():
@@ -62,8 +62,8 @@ def _embed(run_dir, cells):
 
 
 def test_identification_task_drives_family_clustering(tmp_path_factory):
-    from statcell_tf.analysis.feature_spectrum import build_feature_spectrum
-    from statcell_tf.cli.feature_spectrum import read_cells
+    from statcell_tf.cytoself.feature_spectrum import build_feature_spectrum
+    from statcell_tf.cytoself.runs import read_cells
     from statcell_tf.data.synthetic import write_opencell
 
     root = tmp_path_factory.mktemp("cytoself_science")
@@ -126,7 +126,7 @@ def test_identification_task_drives_family_clustering(tmp_path_factory):
 def test_bbbc021_moa_score_and_cycloheximide_spectrum(tmp_path_factory, shared_data):
     """Held-out plate: the split groups by plate (seed 0 puts plate Week4_27821, with DMSO and
     cycloheximide wells, in test), the strictest hold-out this 10-well subset allows."""
-    from statcell_tf.analysis.feature_spectrum import build_feature_spectrum
+    from statcell_tf.cytoself.feature_spectrum import build_feature_spectrum
     from statcell_tf.data.bbbc021 import read_bbbc021
 
     source = shared_data("bbbc021-dmso-cycloheximide")
@@ -176,6 +176,6 @@ def test_bbbc021_moa_score_and_cycloheximide_spectrum(tmp_path_factory, shared_d
 
 
 def fsm_roman(number):
-    from statcell_tf.analysis.feature_spectrum import roman
+    from statcell_tf.cytoself.feature_spectrum import roman
 
     return roman(number)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from statcell_tf import atomic
-from statcell_tf.analysis.feature_spectrum import FeatureSpectrum, roman
+from statcell_tf.cytoself.feature_spectrum import FeatureSpectrum, roman
 from statcell_tf.errors import UserError
 
 ReconstructFn = Callable[[np.ndarray, np.ndarray], np.ndarray]

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from statcell_tf.analysis.clustering_score import clustering_score
-from statcell_tf.analysis.umap_atlas import compute_umap, mean_per_group, plot_umap
+from statcell_tf.cytoself.clustering_score import clustering_score
+from statcell_tf.cytoself.umap_atlas import compute_umap, mean_per_group, plot_umap
 from statcell_tf.errors import UserError
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from statcell_tf.errors import UserError
-from statcell_tf.models.cytoself_presets import (
+from statcell_tf.cytoself.presets import (
     ABLATIONS,
     CHANNEL_ABLATIONS,
     DEFAULT_CHANNELS,
@@ -209,11 +209,11 @@ def train_cytoself(config: CytoselfTrainConfig, cells, out, resume: bool = False
         strategy: tf.distribute.Strategy or None. Created by the caller before any TF op.
     """
     from statcell_tf import atomic
-    from statcell_tf.analysis.embeddings import normalize_images
+    from statcell_tf.cytoself.embeddings import normalize_images
     from statcell_tf.backend import keras
     from statcell_tf.data.pipeline import make_dataset
     from statcell_tf.data.splits import load_splits, save_splits, split_indices
-    from statcell_tf.models.cytoself import CytoselfModel
+    from statcell_tf.cytoself.model import CytoselfModel
     from statcell_tf.training import export, runtime, trainer
     from statcell_tf.training.run_dir import RunDirectory
 

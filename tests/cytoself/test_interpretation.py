@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from statcell_tf.analysis import feature_interpretation as fi
-from statcell_tf.analysis.feature_spectrum import build_feature_spectrum
+from statcell_tf.cytoself import interpretation as fi
+from statcell_tf.cytoself.feature_spectrum import build_feature_spectrum
 from statcell_tf.errors import UserError
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from statcell_tf.analysis import profiling
+from statcell_tf.profiling import moa as profiling
 from statcell_tf.errors import UserError
 
 

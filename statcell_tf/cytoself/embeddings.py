@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from statcell_tf.atomic import atomic_path
+from statcell_tf.data.embedding_files import read_metadata, write_metadata
 from statcell_tf.errors import UserError
 
 ARRAY_KEYS = (
@@ -94,7 +95,7 @@ def embed_cytoself(
     import h5py
 
     from statcell_tf.backend import keras
-    from statcell_tf.models.cytoself import load_run
+    from statcell_tf.cytoself.model import load_run
 
     if dtype not in ("float32", "float16"):
         raise ValueError(f"`dtype` must be 'float32' or 'float16'. Received: dtype={dtype!r}")
@@ -136,7 +137,7 @@ def embed_cytoself(
                     _create(handle, key, value, 0, dtype, model)
         handle.create_dataset("label", data=labels)
         handle.create_dataset("index", data=rows)
-        _write_metadata(handle.create_group("metadata"), metadata)
+        write_metadata(handle.create_group("metadata"), metadata)
         handle.attrs["run"] = str(Path(run_dir).resolve())
         handle.attrs["num_embeddings"] = model.local_num_embeddings
         handle.attrs["global_num_embeddings"] = model.global_num_embeddings
@@ -158,33 +159,6 @@ def _create(handle, key, value, n, dtype, model):
     return handle.create_dataset(
         key, shape=(n,) + value.shape[1:], dtype=store, chunks=chunk if n else None,
         compression="gzip" if n else None, compression_opts=1 if n else None,
-    )
-
-
-def _write_metadata(group, metadata: pd.DataFrame) -> None:
-    import h5py
-
-    for column in metadata.columns:
-        values = metadata[column]
-        if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
-            group.create_dataset(str(column), data=values.to_numpy())
-        else:
-            text = values.astype(str).where(values.notna(), "").to_numpy()
-            group.create_dataset(str(column), data=text.astype(object), dtype=h5py.string_dtype("utf-8"))
-    group.attrs["columns"] = json.dumps([str(c) for c in metadata.columns])
-
-
-def read_metadata(group) -> pd.DataFrame:
-    """The metadata table of an open HDF5 ``metadata`` group, one 1-D dataset per column.
-
-    Columns come in the order of the group's ``columns`` attribute (written by
-    `embed_cytoself`), else in the group's order; text datasets are decoded as UTF-8.
-    """
-    import h5py
-
-    columns = json.loads(group.attrs["columns"]) if "columns" in group.attrs else list(group.keys())
-    return pd.DataFrame(
-        {c: (group[c].asstr()[()] if h5py.check_string_dtype(group[c].dtype) else group[c][()]) for c in columns}
     )
 
 

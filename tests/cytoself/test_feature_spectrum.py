@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from statcell_tf.analysis import feature_spectrum as fsm
-from statcell_tf.analysis.feature_spectrum import FeatureSpectrum, build_feature_spectrum
+from statcell_tf.cytoself import feature_spectrum as fsm
+from statcell_tf.cytoself.feature_spectrum import FeatureSpectrum, build_feature_spectrum
 from statcell_tf.errors import UserError
 
 FAMILIES = 5

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from statcell_tf.analysis.embeddings import embed_cytoself, load_embeddings, normalize_images
+from statcell_tf.cytoself.embeddings import embed_cytoself, load_embeddings, normalize_images
 from statcell_tf.data.source import ArrayImages, CellImages
 from statcell_tf.errors import UserError
-from statcell_tf.models.cytoself import CytoselfModel
+from statcell_tf.cytoself.model import CytoselfModel
 from statcell_tf.training.export import save_keras
 
 TINY = dict(

@@ -78,7 +78,7 @@ def read_embedding_table(path, vectors: str | None = None) -> pd.DataFrame:
 
     HDF5: a vector dataset (N, …) and one 1-D dataset per metadata column in group
     ``metadata``, as written by `write_embedding_table` (dataset ``embeddings``) or by
-    ``bin/embed-cytoself`` (`statcell_tf.analysis.embeddings`: ``global``, ``local``,
+    ``bin/embed-cytoself`` (`statcell_tf.cytoself.embeddings`: ``global``, ``local``,
     ``global_hist``, ``local_hist``, ``probabilities``). Each cell's vector is flattened
     (``global`` (N, 4, 4, 576) → (N, 9216)) into columns ``z_0 … z_{D−1}``.
 
@@ -152,7 +152,7 @@ def _choose_vectors(path: Path, handle, vectors: str | None) -> str:
 def _read_hdf5_table(path: Path, vectors: str | None) -> pd.DataFrame:
     import h5py
 
-    from statcell_tf.analysis.embeddings import read_metadata
+    from statcell_tf.data.embedding_files import read_metadata
 
     try:
         handle = h5py.File(path, "r")

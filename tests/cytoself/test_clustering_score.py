@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from statcell_tf.analysis.clustering_score import class_centroids_and_sizes, clustering_score
+from statcell_tf.cytoself.clustering_score import class_centroids_and_sizes, clustering_score
 from statcell_tf.errors import UserError
 
 

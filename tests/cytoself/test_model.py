@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from statcell_tf.backend import keras, tf
-from statcell_tf.models.cytoself import CytoselfModel
-from statcell_tf.models.cytoself_presets import preset_config
+from statcell_tf.cytoself.model import CytoselfModel
+from statcell_tf.cytoself.presets import preset_config
 
 TINY = dict(
     num_classes=3,
@@ -88,7 +88,7 @@ def test_total_is_weighted_sum_and_variance_normalises_reconstruction():
     ],
 )
 def test_ablations_remove_their_terms(ablation, absent, global_hist_sum):
-    from statcell_tf.models.cytoself_presets import MODEL_ABLATIONS
+    from statcell_tf.cytoself.presets import MODEL_ABLATIONS
 
     model = CytoselfModel(**{**TINY, **MODEL_ABLATIONS[ablation]})
     losses = model.compute_losses(_batch(2))

@@ -34,7 +34,7 @@ from statcell_tf.layers.efficientnet_encoder import (
 from statcell_tf.layers.resnet_decoder import ResNetDecoder
 from statcell_tf.layers.vector_quantizer import VectorQuantizer
 from statcell_tf.losses.elbo import mean_squared_error
-from statcell_tf.models.base import TrainableModel
+from statcell_tf.training.model import TrainableModel
 
 LOSS_TERMS = ("reconstruction", "vq1", "vq2", "mse_lyr1", "classification1", "classification2")
 

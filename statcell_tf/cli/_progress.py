@@ -1,0 +1,25 @@
+"""Progress output of the commands (click lives here, never in the library).
+
+Library functions take an optional ``progress`` (a callable wrapping an iterable) or ``log``
+(a callable taking one message); the commands pass these.
+"""
+
+from __future__ import annotations
+
+import click
+
+
+def progress(label: str):
+    """A function wrapping an iterable in a click progress bar on stderr."""
+
+    def wrap(iterable):
+        items = list(iterable)
+        with click.progressbar(items, label=label, file=click.get_text_stream("stderr")) as bar:
+            yield from bar
+
+    return wrap
+
+
+def echo_err(message: str) -> None:
+    """Print one line to stderr (a ``log`` callable for library functions)."""
+    click.echo(message, err=True)
