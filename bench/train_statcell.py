@@ -32,7 +32,7 @@ def _size(text: str) -> tuple[int, ...]:
 
 
 def time_model(role, rank, size, preset, batch_size, steps, precision, jit, num_types=24) -> dict:
-    from statcell_tf.models.statcell import PRESETS, ConditionalBetaVAE
+    from statcell_tf.statcell.model import PRESETS, ConditionalBetaVAE
 
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(0)

@@ -27,7 +27,7 @@ from statcell_tf.training import runtime  # noqa: E402
 
 
 def time_model(variant: str, batch_size: int, steps: int, precision: str, jit: bool) -> dict:
-    from statcell_tf.models.vaeplus import VAEPlus
+    from statcell_tf.vaeplus.model import VAEPlus
 
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(0)

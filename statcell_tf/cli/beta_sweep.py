@@ -45,10 +45,10 @@ def command(data, betas, role, dims, objective, reconstruction, epochs, batch_si
     keep each at its best validation ELBO and measure the mean rate (KL) and distortion
     (squared error, 10 posterior samples) on the test split. Writes OUT/beta_<β>/ run
     folders, OUT/rate_distortion.csv, rate_distortion.png (Fig. 3a) and kld_by_rank.png (Fig. S6b)."""
-    from statcell_tf.analysis.beta_sweep import parse_betas, sweep
-    from statcell_tf.models.statcell import PRESETS
-    from statcell_tf.models.statcell_data import default_image_shape
-    from statcell_tf.models.statcell_training import StatcellTrainConfig, parse_size, read_cells
+    from statcell_tf.statcell.beta_sweep import parse_betas, sweep
+    from statcell_tf.statcell.model import PRESETS
+    from statcell_tf.statcell.data import default_image_shape
+    from statcell_tf.statcell.training import StatcellTrainConfig, parse_size, read_cells
 
     values = parse_betas(betas)
     cells = read_cells(data)

@@ -26,9 +26,9 @@ def command(run, data, split, batch_size, out):
     import pandas as pd
 
     from statcell_tf import atomic
-    from statcell_tf.models import integrated_cell_analysis as analysis
-    from statcell_tf.models import integrated_cell_data as icd
-    from statcell_tf.models.integrated_cell_run import classify_cells, load_model, read_data, rows_of_split
+    from statcell_tf.integrated_cell import analysis
+    from statcell_tf.integrated_cell import data as icd
+    from statcell_tf.integrated_cell.training import classify_cells, load_model, read_data, rows_of_split
     from statcell_tf.training.run_dir import open_run
 
     run_dir = open_run(run)

@@ -40,10 +40,10 @@ def command(ref_run, target_run, data, split, permutations, samples, elbo_kind, 
     n_undefined). Writes per_cell.csv, summary.csv, fig5a_scatter.png and fig5b_differential.png."""
     import numpy as np
 
-    from statcell_tf.analysis.coupling import per_cell_coupling, write_coupling
+    from statcell_tf.statcell.coupling import per_cell_coupling, write_coupling
     from statcell_tf.errors import UserError
     from statcell_tf.cli._progress import progress
-    from statcell_tf.models.statcell_training import data_for_run, load_run_pair, split_rows
+    from statcell_tf.statcell.training import data_for_run, load_run_pair, split_rows
 
     reference_model, model, config, run_dir = load_run_pair(ref_run, target_run)
     cells, dataset = data_for_run(config, data)

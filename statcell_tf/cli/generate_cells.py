@@ -25,10 +25,10 @@ def command(run, count, n_real, out, seed):
     import numpy as np
 
     from statcell_tf import atomic
-    from statcell_tf.analysis.latent_stats import image_grid_figure
+    from statcell_tf.statcell.latent_stats import image_grid_figure
     from statcell_tf.backend import keras
     from statcell_tf.errors import UserError
-    from statcell_tf.models.statcell_training import data_for_run, load_run, split_rows, write_tiff
+    from statcell_tf.statcell.training import data_for_run, load_run, split_rows, write_tiff
 
     model, config, run_dir = load_run(run)
     if config.model != "reference":

@@ -34,11 +34,11 @@ def command(ref_run, target_run, cell_id, generated, structures, count, data, ou
     import numpy as np
 
     from statcell_tf import atomic
-    from statcell_tf.analysis.latent_stats import image_grid_figure
+    from statcell_tf.statcell.latent_stats import image_grid_figure
     from statcell_tf.backend import keras
     from statcell_tf.errors import UserError
-    from statcell_tf.models.statcell_data import normalise
-    from statcell_tf.models.statcell_training import data_for_run, load_run_pair, write_tiff
+    from statcell_tf.statcell.data import normalise
+    from statcell_tf.statcell.training import data_for_run, load_run_pair, write_tiff
 
     if (cell_id is None) == (not generated):
         raise click.UsageError("pass exactly one of --cell ID or --generated")

@@ -26,9 +26,9 @@ def command(run, cells, data, out):
     import tifffile
 
     from statcell_tf import atomic
-    from statcell_tf.models import integrated_cell_analysis as analysis
-    from statcell_tf.models import integrated_cell_data as icd
-    from statcell_tf.models.integrated_cell_run import integrate_cells, load_model, read_data
+    from statcell_tf.integrated_cell import analysis
+    from statcell_tf.integrated_cell import data as icd
+    from statcell_tf.integrated_cell.training import integrate_cells, load_model, read_data
     from statcell_tf.training.run_dir import open_run
 
     run_dir = open_run(run)

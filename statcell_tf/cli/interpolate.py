@@ -78,7 +78,7 @@ def command(run, from_cell, to_compound, concentration, data, steps, out, batch_
 
     from statcell_tf import atomic
     from statcell_tf.profiling import moa as profiling
-    from statcell_tf.cli.train_vaeplus import batched, load_cells, load_endpoints, normalize, to_rgb
+    from statcell_tf.vaeplus.training import batched, load_cells, load_endpoints, normalize, to_rgb
 
     run_directory, loaded = load_endpoints(run)
     cells = load_cells(data)

@@ -25,8 +25,8 @@ def command(run, data, split, top, color_by, batch_size, out):
     cell features measured by regionprops, Spearman correlations of the top dimensions
     with them as a clustered heatmap (Fig. S3a), Pearson correlations among the top
     dimensions (Fig. S3d) and pairwise scatters of the top four (Fig. 2a/b, S1)."""
-    from statcell_tf.analysis.latent_stats import cell_features, latent_stats
-    from statcell_tf.models.statcell_training import data_for_run, load_run, split_rows
+    from statcell_tf.statcell.latent_stats import cell_features, latent_stats
+    from statcell_tf.statcell.training import data_for_run, load_run, split_rows
 
     model, config, run_dir = load_run(run)
     cells, dataset = data_for_run(config, data)

@@ -31,9 +31,9 @@ def command(run, dims, steps, span, data, split, cell_id, out):
     import pandas as pd
 
     from statcell_tf import atomic
-    from statcell_tf.analysis.latent_stats import embed, image_grid_figure, latent_walk, parse_dims, rank_dimensions
+    from statcell_tf.statcell.latent_stats import embed, image_grid_figure, latent_walk, parse_dims, rank_dimensions
     from statcell_tf.errors import UserError
-    from statcell_tf.models.statcell_training import data_for_run, load_run, split_rows, write_tiff
+    from statcell_tf.statcell.training import data_for_run, load_run, split_rows, write_tiff
 
     model, config, run_dir = load_run(run)
     cells, dataset = data_for_run(config, data)

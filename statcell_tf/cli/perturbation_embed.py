@@ -31,11 +31,11 @@ def command(runs, treated, untreated, treatment_column, control_value, permutati
     embedding_<space>.csv, fig6b_embedding.png and fig6c_*.png."""
     import numpy as np
 
-    from statcell_tf.analysis.latent_stats import embed
-    from statcell_tf.analysis.perturbation import write_perturbation
+    from statcell_tf.statcell.latent_stats import embed
+    from statcell_tf.statcell.perturbation import write_perturbation
     from statcell_tf.errors import UserError
-    from statcell_tf.models.statcell_data import StatcellData
-    from statcell_tf.models.statcell_training import load_run, read_cells, split_rows
+    from statcell_tf.statcell.data import StatcellData
+    from statcell_tf.statcell.training import load_run, read_cells, split_rows
 
     loaded = {}
     for run in runs:

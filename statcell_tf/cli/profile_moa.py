@@ -57,7 +57,7 @@ def command(embeddings, vectors, run, data, control, out, name, feature_prefix, 
         source = f"--embeddings {embeddings}"
         name = name or Path(embeddings).stem
     else:
-        from statcell_tf.cli.train_vaeplus import batched, load_cells, load_endpoints
+        from statcell_tf.vaeplus.training import batched, load_cells, load_endpoints
 
         _, loaded = load_endpoints(run, flag="--run")
         cells = load_cells(data)

@@ -138,7 +138,7 @@ def command(run, data, count, quiz, answers, scale, seed):
     if (quiz / KEY_NAME).exists():
         raise UserError(f"--out {quiz} already holds a quiz; choose another folder (its key would be overwritten)")
 
-    from statcell_tf.cli.train_vaeplus import batched, load_cells, load_endpoints, normalize, to_rgb
+    from statcell_tf.vaeplus.training import batched, load_cells, load_endpoints, normalize, to_rgb
 
     _, loaded = load_endpoints(run)
     cells = load_cells(data)

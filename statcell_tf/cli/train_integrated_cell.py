@@ -57,7 +57,7 @@ def command(data, stage, reference_run, epochs, batch_size, size, filters, laten
     endpoints encode, classify, integrate). Train the reference stage first, then
     `--stage conditional --reference-run RUN`.
     """
-    from statcell_tf.models.integrated_cell_run import PAPER_EPOCHS, IntegratedCellSettings, train
+    from statcell_tf.integrated_cell.training import PAPER_EPOCHS, IntegratedCellSettings, train
 
     if stage == "conditional" and reference_run is None:
         raise click.UsageError("--stage conditional needs --reference-run RUN")

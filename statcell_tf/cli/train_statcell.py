@@ -56,9 +56,9 @@ def command(data, role, dims, beta, objective, reconstruction, epochs, batch_siz
     (encode, decode, sample, impute, elbo) and figures/.
     """
     from statcell_tf.errors import UserError
-    from statcell_tf.models.statcell import PRESETS
-    from statcell_tf.models.statcell_data import default_image_shape
-    from statcell_tf.models.statcell_training import (
+    from statcell_tf.statcell.model import PRESETS
+    from statcell_tf.statcell.data import default_image_shape
+    from statcell_tf.statcell.training import (
         StatcellTrainConfig,
         parse_size,
         read_cells,

@@ -36,9 +36,9 @@ def load_keras(path, flag: str = "model") -> keras.Model:
 # of names, imported on demand: the spine never imports a paper package statically.
 MODEL_MODULES = (
     "statcell_tf.cytoself.model",
-    "statcell_tf.models.statcell",
-    "statcell_tf.models.integrated_cell",
-    "statcell_tf.models.vaeplus",
+    "statcell_tf.statcell.model",
+    "statcell_tf.integrated_cell.model",
+    "statcell_tf.vaeplus.model",
 )
 
 

@@ -98,7 +98,7 @@ def write_bbbc021(root, wells, cells_per_well=3, size=68, seed=0):
 
 
 def test_profile_moa_embeds_crops_with_a_run(tmp_path):
-    from statcell_tf.models.vaeplus import VAEPlus
+    from statcell_tf.vaeplus.model import VAEPlus
     from statcell_tf.training import export
 
     run = tmp_path / "run"

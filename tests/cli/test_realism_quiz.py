@@ -32,7 +32,7 @@ def write_bbbc021(root, cells_per_well=3, size=68, seed=0):
 
 def untrained_run(path):
     """A run folder holding the SavedModel of an untrained tiny VAE+ (endpoints only matter here)."""
-    from statcell_tf.models.vaeplus import VAEPlus
+    from statcell_tf.vaeplus.model import VAEPlus
     from statcell_tf.training import export
 
     write_json(path / "config.json", {"variant": "vaeplus"})

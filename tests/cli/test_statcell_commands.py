@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
-from statcell_tf.analysis import coupling
+from statcell_tf.statcell import coupling
 from statcell_tf.cli import run_command
 from statcell_tf.data.synthetic import write_allencell
 
@@ -72,7 +72,7 @@ def test_train_statcell_writes_a_complete_run(runs):
 
 
 def test_train_statcell_reconstruction_mean_reaches_the_model(runs, tmp_path):
-    from statcell_tf.models.statcell_training import load_run
+    from statcell_tf.statcell.training import load_run
 
     out = tmp_path / "mean"
     assert _invoke("train-statcell", "--data", runs["manifest"], "--model", "reference", *TRAIN,

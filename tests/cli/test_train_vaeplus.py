@@ -91,7 +91,7 @@ def test_train_vaeplus_user_errors(tmp_path, capsys):
 
 
 def test_feature_reduction_reaches_the_model_and_old_configs_keep_the_default():
-    from statcell_tf.cli.train_vaeplus import VAEPlusTrainConfig, build_model
+    from statcell_tf.vaeplus.training import VAEPlusTrainConfig, build_model
     from statcell_tf.errors import UserError
 
     assert build_model(VAEPlusTrainConfig(data="d", feature_reduction="sum")).feature_reduction == "sum"

@@ -34,9 +34,9 @@ def _batches(batch: dict, count: int = 2) -> tf.data.Dataset:
 def _models():
     from statcell_tf.cytoself.model import CytoselfModel
     from statcell_tf.cytoself.presets import preset_config
-    from statcell_tf.models.integrated_cell import IntegratedCellConditional, IntegratedCellReference
-    from statcell_tf.models.statcell import ConditionalBetaVAE
-    from statcell_tf.models.vaeplus import VAEPlus
+    from statcell_tf.integrated_cell.model import IntegratedCellConditional, IntegratedCellReference
+    from statcell_tf.statcell.model import ConditionalBetaVAE
+    from statcell_tf.vaeplus.model import VAEPlus
 
     rng = np.random.default_rng(1)
     labels = np.arange(4, dtype="int32") % 3

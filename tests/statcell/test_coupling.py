@@ -2,11 +2,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from statcell_tf.analysis import coupling
+from statcell_tf.statcell import coupling
 from statcell_tf.backend import keras
 from statcell_tf.data.controls import CONTROL_NAMES, control_images
 from statcell_tf.data.source import ArrayImages, CellImages
-from statcell_tf.models.statcell_data import StatcellData, toy_cells
+from statcell_tf.statcell.data import StatcellData, toy_cells
 
 
 def test_eq4_ratio_and_strength_hand_values():

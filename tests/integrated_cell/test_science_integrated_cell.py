@@ -42,9 +42,9 @@ def run_experiment(
 ) -> dict:
     """Train both stages on fresh synthetic data; classify and integrate the test cells."""
     from statcell_tf.data.synthetic import write_allencell
-    from statcell_tf.models import integrated_cell_analysis as analysis
-    from statcell_tf.models import integrated_cell_data as icd
-    from statcell_tf.models.integrated_cell_run import (
+    from statcell_tf.integrated_cell import analysis
+    from statcell_tf.integrated_cell import data as icd
+    from statcell_tf.integrated_cell.training import (
         IntegratedCellSettings,
         classify_cells,
         integrate_cells,

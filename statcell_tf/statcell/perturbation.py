@@ -131,7 +131,7 @@ def write_perturbation(
     """
     import matplotlib.pyplot as plt
 
-    from statcell_tf.analysis.latent_stats import image_grid_figure, rank_dimensions
+    from statcell_tf.statcell.latent_stats import image_grid_figure, rank_dimensions
 
     out_dir = Path(out_dir)
     frame = perturbation_tests(groups, n_permutations, seed)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from statcell_tf.errors import UserError
-from statcell_tf.models import integrated_cell_data as icd
+from statcell_tf.integrated_cell import data as icd
 
 STAGES = ("reference", "conditional")
 PAPER_EPOCHS = {"reference": 150, "conditional": 220}  # section 3.3
@@ -146,7 +146,7 @@ def rows_of_split(view, run, split: str) -> np.ndarray:
 
 def load_model(run, kind: str):
     """The best model of a run folder, checked to be an Integrated Cell of `kind` stage."""
-    from statcell_tf.models.integrated_cell import IntegratedCellConditional, IntegratedCellReference
+    from statcell_tf.integrated_cell.model import IntegratedCellConditional, IntegratedCellReference
     from statcell_tf.training import export
 
     expected = IntegratedCellReference if kind == "reference" else IntegratedCellConditional
@@ -185,7 +185,7 @@ def _datasets(view, splits, settings, batch_size, class_names):
 def _figure_callback(view, rows, run, stage):
     """After each epoch: inputs vs reconstructions of a few held-out cells (Fig. S1/S2)."""
     from statcell_tf import atomic
-    from statcell_tf.models.integrated_cell_analysis import reconstruction_figure
+    from statcell_tf.integrated_cell.analysis import reconstruction_figure
 
     images = np.asarray(view.images[np.asarray(rows[:6], "int64")])
 
@@ -204,7 +204,7 @@ def _figure_callback(view, rows, run, stage):
 
 def build_model(settings: IntegratedCellSettings, class_names, reference=None):
     """The stage's model from the settings (conditional: with `reference`'s encoder copied in)."""
-    from statcell_tf.models.integrated_cell import IntegratedCellConditional, IntegratedCellReference
+    from statcell_tf.integrated_cell.model import IntegratedCellConditional, IntegratedCellReference
 
     common = dict(
         image_size=list(settings.image_size), latent_dim=settings.latent_dim, filters=settings.filters,

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from statcell_tf.analysis import coupling
+from statcell_tf.statcell import coupling
 from statcell_tf.data.controls import CONTROL_NAMES, control_images
 from statcell_tf.data.source import ArrayImages, CellImages
-from statcell_tf.models.statcell_data import StatcellData, fit_shape, normalise, subtract_background, toy_cells
+from statcell_tf.statcell.data import StatcellData, fit_shape, normalise, subtract_background, toy_cells
 
 KINDS = ("dna", "membrane", "blank")
 
@@ -55,7 +55,7 @@ def _fit(model, batch: dict, steps: int, batch_size: int, seed: int = 0):
 def _train_and_couple(cells, source, size, steps, filters=(8, 16), latent_dim=16, permutations=4, samples=4):
     """Train a target model (β = 0.9) on the first 75% of the source cells; couple the rest."""
     from statcell_tf.backend import keras
-    from statcell_tf.models.statcell import ConditionalBetaVAE
+    from statcell_tf.statcell.model import ConditionalBetaVAE
 
     keras.utils.set_random_seed(0)
     n = int(source.max()) + 1
@@ -124,9 +124,9 @@ def test_bbbc021_controls_couple_only_to_what_they_copy(shared_data):
 
 @pytest.mark.slow
 def test_beta_sweep_rate_falls_and_distortion_rises():
-    from statcell_tf.analysis.beta_sweep import rate_distortion
+    from statcell_tf.statcell.beta_sweep import rate_distortion
     from statcell_tf.backend import keras
-    from statcell_tf.models.statcell import ConditionalBetaVAE
+    from statcell_tf.statcell.model import ConditionalBetaVAE
 
     cells = toy_cells(80, (16, 16), seed=2)
     data = StatcellData(cells, "reference", (16, 16))
@@ -184,8 +184,8 @@ def test_bbbc021_controls_32px_all_five_controls(shared_data):
 
 @pytest.mark.science
 def test_beta_sweep_seven_betas(tmp_path):
-    from statcell_tf.analysis.beta_sweep import sweep
-    from statcell_tf.models.statcell_training import StatcellTrainConfig
+    from statcell_tf.statcell.beta_sweep import sweep
+    from statcell_tf.statcell.training import StatcellTrainConfig
 
     cells = toy_cells(200, (32, 32), seed=3)
     base = StatcellTrainConfig(data="toy", model="reference", dims=2, preset="tiny", size=[32, 32], epochs=25,

@@ -5,7 +5,7 @@ import pytest
 from statcell_tf.data import controls
 from statcell_tf.data.source import ArrayImages, CellImages
 from statcell_tf.errors import UserError
-from statcell_tf.models.statcell_data import (
+from statcell_tf.statcell.data import (
     StatcellData,
     default_image_shape,
     fit_shape,
@@ -111,7 +111,7 @@ def test_write_controls_manifest(tmp_path):
 
 def test_run_splits_keep_recorded_cells_and_place_new_ones_by_their_own_id(tmp_path):
     from statcell_tf.data.splits import hash_splits
-    from statcell_tf.models.statcell_training import (
+    from statcell_tf.statcell.training import (
         StatcellTrainConfig,
         run_splits,
         split_cells,

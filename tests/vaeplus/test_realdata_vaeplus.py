@@ -72,7 +72,7 @@ def run_experiment(root, steps, period, filters=8, latent_dim=32, batch_size=16,
     """
     from statcell_tf.data.bbbc021 import read_bbbc021
     from statcell_tf.data.preprocess import normalize_max
-    from statcell_tf.models.vaeplus import VAEPlus
+    from statcell_tf.vaeplus.model import VAEPlus
 
     cells = read_bbbc021(root)
     images = normalize_max(np.asarray(cells.images[:], dtype=np.float32))

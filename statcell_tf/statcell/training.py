@@ -17,8 +17,8 @@ import pandas as pd
 from statcell_tf import atomic
 from statcell_tf.data.source import CellImages
 from statcell_tf.errors import UserError
-from statcell_tf.models.statcell import DEFAULT_IMAGE_SHAPE, PRESETS
-from statcell_tf.models.statcell_data import StatcellData
+from statcell_tf.statcell.model import DEFAULT_IMAGE_SHAPE, PRESETS
+from statcell_tf.statcell.data import StatcellData
 
 SPLITS = ("train", "val", "test")
 
@@ -161,7 +161,7 @@ def splits_frame(metadata: pd.DataFrame, splits: dict) -> pd.DataFrame:
 
 
 def _reconstruction_figure(model, data: StatcellData, rows: np.ndarray, path: Path) -> None:
-    from statcell_tf.analysis.latent_stats import image_grid_figure
+    from statcell_tf.statcell.latent_stats import image_grid_figure
 
     batch = data.batch(rows)
     reconstruction = np.asarray(model(batch, training=False))
@@ -185,8 +185,8 @@ def train_statcell(
     (highest validation ELBO), saved_model/ (endpoints of the best model; skipped when
     `export` is False) and figures/reconstruction_epoch_XXX.png (epochs 1, 10, 20, … and the last).
     """
-    from statcell_tf.models.statcell import ConditionalBetaVAE
-    from statcell_tf.models.statcell_data import structure_types
+    from statcell_tf.statcell.model import ConditionalBetaVAE
+    from statcell_tf.statcell.data import structure_types
     from statcell_tf.training import export as saving
     from statcell_tf.training import runtime, trainer
     from statcell_tf.training.run_dir import RunDirectory

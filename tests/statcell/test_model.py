@@ -3,8 +3,8 @@ import pytest
 
 from statcell_tf.backend import tf
 from statcell_tf.losses import statcell as objective
-from statcell_tf.models.statcell import ConditionalBetaVAE
-from statcell_tf.models.statcell_data import StatcellData, toy_cells
+from statcell_tf.statcell.model import ConditionalBetaVAE
+from statcell_tf.statcell.data import StatcellData, toy_cells
 from statcell_tf.training import export, trainer
 
 

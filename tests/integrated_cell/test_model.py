@@ -3,7 +3,7 @@ import pytest
 
 from statcell_tf.backend import keras, tf
 from statcell_tf.losses import adversarial
-from statcell_tf.models.integrated_cell import (
+from statcell_tf.integrated_cell.model import (
     OPTIMIZERS,
     IntegratedCellConditional,
     IntegratedCellReference,

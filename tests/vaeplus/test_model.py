@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from statcell_tf.backend import keras, tf
-from statcell_tf.models.vaeplus import VAEPlus
+from statcell_tf.vaeplus.model import VAEPlus
 from statcell_tf.training import export, trainer
 
 TINY = {"latent_dim": 6, "filters": 3, "discriminator_filters": 4, "seed": 0}

@@ -51,7 +51,7 @@ def run_name(beta: float) -> str:
 
 def rate_distortion(model, data, rows, n_samples: int = 10, batch_size: int = 32) -> dict:
     """Mean rate, distortion and ELBO over `rows`, and the per-dimension KLD sorted by rank."""
-    from statcell_tf.analysis.latent_stats import kld_per_dimension, rank_dimensions
+    from statcell_tf.statcell.latent_stats import kld_per_dimension, rank_dimensions
 
     rates, distortions, mus, log_vars = [], [], [], []
     for _, batch in data.iterate(rows, batch_size):
@@ -93,8 +93,8 @@ def sweep(base_config, cells, betas, out_dir: Path, verbose: int = 1, n_samples:
         DataFrame with one row per β: beta, rate, distortion, elbo, n_cells, active_dims, run.
         (The sweep's run folders skip the SavedModel export; their best.keras is kept.)
     """
-    from statcell_tf.models.statcell_data import StatcellData
-    from statcell_tf.models.statcell_training import load_run, split_rows, train_statcell
+    from statcell_tf.statcell.data import StatcellData
+    from statcell_tf.statcell.training import load_run, split_rows, train_statcell
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from statcell_tf.analysis import perturbation
+from statcell_tf.statcell import perturbation
 
 
 def test_shift_projection_and_bonferroni_hand_values():

@@ -1,1 +1,0 @@
-"""Analyses of trained representations: embeddings, feature spectra, UMAP atlases, clustering scores, latent statistics."""

@@ -1,1 +1,0 @@
-"""One module per paper model; every model subclasses `statcell_tf.training.model.TrainableModel`."""

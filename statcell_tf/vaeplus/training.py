@@ -1,0 +1,327 @@
+"""Training VAE+, or its VAE / AE baselines, on single-cell crops (Lafarge et al. 2019).
+
+The run config (`VAEPlusTrainConfig`), the data (`load_cells`, treatment-balanced sampling,
+the grouped validation split, the tf.data pipeline), `build_model`, the reconstruction panel
+and `train`, which ``bin/train-vaeplus`` calls. Also the helpers the other VAE+ commands
+share (``interpolate``, ``realism-quiz``, ``profile-moa``): loading a run's SavedModel
+endpoints, applying them in batches, normalising crops and rendering them as RGB.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from statcell_tf.errors import UserError
+
+PAPER_BATCH_SIZE = 104  # one crop per BBBC021 treatment (103) + DMSO; the authors' code
+SAMPLINGS = ("treatment", "uniform")
+
+
+@dataclasses.dataclass(frozen=True)
+class VAEPlusTrainConfig:
+    """Run-level settings of `train-vaeplus`; saved as ``config.json`` in the run folder.
+
+    Args:
+        data: str. Folder of single-cell crops (BBBC021 layout: metadata.csv + crops/).
+        variant: str. ``vaeplus``, ``vae`` or ``ae``.
+        iterations: int. Training iterations (paper: 40,000).
+        batch_size: int. Size of each of the two minibatches B1 and B2 (paper: one crop per
+            treatment; authors' code: 104).
+        steps_per_epoch: int or None. Iterations between logs/checkpoints/figures; must
+            divide `iterations`. None = the largest divisor of `iterations` up to 1000.
+        sampling: str. ``treatment`` (paper: every treatment equally likely, then a random
+            crop of it) or ``uniform`` (every crop equally likely).
+        validation_fraction: float. Fraction of wells (the reader's ``group``) held out to
+            log validation terms (on at most 50 batches, the same ones every epoch); 0
+            disables validation.
+        latent_dim, filters, discriminator_filters, schedule_period, beta, feature_reduction,
+        learning_rate, discriminator_learning_rate, weight_decay: `VAEPlus` hyperparameters
+        (feature_reduction: ``scaled_mean``, the authors' code, or ``sum``, the paper's L_i^D).
+        seed: int. Seed of the initialisation, sampling and data order.
+        strategy, precision: runtime choices (see `statcell_tf.training.runtime`).
+    """
+
+    data: str
+    variant: str = "vaeplus"
+    iterations: int = 40000
+    batch_size: int = PAPER_BATCH_SIZE
+    steps_per_epoch: int | None = None
+    sampling: str = "treatment"
+    validation_fraction: float = 0.1
+    latent_dim: int = 256
+    filters: int = 32
+    discriminator_filters: int = 64
+    schedule_period: float = 2500.0
+    beta: float | None = None
+    feature_reduction: str = "scaled_mean"
+    learning_rate: float = 1e-3
+    discriminator_learning_rate: float = 0.01
+    weight_decay: float = 1e-4
+    seed: int = 0
+    strategy: str = "auto"
+    precision: str = "auto"
+
+    def __post_init__(self):
+        from statcell_tf.vaeplus.model import VARIANTS
+
+        if self.variant not in VARIANTS:
+            raise UserError(f"--variant must be one of {', '.join(VARIANTS)}. Received: {self.variant!r}")
+        from statcell_tf.vaeplus.model import FEATURE_REDUCTIONS
+
+        if self.feature_reduction not in FEATURE_REDUCTIONS:
+            raise UserError(
+                f"--feature-reduction must be one of {', '.join(FEATURE_REDUCTIONS)}. "
+                f"Received: {self.feature_reduction!r}"
+            )
+        if self.sampling not in SAMPLINGS:
+            raise UserError(f"--sampling must be one of {', '.join(SAMPLINGS)}. Received: {self.sampling!r}")
+        for name in ("iterations", "batch_size", "latent_dim", "filters", "discriminator_filters"):
+            if int(getattr(self, name)) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 1. Received: {getattr(self, name)}")
+        if self.steps_per_epoch is not None and (self.steps_per_epoch < 1 or self.iterations % self.steps_per_epoch):
+            raise UserError(
+                f"--steps-per-epoch must divide --iterations {self.iterations}. Received: {self.steps_per_epoch}"
+            )
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise UserError(f"--validation-fraction must be in [0, 1). Received: {self.validation_fraction}")
+        if self.schedule_period <= 0:
+            raise UserError(f"--schedule-period must be > 0. Received: {self.schedule_period}")
+
+    @property
+    def epoch_steps(self) -> int:
+        if self.steps_per_epoch:
+            return self.steps_per_epoch
+        return max(d for d in range(1, min(self.iterations, 1000) + 1) if self.iterations % d == 0)
+
+    @property
+    def epochs(self) -> int:
+        return self.iterations // self.epoch_steps
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "epochs": self.epochs, "steps_per_epoch": self.epoch_steps}
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config.json") -> "VAEPlusTrainConfig":
+        values = {k: v for k, v in values.items() if k != "epochs"}
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise UserError(f"{source}: unknown setting(s) {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+
+# ----- helpers shared by the VAE+ commands ------------------------------------------------------
+def load_cells(data, flag: str = "--data"):
+    """Read a folder of single-cell crops; VAE+ needs (68, 68, C) images."""
+    from statcell_tf.data.readers import read_cells
+
+    cells = read_cells(Path(data))
+    shape = tuple(cells.image_shape)
+    if len(shape) != 3 or shape[:2] != (68, 68):
+        raise UserError(f"{flag} {data}: VAE+ needs 68×68 crops with channels last. Received: image shape {shape}")
+    return cells
+
+
+def load_endpoints(run, flag: str = "RUN"):
+    """The SavedModel of a train-vaeplus run (endpoints encode, decode, reconstruct)."""
+    from statcell_tf.training.export import load_saved_model
+    from statcell_tf.training.run_dir import open_run
+
+    run_directory = open_run(run, flag=flag)
+    loaded = load_saved_model(run_directory.saved_model)
+    for name in ("encode", "decode", "reconstruct"):
+        if not hasattr(loaded, name):
+            raise UserError(f"{flag} {run}: the SavedModel has no '{name}' endpoint; is it a train-vaeplus run?")
+    return run_directory, loaded
+
+
+def batched(function, array, batch_size: int = 256) -> np.ndarray:
+    """Apply a SavedModel endpoint to `array` (N, ...) in batches; returns float32 numpy."""
+    import tensorflow as tf
+
+    outputs = [
+        function(tf.constant(np.asarray(array[i : i + batch_size], dtype=np.float32))).numpy()
+        for i in range(0, len(array), batch_size)
+    ]
+    return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
+
+
+def normalize(images: np.ndarray) -> np.ndarray:
+    """Per-image, per-channel max normalisation (paper Sect. 4.1), numpy."""
+    images = np.asarray(images, dtype=np.float32)
+    return images / np.maximum(images.max(axis=(-3, -2), keepdims=True), 1e-12)
+
+
+def display_order(channel_names) -> list[int]:
+    """Channel indices shown as R, G, B: the paper maps DNA → R, β-tubulin → G, F-actin → B."""
+    names = [str(n).lower() for n in channel_names]
+
+    def find(*keys):
+        for i, name in enumerate(names):
+            if any(k in name for k in keys):
+                return i
+        return None
+
+    order = [find("dna", "dapi", "hoechst", "nucle"), find("tubulin"), find("actin", "phalloidin")]
+    if len(names) == 3 and None not in order and len(set(order)) == 3:
+        return order
+    return list(range(min(3, len(names))))
+
+
+def to_rgb(images: np.ndarray, channel_names) -> np.ndarray:
+    """(…, H, W, C) images in [0, 1] → (…, H, W, 3) RGB in [0, 1] (missing channels black)."""
+    images = np.clip(np.asarray(images, dtype=np.float32), 0.0, 1.0)
+    order = display_order(channel_names)
+    rgb = np.zeros(images.shape[:-1] + (3,), np.float32)
+    for k, channel in enumerate(order):
+        rgb[..., k] = images[..., channel]
+    return rgb
+
+
+def balanced_indices(metadata, rows: np.ndarray, count: int, sampling: str, rng) -> np.ndarray:
+    """`count` crop indices drawn from `rows`: uniformly, or every treatment equally likely."""
+    rows = np.asarray(rows)
+    if sampling == "uniform" or not {"compound", "concentration"} <= set(metadata.columns):
+        return rng.choice(rows, size=count, replace=True)
+    keys = metadata.iloc[rows][["compound", "concentration"]].astype(str).agg("|".join, axis=1).to_numpy()
+    _, inverse, sizes = np.unique(keys, return_inverse=True, return_counts=True)
+    weights = 1.0 / (len(sizes) * sizes[inverse])
+    return rng.choice(rows, size=count, replace=True, p=weights / weights.sum())
+
+
+def grouped_validation_split(metadata, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out a `fraction` of the groups (wells: the reader's ``group`` column)."""
+    everything = np.arange(len(metadata))
+    if fraction <= 0:
+        return everything, np.zeros(0, np.int64)
+    column = "group" if "group" in metadata.columns else None
+    groups = metadata[column].astype(str).to_numpy() if column else everything.astype(str)
+    unique = np.unique(groups)
+    held = max(1, int(round(fraction * len(unique))))
+    if held >= len(unique):
+        return everything, np.zeros(0, np.int64)
+    chosen = np.random.default_rng(seed).choice(unique, size=held, replace=False)
+    mask = np.isin(groups, chosen)
+    return everything[~mask], everything[mask]
+
+
+def image_dataset(cells, indices: np.ndarray, batch_size: int, seed: int, repeat: bool):
+    """tf.data of max-normalised (per image and channel) float32 image batches read lazily at
+    `indices`, in the given order (the sampling already drew them at random)."""
+    from statcell_tf.data.pipeline import make_dataset
+
+    dataset = make_dataset(cells, indices, batch_size, shuffle=False, seed=seed, augment=False, normalize="max",
+                           repeat=repeat)
+    return dataset.map(lambda batch: batch["image"])
+
+
+# ----- training -------------------------------------------------------------------------------
+def build_model(config: VAEPlusTrainConfig):
+    from statcell_tf.vaeplus.model import VAEPlus
+
+    return VAEPlus(
+        variant=config.variant,
+        latent_dim=config.latent_dim,
+        filters=config.filters,
+        discriminator_filters=config.discriminator_filters,
+        beta=config.beta,
+        schedule_period=config.schedule_period,
+        feature_reduction=config.feature_reduction,
+        learning_rate=config.learning_rate,
+        discriminator_learning_rate=config.discriminator_learning_rate,
+        weight_decay=config.weight_decay,
+        seed=config.seed,
+    )
+
+
+def reconstruction_panel(model, images: np.ndarray, channel_names, path) -> None:
+    """Save a 2-row figure: the crops (top) and their reconstructions from μ (bottom)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from statcell_tf.atomic import save_figure
+
+    reconstructions = model.reconstruct(images).numpy()
+    count = len(images)
+    figure, axes = plt.subplots(2, count, figsize=(1.4 * count, 3.0), squeeze=False)
+    for j in range(count):
+        for i, picture in enumerate((images[j], reconstructions[j])):
+            axes[i, j].imshow(to_rgb(picture, channel_names))
+            axes[i, j].set_axis_off()
+    axes[0, 0].set_title("input", fontsize=8, loc="left")
+    axes[1, 0].set_title("reconstruction", fontsize=8, loc="left")
+    figure.tight_layout()
+    save_figure(path, figure)
+
+
+def train(config: VAEPlusTrainConfig, out, resume: bool = False, verbose: int = 1):
+    """Train one VAE+ run into `out`; returns (model, history DataFrame)."""
+    import tensorflow as tf
+
+    from statcell_tf.training import export, runtime, trainer
+    from statcell_tf.training.run_dir import RunDirectory
+
+    strategy = runtime.select_strategy(config.strategy)  # first: multi-worker setup
+    chief = runtime.is_chief(strategy)
+    run = RunDirectory(out)
+    saved = run.create(config.to_dict(), resume=resume, chief=chief)
+    if resume and run.exists():
+        iterations = config.iterations
+        config = VAEPlusTrainConfig.from_dict(saved, str(run.config))
+        if iterations != config.iterations:  # a resumed run may be extended
+            config = dataclasses.replace(config, iterations=iterations)
+            if chief:
+                run.write_config(config.to_dict())
+    runtime.set_precision(config.precision)
+    runtime.set_seed(config.seed)
+    cells = load_cells(config.data)
+    train_rows, val_rows = grouped_validation_split(cells.metadata, config.validation_fraction, config.seed)
+    if "group" in cells.metadata and chief:
+        from statcell_tf.data.splits import save_splits
+
+        save_splits(run.splits, cells.metadata, {"train": train_rows, "val": val_rows})
+    rng = np.random.default_rng(config.seed)
+    count = config.iterations * config.batch_size
+    streams = [balanced_indices(cells.metadata, train_rows, count, config.sampling, rng) for _ in range(2)]
+    if resume and run.history.exists():  # continue the minibatch streams where the run stopped
+        import pandas as pd
+
+        done = pd.read_csv(run.history)["step"].max() if run.history.stat().st_size else 0
+        done = int(done) if np.isfinite(done) else 0
+        streams = [s[min(done, config.iterations - 1) * config.batch_size :] for s in streams]
+    # B1 (autoencoder) and B2 (real images for the discriminator): independent draws.
+    first, second = (image_dataset(cells, s, config.batch_size, config.seed + k, True) for k, s in enumerate(streams))
+    train_dataset = tf.data.Dataset.zip((first, second)).map(lambda a, b: {"image": a, "image_d": b})
+    val_dataset = None
+    if len(val_rows):
+        val_dataset = image_dataset(cells, val_rows, config.batch_size, config.seed, False).map(
+            lambda a: {"image": a}
+        )
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    train_dataset = train_dataset.with_options(options)
+    with strategy.scope():
+        model = build_model(config)
+    panel_rows = (val_rows if len(val_rows) else train_rows)[:8]
+    panel_images = normalize(cells.images[np.sort(panel_rows)])
+
+    def figures(epoch, logs, trained):
+        reconstruction_panel(trained, panel_images, cells.channel_names, run.figures / f"reconstructions_epoch{epoch:04d}.png")
+        reconstruction_panel(trained, panel_images, cells.channel_names, run.figures / "reconstructions.png")
+
+    # No model selection: the paper trains a fixed number of iterations and keeps the last
+    # model, so best.keras tracks the newest epoch (monitor the step counter, mode max).
+    settings = trainer.TrainSettings(
+        epochs=config.epochs, steps_per_epoch=config.epoch_steps,
+        validation_steps=min(-(-len(val_rows) // config.batch_size), 50) if len(val_rows) else None,
+        monitor="step", mode="max", verbose=verbose,
+    )
+    history = trainer.fit(model, train_dataset, val_dataset, run, settings, strategy=strategy,
+                          epoch_callbacks=[figures], resume=resume)
+    if chief:
+        export.export_saved_model(model, run.saved_model)
+    return model, history
