@@ -25,7 +25,7 @@ LAYOUTS = ("opencell", "bbbc021", "allencell")
 @click.option("--downsample", type=click.IntRange(min=1), default=None,
               help="Block-mean downsampling in y and x before segmenting [opencell 2 (the paper's 1024 -> 512), else 1].")
 @click.option("--projection", type=click.Choice(["max", "none"]), default="max", show_default=True,
-              help="max: z max projection of z-stacks; none: keep 3D (allencell only).")
+              help="max: z max projection of z-stacks; none: keep 3D (allencell; opencell and bbbc021 then refuse z-stacks).")
 @click.option("--nucleus-channel", default=None,
               help="Channel to segment nuclei on [opencell nuc, allencell dna, bbbc021 the channel named dna, else the first].")
 @click.option("--cell-channel", default=None,
@@ -104,5 +104,5 @@ def command(fovs, layout, out, channels, size, downsample, projection, nucleus_c
         click.echo(f"dropped by --qc: {dropped}")
     if summary.empty:
         shown = ", ".join(summary.empty[:5]) + (", ..." if len(summary.empty) > 5 else "")
-        click.echo(f"{len(summary.empty)} field(s) gave no crops (see status in summary.csv): {shown}")
+        click.echo(f"{len(summary.empty)} field(s) had no cells (status 'no cells found' in summary.csv): {shown}")
     click.echo(f"per-field summary: {Path(out) / prepare.SUMMARY_FILE}; montages: {Path(out) / prepare.MONTAGE_DIR}")

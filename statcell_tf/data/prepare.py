@@ -8,7 +8,8 @@ label images (CellProfiler, Cellpose, ...) used instead of the built-in segmenta
 other column is metadata, carried onto each crop of the field.
 
 Per field (one at a time, in worker processes with ``workers > 1``): read the channels →
-max projection along z (``projection="max"``; ``"none"`` keeps 3D stacks, Allen layout only)
+max projection along z (``projection="max"``; ``"none"`` keeps 3D stacks for the Allen layout and
+refuses them for the 2D layouts)
 → downsample by block mean → nuclei (`preprocess.segment_nuclei`, or the nucleus mask) →
 cells (watershed of the cell channel seeded by the nuclei, or the cell mask) → crops centred
 on each nucleus, following each paper's methods section:
@@ -58,7 +59,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from statcell_tf.atomic import atomic_path, save_figure, write_csv, write_json
+from statcell_tf.atomic import atomic_path, save_figure, write_csv, write_json, write_text
 from statcell_tf.data import fields as fieldio
 from statcell_tf.errors import UserError
 
@@ -108,7 +109,8 @@ class PrepareConfig:
         channels: tuple of str. Channel columns, in crop order.
         size: int. Crop side in pixels (after downsampling).
         downsample: int. Block-mean downsampling factor in y and x.
-        projection: str. ``"max"`` (z max projection of 3D stacks) or ``"none"``.
+        projection: str. ``"max"`` (z max projection of 3D stacks) or ``"none"`` (keep them:
+            Allen layout only; the other layouts then refuse z-stacks).
         nucleus_channel: str. The channel nuclei are segmented on.
         cell_channel: str or None. The channel cells are segmented on (None: no cells unless a
             ``cell_mask`` column gives them).
@@ -140,11 +142,6 @@ class PrepareConfig:
             raise UserError(f"--downsample must be a whole factor >= 1. Received: --downsample {self.downsample}")
         if self.projection not in PROJECTIONS:
             raise UserError(f"--projection must be one of {', '.join(PROJECTIONS)}. Received: {self.projection!r}")
-        if self.projection == "none" and self.layout != "allencell":
-            raise UserError(
-                f"--projection none keeps 3D stacks, which only --layout allencell writes; --layout {self.layout} "
-                "needs 2D fields. Received: --projection none"
-            )
         if self.nucleus_channel not in self.channels:
             raise UserError(
                 f"--nucleus-channel must be one of the channels ({', '.join(self.channels)}). "
@@ -441,18 +438,20 @@ def read_fields(fovs_csv: str | Path, config: PrepareConfig) -> tuple[list[Field
                     f"{where}: {name} is 2D but the channels are 3D stacks kept in 3D (--projection none); expected a "
                     f"3D label image {_shape_text(spatial)}. Received: {_shape_text(shapes[name])}"
                 )
+        if config.projection == "none" and len(spatial) == 3 and config.layout != "allencell":
+            raise UserError(
+                f"{where}: channel {first} ({_describe(channels, first)}) is a z-stack, but --layout {config.layout} "
+                f"needs 2D fields; pass --projection max (the default) to project it. Received: {_shape_text(spatial)} "
+                "with --projection none"
+            )
         if config.projection == "none":
-            if len(spatial) != 3:
+            if depth is not None and spatial[:-2] != depth[0]:
+                expected = f"{depth[0][0]} z-slices" if depth[0] else "2D fields"
                 raise UserError(
-                    f"{where}: --projection none keeps z-stacks, but channel {first} ({_describe(channels, first)}) "
-                    f"is 2D. Received: {_shape_text(spatial)}"
+                    f"{where}: with --projection none all cells must share one shape; expected {expected} like row "
+                    f"{depth[1] + 1}. Received: {_shape_text(spatial)} ({_describe(channels, first)})"
                 )
-            if depth is not None and spatial[0] != depth[0]:
-                raise UserError(
-                    f"{where}: 3D Allen cells must share one depth; expected {depth[0]} z-slices like row "
-                    f"{depth[1] + 1}. Received: {spatial[0]} ({_describe(channels, first)})"
-                )
-            depth = depth or (spatial[0], row)
+            depth = depth or (spatial[:-2], row)
         yx = [n // config.downsample for n in spatial[-2:]]
         if min(yx) < config.size:
             raise UserError(
@@ -781,6 +780,7 @@ def process_field(field: Field, config: PrepareConfig) -> FieldResult:
         passed = rule.keep(table[rule.column]) if len(table) else np.ones(0, bool)
         counts[f"dropped: {rule.text}"] = int((~passed).sum())
         keep &= passed
+    counts["dropped_qc"] = int((~keep).sum())
     if not keep.all():
         table = table[keep].reset_index(drop=True)
         arrays = {k: v[keep] for k, v in arrays.items()}
@@ -821,6 +821,7 @@ def _allen_cells(images, nuclei, cells, regions, config, counts):
         if np.issubdtype(dtype, np.integer):
             info = np.iinfo(dtype)
             aligned = np.clip(np.round(aligned), info.min, info.max)
+        aligned *= cell_aligned[..., None]  # the rotation's interpolation spreads a pixel past the mask
         channels = [aligned[..., i] for i in range(aligned.shape[-1])] + [cell_aligned, nucleus_aligned]
         out.append(np.stack([c.astype(dtype) for c in channels]))  # (C + 2, [Z,] S, S)
         labels.append(label)
@@ -866,7 +867,8 @@ def _crop_table(field, config, images, nuclei, cells, regions, labels, starts) -
 def output_columns(config: PrepareConfig, carried: Sequence[str]) -> list[str]:
     """Columns of the crop tables, in order: layout columns, carried metadata, positions, QC."""
     layout = [c for c in _LAYOUT_COLUMNS[config.layout] if c not in carried]
-    positions = [c for c in _POSITION_COLUMNS if c != "centroid_z" or config.projection == "none"]
+    three_d = config.projection == "none" and config.layout == "allencell"
+    positions = [c for c in _POSITION_COLUMNS if c != "centroid_z" or three_d]
     qc = [f"qc_{m}" for m in QC_MEASURES] + [f"qc_mean_{c}" for c in config.channels]
     return layout + list(carried) + positions + qc
 
@@ -1012,9 +1014,9 @@ class _AllenWriter(_FolderWriter):
         import tifffile
 
         cells = [c for r in results for c in r.arrays["cells"]]
-        axes = "CZYX" if self.config.projection == "none" else "CYX"
         ids = [f"{f}_{int(label)}" for f, label in zip(table["field"], table["nucleus_label"])]
         for cell, cell_id in zip(cells, ids):
+            axes = "CZYX" if cell.ndim == 4 else "CYX"
             tifffile.imwrite(
                 folder / f"{cell_id}.ome.tiff", cell, ome=True,
                 metadata={"axes": axes, "Channel": {"Name": list(self.CHANNEL_NAMES)}},
@@ -1063,21 +1065,30 @@ def read_progress(out: str | Path) -> tuple[list[str], dict[str, dict]]:
     Returns:
         (chunk names in commit order, {field id: summary row}).
     """
-    path = Path(out) / PROGRESS_FILE
     chunks, done = [], {}
+    for entry in _journal(Path(out))[0]:
+        if entry.get("chunk"):
+            chunks.append(entry["chunk"])
+        for row in entry.get("fields", []):
+            done[row["field"]] = row
+    return chunks, done
+
+
+def _journal(out: Path) -> tuple[list[dict], bool]:
+    """The complete entries of the progress journal, and whether a torn tail follows them."""
+    path = out / PROGRESS_FILE
     if not path.is_file():
-        return chunks, done
+        return [], False
+    entries = []
     with open(path) as file:
         for line in file:
             try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                break
-            if entry.get("chunk"):
-                chunks.append(entry["chunk"])
-            for row in entry.get("fields", []):
-                done[row["field"]] = row
-    return chunks, done
+                if not line.endswith("\n"):
+                    raise ValueError("no line end")
+                entries.append(json.loads(line))
+            except ValueError:
+                return entries, True
+    return entries, False
 
 
 def pending_fields(out: str | Path, fields: Sequence[Field]) -> list[Field]:
@@ -1117,8 +1128,9 @@ def _map_ordered(function: Callable, items: Sequence, workers: int) -> Iterator:
 
 @dataclasses.dataclass
 class PrepareSummary:
-    """What a run did. Attributes: fields (processed now), skipped (done before), empty (no
-    crops), crops (written now), counts (summed per-field counts), total_crops (in the folder)."""
+    """What a run did. Attributes: fields (processed now), skipped (done before), empty (fields
+    where no cell was found), crops (written now), counts (summed per-field counts),
+    total_crops (in the folder), seconds."""
 
     fields: int
     skipped: int
@@ -1185,7 +1197,7 @@ def prepare_crops(
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    settings = {"config": config.to_dict(), "carried": list(carried)}
+    settings = json.loads(json.dumps({"config": config.to_dict(), "carried": list(carried)}))  # as saved
     if resume and (out / CONFIG_FILE).is_file():
         before = json.loads((out / CONFIG_FILE).read_text())
         for key in sorted(set(before["config"]) | set(settings["config"])):
@@ -1203,6 +1215,9 @@ def prepare_crops(
         write_json(out / CONFIG_FILE, settings)
     columns = output_columns(config, carried)
     writer = _WRITERS[config.layout](out, config, columns)
+    entries, torn = _journal(out)
+    if torn:  # a run killed while writing its last line: keep the complete lines only
+        write_text(out / PROGRESS_FILE, "".join(json.dumps(e) + "\n" for e in entries))
     chunks, done = read_progress(out)
     for name in writer.chunk_names_on_disk() - set(chunks):  # left by a killed run
         writer.remove_chunk(name)
@@ -1245,7 +1260,7 @@ def prepare_crops(
         buffer.append((field, result))
         totals.update({k: v for k, v in result.counts.items()})
         crops_now += result.counts["crops"]
-        if result.counts["crops"] == 0:
+        if result.counts["nuclei"] == 0:
             empty.append(field.field)
         held_crops += result.counts["crops"]
         held_bytes += result.nbytes
