@@ -501,7 +501,7 @@ def check_out(out: str | Path, fovs_csv: str | Path, fields: Sequence[Field], re
         Path(h.path).resolve() for f in fields for _, h, *_ in (*f.channels, *f.masks)
     ]
     for path in inputs:
-        if path.parent == resolved or resolved in path.parents:
+        if path == resolved or path.parent == resolved or resolved in path.parents:
             raise UserError(
                 f"--out {out} holds the input {path}; expected a new folder beside the input, not the input folder. "
                 f"Received: --out {out}"
@@ -1256,19 +1256,27 @@ def prepare_crops(
 
     work = functools.partial(process_field, config=config)
     held_crops = held_bytes = 0
-    for field, result in zip(todo, _map_ordered(work, todo, workers)):
-        buffer.append((field, result))
-        totals.update({k: v for k, v in result.counts.items()})
-        crops_now += result.counts["crops"]
-        if result.counts["nuclei"] == 0:
-            empty.append(field.field)
-        held_crops += result.counts["crops"]
-        held_bytes += result.nbytes
-        if held_crops >= chunk_crops or held_bytes >= chunk_bytes:
+    try:
+        for field, result in zip(todo, _map_ordered(work, todo, workers)):
+            buffer.append((field, result))
+            totals.update({k: v for k, v in result.counts.items()})
+            crops_now += result.counts["crops"]
+            if result.counts["nuclei"] == 0:
+                empty.append(field.field)
+            held_crops += result.counts["crops"]
+            held_bytes += result.nbytes
+            if held_crops >= chunk_crops or held_bytes >= chunk_bytes:
+                commit()
+                held_crops = held_bytes = 0
+            if progress is not None:
+                progress(1)
+    except UserError as error:  # e.g. pixels that cannot be read although the header could
+        if buffer:
             commit()
-            held_crops = held_bytes = 0
-        if progress is not None:
-            progress(1)
+        raise UserError(
+            f"{error}; the {len(done)} field(s) finished before it are kept in {out}: fix the input and run "
+            "again with --resume"
+        ) from None
     if buffer:
         commit()
     writer.finish(chunks)

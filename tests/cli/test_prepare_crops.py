@@ -1,5 +1,9 @@
 """prepare-crops end to end: outputs read by inspect-data, bad input refused before writing, real fields."""
 
+import os
+import re
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -99,7 +103,7 @@ def test_bad_input_is_refused_before_anything_is_written(fovs, tmp_path):
     for i, (changes, options, expected) in enumerate(cases):
         csv = _table(fovs, tmp_path, f"fovs{i}.csv", **changes)
         line = _error_line(_run(csv, "--layout", "opencell", "--out", out, *options))
-        assert pytest.importorskip("re").search(expected, line), (expected, line)
+        assert re.search(expected, line), (expected, line)
         assert not out.exists(), line
     # Metadata the layout's reader needs, and the channel columns.
     table = pd.read_csv(_table(fovs, tmp_path)).drop(columns=["protein"])
@@ -131,6 +135,24 @@ def test_bad_out_folders(fovs, tmp_path):
     assert "is not empty" in _error_line(_run(csv, "--layout", "opencell", "--out", tmp_path / "full"))
     line = _error_line(_run(csv, "--layout", "opencell", "--out", tmp_path / "full", "--resume"))
     assert "holds no prepare.json, so no prepare-crops run to resume" in line
+
+
+def test_damaged_pixels_stop_the_run_and_keep_finished_fields(fovs, tmp_path):
+    """A header that reads but pixels that do not: one-line error, finished fields kept for --resume."""
+    table = pd.read_csv(_table(fovs, tmp_path))
+    good = table.loc[2, "nuc"]
+    damaged = tmp_path / "damaged.tif"
+    damaged.write_bytes(Path(good).read_bytes())
+    os.truncate(damaged, damaged.stat().st_size // 2)
+    table.loc[2, "nuc"] = str(damaged)
+    table.to_csv(tmp_path / "damaged.csv", index=False)
+    args = ["--layout", "opencell", "--out", tmp_path / "out", "--downsample", "1", "--size", "40", "--montage-crops", "0"]
+    line = _error_line(_run(tmp_path / "damaged.csv", *args))
+    assert "damaged.tif: pixels cannot be read" in line and "the 2 field(s) finished before it are kept" in line
+    table.loc[2, "nuc"] = good
+    table.to_csv(tmp_path / "damaged.csv", index=False)
+    result = _run(tmp_path / "damaged.csv", *args, "--resume")
+    assert result.exit_code == 0 and "from 2 fields of view (2 fields done earlier were skipped)" in result.output
 
 
 def test_empty_field_is_reported_not_an_error(fovs, tmp_path):

@@ -208,3 +208,30 @@ def test_match_cells_by_overlap():
     # A cell holding two nuclei goes to the one it overlaps most.
     np.testing.assert_array_equal(prepare.match_cells(np.array([[1, 2, 2, 0]]), np.array([[4, 4, 4, 4]])),
                                   [[2, 2, 2, 2]])
+
+
+def test_mixed_tiff_and_ome_zarr_rows(fovs, tmp_path):
+    """One row per-channel TIFFs, one row a multi-channel OME-Zarr with channels picked by name."""
+    zarr = pytest.importorskip("zarr")
+    table = pd.read_csv(fovs / "fovs_opencell.csv").iloc[:2].copy()
+    images = np.stack([tifffile.imread(fovs / table.loc[1, c]) for c in ("nuc", "pro")])  # (C, Y, X)
+    group = zarr.open_group(tmp_path / "f1.ome.zarr", mode="w", zarr_format=2)
+    group.create_array("0", shape=images.shape, dtype=images.dtype, chunks=(1, 128, 128))[:] = images
+    group.attrs.update({
+        "multiscales": [{"version": "0.4", "datasets": [{"path": "0"}],
+                         "axes": [{"name": "c", "type": "channel"}, {"name": "y", "type": "space"},
+                                  {"name": "x", "type": "space"}]}],
+        "omero": {"channels": [{"label": "Hoechst"}, {"label": "mNG"}]},
+    })
+    table["pro"] = [str(fovs / table.loc[0, "pro"]), str(tmp_path / "f1.ome.zarr")]
+    table["nuc"] = [str(fovs / table.loc[0, "nuc"]), str(tmp_path / "f1.ome.zarr")]
+    table["pro_channel"], table["nuc_channel"] = ["", "mNG"], ["", "Hoechst"]
+    table.to_csv(tmp_path / "mixed.csv", index=False)
+    _run(tmp_path / "mixed.csv", tmp_path / "out", layout="opencell", size=48, downsample=1)
+    _run(fovs / "fovs_opencell.csv", tmp_path / "tiff", layout="opencell", size=48, downsample=1)
+    from_zarr = read_opencell(tmp_path / "out")
+    from_tiff = read_opencell(tmp_path / "tiff")
+    assert list(from_zarr.metadata["field"]) == list(from_tiff.metadata["field"][from_tiff.metadata["field"] <= "fov0001"])
+    n = len(from_zarr)
+    np.testing.assert_array_equal(from_zarr.images[np.arange(n)], from_tiff.images[np.arange(n)])
+    assert "pro_channel" not in from_zarr.metadata  # channel columns are not metadata
