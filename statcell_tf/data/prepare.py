@@ -300,7 +300,7 @@ class Field:
         field: str. Its id: the ``fov`` column (file-name safe) or ``row<NNNNN>``.
         row: int. 0-based data row of FOVS.csv.
         channels: tuple of (name, ImageHeader, index). The channels, in config order.
-        masks: tuple of (name, ImageHeader). ``nucleus_mask`` / ``cell_mask`` label images.
+        masks: tuple of (name, ImageHeader, index). ``nucleus_mask`` / ``cell_mask`` label images.
         metadata: tuple of (column, value). Carried columns, as text.
         spatial: tuple of int. ``(Y, X)`` or ``(Z, Y, X)`` of every channel.
         fingerprint: str. Hash of the paths, channel indices and metadata (resume check).
@@ -465,7 +465,7 @@ def read_fields(fovs_csv: str | Path, config: PrepareConfig) -> tuple[list[Field
             ).encode()
         ).hexdigest()[:16]
         images = tuple(c for c in channels if c[0] in config.channels)
-        label_images = tuple((n, h) for n, h, _ in channels if n in masks)
+        label_images = tuple(c for c in channels if c[0] in masks)
         fields.append(Field(field_id, row, images, label_images, metadata, tuple(spatial), fingerprint))
     return fields, carried
 
@@ -498,7 +498,7 @@ def check_out(out: str | Path, fovs_csv: str | Path, fields: Sequence[Field], re
             where = "is a file" if parent == resolved else f"lies under the file {parent}"
             raise UserError(f"--out {out} {where}; expected a folder. Received: --out {out}")
     inputs = [Path(fovs_csv).resolve()] + [
-        Path(h.path).resolve() for f in fields for _, h, *_ in (*f.channels, *f.masks)
+        Path(h.path).resolve() for f in fields for _, h, _ in (*f.channels, *f.masks)
     ]
     for path in inputs:
         if path == resolved or path.parent == resolved or resolved in path.parents:
@@ -713,8 +713,8 @@ def _load_field(field: Field, config: PrepareConfig) -> tuple[dict, dict]:
                 )
             images[name] = array
     masks: dict[str, np.ndarray] = {}
-    for name, header in field.masks:
-        masks[name] = _labels_from_mask(fieldio.read_channel(header, None))
+    for name, header, index in field.masks:
+        masks[name] = _labels_from_mask(fieldio.read_channel(header, index))
     project = config.projection == "max"
     for name, image in images.items():
         image = image.max(axis=0) if project and image.ndim == 3 else image
