@@ -5,7 +5,8 @@ of 96 px each) and FOVS.csv tables that list them over and over under distinct f
 measurement runs ``prepare-crops --layout opencell`` (the paper's settings: ×2 downsampling,
 100×100 crops) in a fresh process while this one samples the resident memory of that
 process and all its children (the workers) every 0.1 s. Prints fields/s and crops/s for each
---workers value, then the peak memory for each --memory-fields count: streaming keeps it flat.
+--workers value (and the CPU time, which stays meaningful when other programs share the
+cores), then the peak memory for each --memory-fields count: streaming keeps it flat.
 
     .venv/bin/python bench/prepare.py [--fields 32] [--workers 1,2] [--memory-fields 50,200]
 """
@@ -37,34 +38,43 @@ def _children() -> dict[int, list[int]]:
     return tree
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of `pid` and all its descendants (Linux /proc)."""
+def tree_usage(pid: int, cpu: dict[int, float]) -> int:
+    """Resident bytes of `pid` and all its descendants (Linux /proc); their CPU seconds so far
+    are recorded in `cpu` (pid -> seconds), so processes that have exited still count."""
     tree, total, stack = _children(), 0, [pid]
+    tick = os.sysconf("SC_CLK_TCK")
     while stack:
         current = stack.pop()
         stack.extend(tree.get(current, []))
         try:
+            with open(f"/proc/{current}/stat") as file:
+                fields = file.read().rsplit(")", 1)[1].split()
+            cpu[current] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
             with open(f"/proc/{current}/status") as file:
                 for line in file:
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1]) * 1024
-        except OSError:
+        except (OSError, IndexError, ValueError):
             pass
     return total
 
 
-def run(fovs: Path, out: Path, workers: int) -> tuple[float, int, int]:
-    """(seconds, crops written, peak tree RSS in bytes) of one prepare-crops run."""
+def run(fovs: Path, out: Path, workers: int) -> tuple[float, int, int, float]:
+    """(seconds, crops written, peak tree RSS in bytes, CPU seconds) of one prepare-crops run.
+
+    CPU seconds (user + system of the run and all its processes, sampled every 0.1 s) tell
+    what the run cost when other programs share the cores: wall-clock rates then understate it.
+    """
     command = [sys.executable, "-m", "statcell_tf.cli", "prepare-crops", str(fovs), "--layout", "opencell",
                "--out", str(out), "--workers", str(workers), "--montage-crops", "0"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), {}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     peak = [0]
 
     def sample():
         while process.poll() is None:
-            peak[0] = max(peak[0], tree_rss(process.pid))
+            peak[0] = max(peak[0], tree_usage(process.pid, cpu))
             time.sleep(0.1)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -75,7 +85,7 @@ def run(fovs: Path, out: Path, workers: int) -> tuple[float, int, int]:
     if process.returncode != 0:
         raise SystemExit(f"prepare-crops failed ({process.returncode}): {output}")
     crops = int(pd.read_csv(out / "summary.csv")["crops"].sum())
-    return seconds, crops, peak[0]
+    return seconds, crops, peak[0], sum(cpu.values())
 
 
 def table(pool: Path, n: int, path: Path) -> Path:
@@ -108,13 +118,13 @@ def main() -> None:
         fovs = table(pool, args.fields, tmp / "fovs.csv")
         run(table(pool, 2, tmp / "warm.csv"), tmp / "warm", 1)  # page cache, imports
         for workers in [int(w) for w in args.workers.split(",")]:
-            seconds, crops, peak = run(fovs, tmp / f"w{workers}", workers)
+            seconds, crops, peak, cpu = run(fovs, tmp / f"w{workers}", workers)
             print(f"workers {workers}: {args.fields} fields in {seconds:.1f} s: {args.fields / seconds:.2f} fields/s, "
-                  f"{crops / seconds:.1f} crops/s ({crops} crops; process start included), "
-                  f"peak memory {peak / 2**20:.0f} MiB")
+                  f"{crops / seconds:.1f} crops/s ({crops} crops; process start included), {cpu:.1f} CPU s "
+                  f"({args.fields / cpu:.2f} fields per CPU s), peak memory {peak / 2**20:.0f} MiB")
         workers = max(int(w) for w in args.workers.split(","))
         for n in [int(n) for n in args.memory_fields.split(",")]:
-            seconds, crops, peak = run(table(pool, n, tmp / f"mem{n}.csv"), tmp / f"mem{n}", workers)
+            seconds, crops, peak, _ = run(table(pool, n, tmp / f"mem{n}.csv"), tmp / f"mem{n}", workers)
             print(f"{n} fields, workers {workers}: peak memory {peak / 2**20:.0f} MiB (all processes), "
                   f"{crops} crops ({crops * 3 * 100 * 100 * 4 / 2**20:.0f} MiB written) in {seconds:.1f} s")
 
