@@ -1,4 +1,5 @@
-"""`make-synthetic-data`: procedural cells with known localisation families (OpenCell or Allen Cell format)."""
+"""`make-synthetic-data`: procedural cells with known localisation families (OpenCell or Allen Cell format,
+or whole fields of view with known cell positions for `prepare-crops`)."""
 
 from __future__ import annotations
 
@@ -14,17 +15,24 @@ TREATMENTS = ("none", "vehicle", "rounding")
 
 @click.command("make-synthetic-data")
 @click.option("--out", type=out_path, required=True, help="Output folder (must be empty or absent).")
-@click.option("--format", "fmt", type=click.Choice(["opencell", "allencell"]), required=True,
-              help="opencell: <ENSG>_pro/_nuc/_nucdist.npy + _label.csv; allencell: manifest.csv + one TIFF per cell.")
+@click.option("--format", "fmt", type=click.Choice(["opencell", "allencell", "fov"]), required=True,
+              help="opencell: <ENSG>_pro/_nuc/_nucdist.npy + _label.csv; allencell: manifest.csv + one TIFF per cell; "
+              "fov: fields of view (OME-TIFF) + fovs_<layout>.csv for prepare-crops + cells.csv (true centroids).")
 @click.option("--families", type=click.IntRange(1, 11), default=11, show_default=True,
               help="Localisation families (the first N of nucleoplasm, nucleolus, ..., centrosome).")
 @click.option("--proteins-per-family", type=click.IntRange(min=1), default=None,
               help="Distinct proteins per family [opencell 3; allencell 1].")
 @click.option("--cells", type=click.IntRange(min=1), default=None,
-              help="Cells per protein [opencell 40; allencell 20].")
+              help="Cells per protein [opencell 40; allencell 20]; fov: cells per field [8].")
 @click.option("--size", type=click.IntRange(min=16), default=None,
-              help="Image side in pixels [opencell 100; allencell 64 in 2D, 48 in 3D, depth = size // 3].")
-@click.option("--dims", type=click.Choice(["2", "3"]), default=None, help="allencell only: 2D or 3D cells [2].")
+              help="Image side in pixels [opencell 100; allencell 64 in 2D, 48 in 3D, depth = size // 3; "
+              "fov 512, depth = max(size // 32, 8)].")
+@click.option("--dims", type=click.Choice(["2", "3"]), default=None, help="allencell and fov: 2D or 3D [2].")
+@click.option("--fields", type=click.IntRange(min=1), default=None, help="fov only: fields of view per protein [2].")
+@click.option("--cell-size", type=click.IntRange(min=16), default=None,
+              help="fov only: side of each cell's box in pixels (the nucleus is about a third of it) [64].")
+@click.option("--multichannel", is_flag=True, default=None,
+              help="fov only: one multi-channel OME-TIFF per field (membrane, dna, protein) instead of one per channel.")
 @click.option("--mitotic-fraction", type=click.FloatRange(0.0, 1.0), default=None,
               help="allencell only: fraction of mitotic cells [0.15].")
 @click.option("--treatment", type=click.Choice(TREATMENTS), default=None,
@@ -34,15 +42,18 @@ TREATMENTS = ("none", "vehicle", "rounding")
               "for bin/perturbation-embed --treated / --untreated.")
 @seed_option
 @click.option("--overwrite", is_flag=True, default=False, help="Replace a non-empty --out folder.")
-def command(out, fmt, families, proteins_per_family, cells, size, dims, mitotic_fraction, treatment, seed, overwrite):
+def command(out, fmt, families, proteins_per_family, cells, size, dims, fields, cell_size, multichannel, mitotic_fraction,
+            treatment, seed, overwrite):
     """Generate a synthetic data set of procedural cells for demos and tests.
 
     Every cell has a membrane-bounded body, a nucleus and a protein channel from one of 11
     localisation families, with --proteins-per-family distinct proteins per family (Allen Cell
     format: the manifest's structure_name stays the family, a protein column names the protein
     when there are several). Allen Cell format only: --treatment simulates a drug on every cell
-    (compare with a --treatment vehicle set made with another --seed). The same --seed gives the
-    same files. Output is written to a temporary folder and renamed.
+    (compare with a --treatment vehicle set made with another --seed). --format fov writes whole
+    fields of view (one protein each, --cells cells at random places) with their true nucleus
+    centroids, for prepare-crops. The same --seed gives the same files. Output is written to a
+    temporary folder and renamed.
     """
     from statcell_tf.errors import UserError
 
@@ -51,12 +62,40 @@ def command(out, fmt, families, proteins_per_family, cells, size, dims, mitotic_
         raise UserError(f"--out {out} is a file; expected a folder. Received: --out {out}")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise UserError(f"--out {out} is not empty; pass --overwrite to replace it. Received: --out {out}")
+    fov_only = (("--fields", fields), ("--cell-size", cell_size), ("--multichannel", multichannel))
+    allen_only = (("--mitotic-fraction", mitotic_fraction), ("--treatment", treatment))
     if fmt == "opencell":
-        for flag, value in (("--dims", dims), ("--mitotic-fraction", mitotic_fraction), ("--treatment", treatment)):
+        for flag, value in (("--dims", dims), *allen_only):
             if value is not None:
                 raise click.UsageError(f"{flag} applies to --format allencell only. Received: {flag} {value}")
+    if fmt == "fov":
+        for flag, value in allen_only:
+            if value is not None:
+                raise click.UsageError(f"{flag} applies to --format allencell only. Received: {flag} {value}")
+    else:
+        for flag, value in fov_only:
+            if value is not None:
+                raise click.UsageError(f"{flag} applies to --format fov only. Received: {flag} {value}")
 
     from statcell_tf.data import synthetic
+
+    if fmt == "fov":
+        dims = int(dims or 2)
+        side = size or 512
+        shape = (side, side) if dims == 2 else (max(side // 32, 8), side, side)
+        proteins_per_family = proteins_per_family or 1
+        fields = fields or 2
+        cells = cells or 8
+        cell_size = cell_size or 64
+        if cell_size > side:
+            raise click.UsageError(f"--cell-size must fit in the field (--size {side}). Received: --cell-size {cell_size}")
+        n = families * proteins_per_family * fields
+        with click.progressbar(length=n, label="fields", file=click.get_text_stream("stderr")) as bar:
+            synthetic.write_fovs(out, families, proteins_per_family, fields, cells, shape, cell_size,
+                                 multichannel=bool(multichannel), seed=seed, progress=lambda: bar.update(1))
+        click.echo(f"Wrote {n} synthetic {dims}D fields of view ({'x'.join(map(str, shape))}, up to {cells} cells of "
+                   f"{cell_size} px each) to {out}: fovs_opencell.csv, fovs_bbbc021.csv, fovs_allencell.csv, cells.csv")
+        return
 
     if fmt == "opencell":
         proteins_per_family = proteins_per_family or 3

@@ -344,10 +344,13 @@ def align_cell(image: np.ndarray, mask: np.ndarray, nucleus_mask: np.ndarray | N
     return out_image, np.ascontiguousarray(out_mask), np.ascontiguousarray(out_nucleus)
 
 
-def fov_to_opencell_crops(pro: np.ndarray, dna: np.ndarray, size: int = 100, **segment_kwargs) -> dict:
+def fov_to_opencell_crops(
+    pro: np.ndarray, dna: np.ndarray, size: int = 100, labels: np.ndarray | None = None, **segment_kwargs
+) -> dict:
     """Cut a 2D field of view into OpenCell-style crops centred on each nucleus.
 
-    Nuclei are segmented on `dna` (`segment_nuclei`); every nucleus whose ``size``×``size``
+    Nuclei are segmented on `dna` (`segment_nuclei`) unless `labels` gives them (e.g. a
+    CellProfiler or Cellpose label image); every nucleus whose ``size``×``size``
     crop fits in the image gives one crop of the protein and DNA channels, each min-max
     normalised to [0, 1], and the signed distance to that nucleus' boundary (`signed_distance`).
 
@@ -355,7 +358,9 @@ def fov_to_opencell_crops(pro: np.ndarray, dna: np.ndarray, size: int = 100, **s
         pro: array ``(H, W)``. Protein channel.
         dna: array ``(H, W)``. DNA channel.
         size: int. Crop side. Defaults to 100.
-        **segment_kwargs: passed to `segment_nuclei`.
+        labels: int array ``(H, W)`` or None. Nucleus label image (0 = background); None
+            segments `dna`. Defaults to None.
+        **segment_kwargs: passed to `segment_nuclei` (when `labels` is None).
 
     Returns:
         dict with ``pro``, ``nuc``, ``nucdist`` (float32 ``(N, size, size)``), ``labels`` (the
@@ -364,7 +369,11 @@ def fov_to_opencell_crops(pro: np.ndarray, dna: np.ndarray, size: int = 100, **s
     pro, dna = np.asarray(pro, np.float32), np.asarray(dna, np.float32)
     if pro.shape != dna.shape or pro.ndim != 2:
         raise ValueError(f"`pro` and `dna` must be 2D images of one shape. Received: pro={pro.shape}, dna={dna.shape}")
-    labels = segment_nuclei(dna, **segment_kwargs)
+    if labels is None:
+        labels = segment_nuclei(dna, **segment_kwargs)
+    elif np.shape(labels) != dna.shape:
+        raise ValueError(f"`labels` must have the shape of `dna`. Received: labels={np.shape(labels)}, dna={dna.shape}")
+    labels = np.asarray(labels, np.int32)
     stack = np.stack([pro, dna, labels.astype(np.float32)], axis=-1)
     crops, table = crop_cells(stack, labels, size)
     if len(crops) == 0:

@@ -664,3 +664,209 @@ def write_allencell(
                     progress()
         pd.DataFrame(rows).to_csv(tmp / "manifest.csv", index=False)
     return out_dir
+
+
+# ---------------------------------------------------------------------------------------------
+# Fields of view
+
+
+FOV_CHANNELS: tuple[str, ...] = ("membrane", "dna", "protein")
+
+
+def _place_cells(rng, field_yx, count, spacing, margin):
+    """Up to `count` (y, x) centres in [margin, side - 1 - margin] at least `spacing` apart."""
+    low = np.array([margin, margin], np.float64)
+    high = np.array(field_yx, np.float64) - 1 - margin
+    if (high < low).any():
+        raise ValueError(f"`margin` leaves no room in a {field_yx} field. Received: margin={margin}")
+    centres: list[np.ndarray] = []
+    for _ in range(200 * max(count, 1)):
+        if len(centres) == count:
+            break
+        point = rng.uniform(low, high)
+        if all(np.hypot(*(point - c)) >= spacing for c in centres):
+            centres.append(point)
+    return centres
+
+
+def _paste(field, covered, box, region, corner):
+    """Write `box` into `field` where `region` is set (max where another cell is already there).
+
+    `corner` is the box's (z, y, x) / (y, x) origin in the field; parts outside are clipped.
+    """
+    dst, src = [], []
+    for start, n, side in zip(corner, box.shape, field.shape):
+        a, b = max(start, 0), min(start + n, side)
+        if a >= b:
+            return
+        dst.append(slice(a, b))
+        src.append(slice(a - start, b - start))
+    dst, src = tuple(dst), tuple(src)
+    target, taken, values, where = field[dst], covered[dst], box[src], region[src]
+    target[where & ~taken] = values[where & ~taken]
+    both = where & taken
+    target[both] = np.maximum(target[both], values[both])
+
+
+def write_fovs(
+    out_dir: str | os.PathLike,
+    n_families: int = 11,
+    proteins_per_family: int = 1,
+    fields_per_protein: int = 2,
+    cells_per_field: int = 8,
+    size: tuple[int, ...] = (512, 512),
+    cell_size: int = 64,
+    margin: int | None = None,
+    multichannel: bool = False,
+    seed: int = 0,
+    progress: Callable[[], None] | None = None,
+) -> Path:
+    """Write synthetic fields of view with known cells (atomically) and return the folder.
+
+    Each field holds up to `cells_per_field` procedural cells (`make_cell`, nucleus at the
+    centre of a `cell_size` box) of one protein, placed at random with their boxes at least
+    0.8 × `cell_size` apart, on a background with the field's noise. Files:
+
+    - ``fields/<fov>_<channel>.ome.tif`` (one uint16 OME-TIFF per channel, axes YX or ZYX,
+      channels membrane, dna, protein), or with `multichannel` one ``fields/<fov>.ome.tif``
+      (CYX / CZYX, channel names in the OME metadata);
+    - ``fovs_opencell.csv`` (columns pro, nuc), ``fovs_bbbc021.csv`` (dna, membrane, protein;
+      use ``--channels dna,membrane,protein``) and ``fovs_allencell.csv`` (membrane, dna,
+      structure): ready-made FOVS.csv files for ``prepare-crops``, image paths relative to the
+      folder, with ``<channel>_channel`` index columns when `multichannel`, and the metadata
+      of every layout (fov, ensg, protein, localization, family; plate, well, site,
+      compound, concentration, moa; structure_name);
+    - ``cells.csv``: the truth, one row per cell: fov, cell, centroid ``[z,] y, x`` of its
+      nucleus (pixels of the field), nucleus_area, cell_area, inside (the whole cell box
+      lies in the field), family, protein.
+
+    Args:
+        out_dir: str or PathLike. Output folder (replaced atomically).
+        n_families: int. Families, the first of `FAMILIES`. Defaults to 11.
+        proteins_per_family: int. Defaults to 1.
+        fields_per_protein: int. Defaults to 2.
+        cells_per_field: int. Cells placed per field (fewer when they do not fit). Defaults to 8.
+        size: tuple. Field ``(H, W)`` or ``(D, H, W)``. Defaults to (512, 512).
+        cell_size: int. Side of each cell's box (the cell spans about 0.64–0.84 of it, the
+            nucleus about a third). Defaults to 64.
+        margin: int or None. Box centres stay this far from the edges; None = cell_size // 2
+            (every cell whole); 0 lets cells be cut by the border.
+        multichannel: bool. One multi-channel file per field. Defaults to False.
+        seed: int. Defaults to 0.
+        progress: callable or None. Called once after each field.
+
+    Returns:
+        Path of `out_dir`.
+    """
+    import tifffile
+
+    families = _check_families(n_families)
+    size = tuple(int(s) for s in size)
+    if len(size) not in (2, 3) or min(size[-2:]) < cell_size or cell_size < 16:
+        raise ValueError(
+            f"`size` must be (H, W) or (D, H, W) with H, W >= cell_size >= 16. Received: size={size}, "
+            f"cell_size={cell_size}"
+        )
+    if min(proteins_per_family, fields_per_protein, cells_per_field) < 1:
+        raise ValueError(
+            "`proteins_per_family`, `fields_per_protein` and `cells_per_field` must be >= 1. Received: "
+            f"{proteins_per_family}, {fields_per_protein}, {cells_per_field}"
+        )
+    margin = cell_size // 2 if margin is None else int(margin)
+    dims = len(size)
+    box = (size[0], cell_size, cell_size) if dims == 3 else (cell_size, cell_size)
+    axes = "ZYX" if dims == 3 else "YX"
+    names = ("z", "y", "x")[-dims:]
+    out_dir = Path(out_dir)
+    tables: dict[str, list[dict]] = {"opencell": [], "bbbc021": [], "allencell": []}
+    truth = []
+    with atomic_path(out_dir, suffix="") as tmp:
+        (tmp / "fields").mkdir(parents=True)
+        index = 0
+        for fi, family in enumerate(families):
+            for pi in range(proteins_per_family):
+                params = protein_parameters(family, pi, seed)
+                protein, ensg = f"{family.upper()}_{pi + 1}", _ensg(fi, pi)
+                for _ in range(fields_per_protein):
+                    fov = f"fov{index:04d}"
+                    rng = np.random.default_rng([seed, 211, index])
+                    background, photons = rng.uniform(0.02, 0.06), rng.uniform(150, 400)
+                    zeros = np.zeros(size, np.float32)
+                    channels = {c: _image(rng, zeros, background, photons) for c in FOV_CHANNELS}
+                    covered = np.zeros(size, bool)
+                    centres = _place_cells(rng, size[-2:], cells_per_field, 0.8 * cell_size, margin)
+                    for k, centre in enumerate(centres):
+                        cell = make_cell(family, params, box, "interphase", rng, True, background, photons)
+                        corner = [int(round(c - cell_size / 2.0)) for c in centre]
+                        corner = ([0] if dims == 3 else []) + corner
+                        region = ndi.binary_dilation(cell["cell_mask"], iterations=3)
+                        for c in FOV_CHANNELS:
+                            _paste(channels[c], covered, cell[c], region, corner)
+                        covered_box = np.zeros(size, bool)
+                        _paste(covered_box, np.zeros(size, bool), region, region, corner)
+                        covered |= covered_box
+                        centroid = np.array(ndi.center_of_mass(cell["nucleus_mask"])) + np.array(corner)
+                        inside = all(0 <= a and a + n <= s for a, n, s in zip(corner, box, size))
+                        row = {"fov": fov, "cell": k}
+                        row.update({f"centroid_{n}": float(c) for n, c in zip(names, centroid)})
+                        row.update(
+                            {
+                                "nucleus_area": int(cell["nucleus_mask"].sum()),
+                                "cell_area": int(cell["cell_mask"].sum()),
+                                "inside": inside,
+                                "family": family,
+                                "protein": protein,
+                            }
+                        )
+                        truth.append(row)
+                    stacks = {c: np.round(channels[c] * 60000).astype(np.uint16) for c in FOV_CHANNELS}
+                    if multichannel:
+                        rel = f"fields/{fov}.ome.tif"
+                        image = np.stack([stacks[c] for c in FOV_CHANNELS])
+                        tifffile.imwrite(
+                            tmp / rel, image, ome=True, metadata={"axes": "C" + axes, "Channel": {"Name": list(FOV_CHANNELS)}}
+                        )
+                        paths = {c: rel for c in FOV_CHANNELS}
+                    else:
+                        paths = {}
+                        for c in FOV_CHANNELS:
+                            paths[c] = f"fields/{fov}_{c}.ome.tif"
+                            tifffile.imwrite(tmp / paths[c], stacks[c], ome=True, metadata={"axes": axes})
+
+                    def columns(mapping):
+                        row = {column: paths[c] for column, c in mapping.items()}
+                        if multichannel:
+                            row.update({f"{column}_channel": FOV_CHANNELS.index(c) for column, c in mapping.items()})
+                        return row
+
+                    meta = {"fov": fov, "ensg": ensg, "protein": protein, "localization": family, "family": family}
+                    tables["opencell"].append({**columns({"pro": "protein", "nuc": "dna"}), **meta})
+                    tables["bbbc021"].append(
+                        {
+                            **columns({c: c for c in ("dna", "membrane", "protein")}),
+                            "fov": fov,
+                            "plate": "SYN01",
+                            "well": f"W{index:03d}",
+                            "site": 0,
+                            "compound": protein,
+                            "concentration": 1.0,
+                            "moa": family,
+                            "family": family,
+                        }
+                    )
+                    tables["allencell"].append(
+                        {
+                            **columns({"membrane": "membrane", "dna": "dna", "structure": "protein"}),
+                            "fov": fov,
+                            "structure_name": family.upper(),
+                            "protein": protein,
+                            "family": family,
+                        }
+                    )
+                    index += 1
+                    if progress is not None:
+                        progress()
+        for layout, rows in tables.items():
+            pd.DataFrame(rows).to_csv(tmp / f"fovs_{layout}.csv", index=False)
+        pd.DataFrame(truth).to_csv(tmp / "cells.csv", index=False)
+    return out_dir
