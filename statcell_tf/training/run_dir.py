@@ -1,22 +1,41 @@
 """The run directory contract: everything a run writes lives in one folder.
 
-``models/<model>/<run>/``: ``config.json`` (every setting; reloaded on resume),
-``checkpoints/`` (every epoch; resume after a kill), ``best.keras`` (best validation score),
+``models/<model>/<run>/``: ``config.json`` (one schema for every paper, below),
+``splits.csv`` (one schema: row, cell_id, group, split), ``checkpoints/`` (the committed
+state of every finished epoch; resume after a kill), ``best.keras`` (best validation score),
 ``saved_model/`` (named endpoints, loadable by ``tf.saved_model.load`` alone),
-``history.csv``, ``tensorboard/``, ``figures/``, ``splits.csv``.
+``history.csv``, ``tensorboard/``, ``figures/`` and ``.lock`` while a process trains.
+
+``config.json``::
+
+    {"format": 2, "paper": "cytoself", "role": "cytoself", "preset": "demo",
+     "version": "0.1.0", "settings": {...every training setting...},
+     "data": {...what the run derived from its data: classes, channels, split sizes...}}
+
+Runs written before format 2 (one layout per paper) are read through `upgrade_config`.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
+import shutil
 from pathlib import Path
 
-from statcell_tf import atomic
+import numpy as np
+import pandas as pd
+
+from statcell_tf import __version__, atomic
 from statcell_tf.errors import UserError
+
+CONFIG_FORMAT = 2
+PAPERS = ("cytoself", "statcell", "integrated_cell", "vaeplus")
+SPLIT_COLUMNS = ("row", "cell_id", "group", "split")
 
 
 class RunDirectory:
-    """Paths and config of one training run.
+    """Paths, config, splits and loading of one training run.
 
     Args:
         path: str or Path. The run folder.
@@ -33,63 +52,251 @@ class RunDirectory:
     tensorboard = property(lambda self: self.path / "tensorboard")
     figures = property(lambda self: self.path / "figures")
     splits = property(lambda self: self.path / "splits.csv")
+    lock_file = property(lambda self: self.path / ".lock")
 
     def exists(self) -> bool:
         """True when the folder already holds a run (a config.json)."""
-        return self.config.exists()
+        return self.config.is_file()
 
-    def create(self, config: dict, resume: bool = False, flag: str = "--out", chief: bool = True) -> dict:
-        """Start a run, or reopen it when `resume` is set; return the config in force.
-
-        A folder that already holds a run is only reused with `resume` (then its saved
-        config wins, except for `epochs`, which may be raised to train longer). A non-`chief`
-        worker of a multi-worker run writes nothing and checks nothing: it returns what the
-        chief returns when it can see the run (a shared folder, on resume), else `config`.
-        """
-        if not chief:
-            if not (resume and self.exists()):
-                return dict(config)
-            saved = self.read_config()
-            return {**saved, "epochs": config["epochs"]} if "epochs" in config and "epochs" in saved else saved
-        if self.exists():
-            if not resume:
-                raise UserError(
-                    f"{flag} {self.path} already holds a run; pass --resume to continue it or "
-                    f"choose another {flag}"
-                )
-            saved = self.read_config()
-            if "epochs" in config and "epochs" in saved and config["epochs"] != saved["epochs"]:
-                saved["epochs"] = config["epochs"]
-                self.write_config(saved)
-            return saved
-        if self.path.exists() and any(self.path.iterdir()):
-            raise UserError(
-                f"{flag} {self.path} exists and is not a run folder (no config.json); "
-                "choose an empty or new folder"
-            )
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.figures.mkdir(exist_ok=True)
-        self.write_config(config)
-        return dict(config)
-
+    # ----- config.json ----------------------------------------------------------------------
     def read_config(self) -> dict:
-        """The saved config.json."""
-        if not self.config.exists():
+        """The saved config.json, validated and upgraded to the current schema.
+
+        Raises:
+            UserError: naming config.json when it is missing, not JSON or malformed.
+        """
+        if not self.config.is_file():
             raise UserError(f"{self.path} is not a run folder: config.json is missing")
         try:
-            return json.loads(self.config.read_text())
-        except ValueError as error:
+            raw = json.loads(self.config.read_text())
+        except (ValueError, UnicodeDecodeError) as error:
             raise UserError(f"{self.config} is not valid JSON ({error})") from None
+        return validate_config(upgrade_config(raw, self.config), self.config)
 
     def write_config(self, config: dict) -> None:
-        atomic.write_json(self.config, config)
+        atomic.write_json(self.config, validate_config(config, self.config))
+
+    # ----- splits.csv -----------------------------------------------------------------------
+    def write_splits(self, table: pd.DataFrame) -> None:
+        missing = [c for c in SPLIT_COLUMNS if c not in table.columns]
+        if missing:
+            raise ValueError(f"a splits table needs columns {SPLIT_COLUMNS}. Received: {list(table.columns)}")
+        atomic.write_csv(self.splits, table[list(SPLIT_COLUMNS)])
+
+    def read_splits(self) -> pd.DataFrame:
+        """splits.csv as a table with columns row, cell_id, group, split (older layouts
+        upgraded: cytoself/VAE+ row, group, split; Statistical/Integrated Cell CellId, split)."""
+        from statcell_tf.data import validation
+
+        if not self.splits.is_file():
+            raise UserError(f"{self.splits} is missing: the run folder is incomplete")
+        table = validation.read_csv(self.splits, dtype=str, keep_default_na=False)
+        if "cell_id" not in table and "CellId" in table:
+            table = table.rename(columns={"CellId": "cell_id"})
+        if "row" not in table:
+            table["row"] = ""
+        if "cell_id" not in table:
+            table["cell_id"] = table["row"]
+        if "group" not in table:
+            table["group"] = table["cell_id"]
+        validation.require_columns(table, list(SPLIT_COLUMNS), self.splits)
+        bad = sorted(set(table["split"]) - {"train", "val", "test", ""})
+        if bad:
+            raise UserError(f"{self.splits}: column split holds {bad[:3]}; expected train, val or test")
+        return table[list(SPLIT_COLUMNS)]
+
+    def split_rows(self, n: int) -> dict[str, np.ndarray]:
+        """``{"train", "val", "test"}`` row indices recorded for data of `n` cells."""
+        table = self.read_splits()
+        rows = pd.to_numeric(table["row"], errors="coerce")
+        if len(table) != n:
+            raise UserError(f"{self.splits} records a split of {len(table)} cells but the data has {n}")
+        if rows.isna().any() or not np.array_equal(np.sort(rows.to_numpy()), np.arange(n)):
+            raise UserError(f"{self.splits}: column row must list every cell 0..{n - 1} once")
+        rows = rows.to_numpy(np.int64)
+        split = table["split"].to_numpy()
+        return {name: np.sort(rows[split == name]) for name in ("train", "val", "test")}
+
+    # ----- loading --------------------------------------------------------------------------
+    def load(self, paper: str | None = None, flag: str = "RUN"):
+        """(config, best model) of a trained run; `paper` checks which paper trained it."""
+        from statcell_tf.training.export import load_keras
+
+        config = self.check(paper, flag)
+        if not self.best_model.exists():
+            raise UserError(f"{flag} {self.path} has no best.keras yet (train it first). Received: missing {self.best_model}")
+        return config, load_keras(self.best_model, f"{flag} best.keras")
+
+    def check(self, paper: str | None = None, flag: str = "RUN") -> dict:
+        """The config of an existing run folder, checked to be a run of `paper`."""
+        if not self.path.is_dir():
+            raise UserError(f"{flag} {self.path} does not exist or is not a folder")
+        if not self.exists():
+            raise UserError(f"{flag} {self.path} is not a run folder: config.json is missing")
+        config = self.read_config()
+        if paper is not None and config["paper"] != paper:
+            raise UserError(
+                f"{flag} {self.path} is a {config['paper']} run; expected a {paper} run. "
+                f"Received: paper={config['paper']!r} in {self.config}"
+            )
+        return config
+
+    # ----- housekeeping ---------------------------------------------------------------------
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete what killed processes left: atomic-write temporaries (``.name.*.tmp*``),
+        half-replaced folders (``.name.old``) and TensorFlow's ``ckpt-N_temp`` folders."""
+        removed = []
+        for folder in (self.path, self.figures, self.checkpoints):
+            if not folder.is_dir():
+                continue
+            for entry in folder.iterdir():
+                name = entry.name
+                stale = (name.startswith(".") and (".tmp" in name or name.endswith(".old"))) or (
+                    folder == self.checkpoints and "_temp" in name
+                )
+                if stale:
+                    shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+                    removed.append(entry)
+        return removed
 
 
-def open_run(path, flag: str = "RUN") -> RunDirectory:
-    """An existing run folder, or a UserError naming what is missing."""
+def open_run(path, flag: str = "RUN", paper: str | None = None) -> RunDirectory:
+    """An existing run folder (of `paper` when given), or a UserError naming what is wrong."""
     run = RunDirectory(path)
-    if not run.path.is_dir():
-        raise UserError(f"{flag} {run.path} does not exist")
-    if not run.exists():
-        raise UserError(f"{flag} {run.path} is not a run folder: config.json is missing")
+    run.check(paper, flag)
     return run
+
+
+# ----- the one config schema ---------------------------------------------------------------------
+def make_config(paper: str, role: str, preset: str | None, settings: dict, data: dict | None = None) -> dict:
+    """A config.json for a new run."""
+    return validate_config(
+        {
+            "format": CONFIG_FORMAT,
+            "paper": paper,
+            "role": role,
+            "preset": preset,
+            "version": __version__,
+            "settings": dict(settings),
+            "data": dict(data or {}),
+        }
+    )
+
+
+def validate_config(config, source="config.json") -> dict:
+    """`config` if it follows the schema, else a UserError naming `source`."""
+    if not isinstance(config, dict):
+        raise UserError(f"{source} must hold a JSON object; received {type(config).__name__}: {str(config)[:60]}")
+    missing = [key for key in ("format", "paper", "role", "settings", "data") if key not in config]
+    if missing:
+        raise UserError(f"{source} lacks key(s) {', '.join(missing)}; it is damaged or not a statcell_tf run")
+    if config["paper"] not in PAPERS:
+        raise UserError(f"{source}: paper must be one of {', '.join(PAPERS)}. Received: {config['paper']!r}")
+    if not isinstance(config["role"], str):
+        raise UserError(f"{source}: role must be a string. Received: {config['role']!r}")
+    for key in ("settings", "data"):
+        if not isinstance(config[key], dict):
+            raise UserError(f"{source}: {key} must be a JSON object. Received: {str(config[key])[:60]}")
+    if config["format"] != CONFIG_FORMAT:
+        raise UserError(f"{source}: format {config['format']!r} is not supported (this version reads {CONFIG_FORMAT})")
+    return config
+
+
+def upgrade_config(raw, source="config.json"):
+    """A config.json of a run written before the one schema (format 2), upgraded; others
+    are returned unchanged for `validate_config`."""
+    if not isinstance(raw, dict) or "format" in raw:
+        return raw
+    version = "legacy"
+    if raw.get("model") == "cytoself" and isinstance(raw.get("train"), dict):
+        settings = dict(raw["train"])
+        settings["epochs"] = raw.get("epochs", settings.get("epochs"))
+        data = {k: v for k, v in raw.items() if k not in ("model", "train", "epochs")}
+        return {"format": 2, "paper": "cytoself", "role": "cytoself", "preset": settings.get("preset"),
+                "version": version, "settings": settings, "data": data}
+    if raw.get("kind") == "integrated_cell":
+        settings = {k: v for k, v in raw.items() if k not in ("kind", "class_names")}
+        return {"format": 2, "paper": "integrated_cell", "role": settings.get("stage"), "preset": None,
+                "version": version, "settings": settings, "data": {"class_names": raw.get("class_names")}}
+    if raw.get("model") in ("reference", "target") and "beta" in raw:
+        settings = dict(raw)
+        role = settings.pop("model")
+        data = {"structure_types": settings.pop("structure_types", [])}
+        return {"format": 2, "paper": "statcell", "role": role, "preset": settings.get("preset"),
+                "version": version, "settings": settings, "data": data}
+    if raw.get("variant") in ("vaeplus", "vae", "ae") and "iterations" in raw:
+        settings = {k: v for k, v in raw.items() if k not in ("epochs", "steps_per_epoch")}
+        settings["steps_per_epoch"] = raw.get("steps_per_epoch")
+        return {"format": 2, "paper": "vaeplus", "role": raw["variant"], "preset": None,
+                "version": version, "settings": settings, "data": {}}
+    return raw
+
+
+def settings_from(config: dict, cls, source="config.json", renamed: dict | None = None):
+    """The settings dataclass `cls` of a run's config, with one-line errors naming `source`.
+
+    Unknown keys, missing required keys and invalid values all name the file (never a flag
+    the user did not pass).
+    """
+    import dataclasses
+
+    values = dict(config["settings"])
+    for old, new in (renamed or {}).items():
+        if old in values:
+            values[new] = values.pop(old)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise UserError(f"{source}: unknown setting(s) {', '.join(unknown)}")
+    required = [
+        name for name, f in fields.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and name not in values
+    ]
+    if required:
+        raise UserError(f"{source}: setting(s) {', '.join(required)} missing")
+    try:
+        return cls(**values)
+    except (UserError, TypeError, ValueError) as error:
+        raise UserError(f"{source}: invalid settings ({error})") from None
+
+
+def check_number(value, flag: str, minimum=None, maximum=None, open_min=False, allow_none=True):
+    """`value` if it is None (when allowed) or a finite number in range, else a UserError."""
+    if value is None and allow_none:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UserError(f"{flag} must be a finite number. Received: {value!r}")
+    if minimum is not None and (value <= minimum if open_min else value < minimum):
+        raise UserError(f"{flag} must be {'>' if open_min else '>='} {minimum:g}. Received: {value!r}")
+    if maximum is not None and value > maximum:
+        raise UserError(f"{flag} must be <= {maximum:g}. Received: {value!r}")
+    return value
+
+
+def check_out(out, flag: str = "--out", inputs=()) -> Path:
+    """`out` if a run folder can be written there; else one UserError line.
+
+    Refuses: a path under a regular file, the input data itself or a folder inside it (or
+    holding it), and a location that cannot be written (read-only filesystem or no
+    permission). Creates nothing.
+    """
+    out = Path(out)
+    absolute = Path(os.path.abspath(out))
+    for parent in [absolute, *absolute.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"{flag} {out}: {parent} is a file, not a folder")
+    for source in inputs:
+        if source is None:
+            continue
+        source = Path(os.path.abspath(source))
+        if absolute == source or source in absolute.parents or absolute in source.parents:
+            raise UserError(f"{flag} {out} overlaps the input {source}; choose a folder outside the data")
+    existing = next(p for p in [absolute, *absolute.parents] if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {out}: cannot write to {existing} (read-only or no permission)")
+    try:
+        if os.statvfs(existing).f_flag & os.ST_RDONLY:
+            raise UserError(f"{flag} {out}: {existing} is on a read-only filesystem")
+    except (AttributeError, OSError):
+        pass
+    return out

@@ -3,11 +3,21 @@
 `fit` trains any `TrainableModel` under any `tf.distribute` strategy (one device, mirrored,
 multi-worker) with one loop: each step runs ``model.train_step_fn`` on every replica through
 ``strategy.run``; per-replica loss terms are combined as batch-size-weighted means. After each
-epoch it validates, logs (``history.csv``, TensorBoard, progress bar), keeps the best model
-(``best.keras``), applies the plateau and early-stopping rules and checkpoints everything
-needed to resume: weights, optimizer slots, learning rates, the epoch and step counters and
-the plateau/early-stopping state all live in one TF checkpoint, so a run killed at any point
-resumes from its last completed epoch exactly as if it had not stopped.
+epoch it validates, applies the keep-best, plateau and early-stopping rules and commits the
+epoch; then it publishes it (``history.csv``, ``best.keras``, TensorBoard, figures).
+
+Commit: weights, optimizer slots, learning rates, the epoch and step counters, the
+plateau/early-stopping state and the best epoch live in one TF checkpoint
+(``checkpoints/ckpt-N``), written after the epoch's history (``ckpt-N.history.json``, every
+row so far). The checkpoint is the commit point: a run killed at any instant resumes from its
+last committed epoch, and whatever that epoch published before the kill (or failed to) is
+rewritten from the checkpoint on resume (history.csv, TensorBoard scalars, best.keras when the
+last epoch was the best one, and that epoch's figures). A damaged newest checkpoint falls back
+to the previous one (two are kept), with a message.
+
+Data streams are positioned from the checkpoint: the training data may be a function of the
+epoch (``epoch -> tf.data.Dataset``, the way every paper recipe supplies it), so a resumed
+run reads exactly what an uninterrupted one would have read.
 
 Keras `fit` is not used: under MultiWorkerMirroredStrategy it fails on scalar logs and tuple
 batches with Keras 3.15 (tensorflow issue #72388; ARCHITECTURE.md).
@@ -16,8 +26,13 @@ batches with Keras 3.15 (tensorflow issue #72388; ARCHITECTURE.md).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
+import re
 import shutil
+import signal
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -28,6 +43,7 @@ import pandas as pd
 
 from statcell_tf import atomic
 from statcell_tf.backend import keras, tf
+from statcell_tf.errors import UserError
 from statcell_tf.training import runtime
 from statcell_tf.training.export import save_keras
 from statcell_tf.training.run_dir import RunDirectory
@@ -95,6 +111,7 @@ class _State:
         self.plateau_wait = tf.Variable(0, dtype=tf.int64, trainable=False, name="plateau_wait")
         self.stop_wait = tf.Variable(0, dtype=tf.int64, trainable=False, name="stop_wait")
         self.stopped = tf.Variable(False, trainable=False, name="stopped")
+        self.best_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="best_epoch")
 
     def trackables(self) -> dict:
         return {
@@ -104,6 +121,7 @@ class _State:
             "plateau_wait": self.plateau_wait,
             "stop_wait": self.stop_wait,
             "stopped": self.stopped,
+            "best_epoch": self.best_epoch,
         }
 
 
@@ -175,20 +193,25 @@ def _improved(value: float, best: float, mode: str, min_delta: float) -> bool:
 
 def fit(
     model,
-    train_dataset: tf.data.Dataset,
+    train_dataset,
     val_dataset: tf.data.Dataset | None,
     run_directory,
     settings: TrainSettings,
     strategy: tf.distribute.Strategy | None = None,
     epoch_callbacks: Iterable[EpochCallback] = (),
     resume: bool = True,
+    on_start: Callable[[], None] | None = None,
 ) -> pd.DataFrame:
     """Train `model` and return its history (one row per epoch, all epochs of the run).
 
     Args:
         model: TrainableModel. Built inside ``strategy.scope()`` (its variables must be
             created there); `fit` creates variables and optimizers from the first batch.
-        train_dataset: tf.data.Dataset of dict batches (global batch size).
+        train_dataset: tf.data.Dataset of dict batches (global batch size), or a function
+            ``epoch -> tf.data.Dataset`` (epochs count from 1) giving that epoch's batches
+            (exactly `settings.steps_per_epoch` of them when that is set). A function is
+            how a resumed run reads exactly the data an uninterrupted run reads; a plain
+            dataset is replayed (finite) or skipped forward (repeated) instead.
         val_dataset: tf.data.Dataset or None. Validation batches; their loss terms are
             logged with a ``val_`` prefix.
         run_directory: RunDirectory or path. Receives checkpoints/, history.csv,
@@ -196,8 +219,10 @@ def fit(
         settings: TrainSettings.
         strategy: tf.distribute.Strategy or None (the default strategy).
         epoch_callbacks: callables ``fn(epoch, logs, model)`` run on the chief after each
-            epoch (figures, extra metrics). `epoch` counts from 1.
-        resume: bool. Continue from the newest checkpoint in the run directory if any.
+            committed epoch (figures, extra metrics), and again for the last committed epoch
+            when a run resumes (so they must be idempotent). `epoch` counts from 1.
+        resume: bool. Continue from the newest intact checkpoint in the run directory if any.
+        on_start: callable or None. Called once the checkpoint is restored, before training.
 
     Returns:
         pandas.DataFrame with columns epoch, every loss term, every ``val_`` term, the
@@ -209,9 +234,10 @@ def fit(
     chief = runtime.is_chief(strategy)
     if settings.monitor.startswith("val_") and val_dataset is None:
         raise ValueError(f"monitor={settings.monitor!r} needs a validation dataset")
+    epoch_data = train_dataset if callable(train_dataset) else None
 
     with strategy.scope():
-        model.prepare(_first_batch(train_dataset))
+        model.prepare(_first_batch(epoch_data(1) if epoch_data else train_dataset))
         state = _State(settings.mode)
         optimizers = {f"optimizer_{name}": opt for name, opt in model.optimizers_by_name.items()}
         checkpoint = tf.train.Checkpoint(
@@ -220,34 +246,49 @@ def fit(
 
     # Non-chief workers must save too (the save is collective) but into a throw-away folder.
     checkpoint_dir = run.checkpoints if chief else Path(tempfile.mkdtemp(prefix="statcell_worker_ckpt_"))
-    manager = tf.train.CheckpointManager(checkpoint, str(checkpoint_dir), max_to_keep=2)
     history = _restore(run, checkpoint, state, resume, chief, settings.verbose)
     if resume:
         _check_workers_restored_alike(strategy, run, int(state.epoch.numpy()))
+    callbacks = list(epoch_callbacks)
+    if chief and len(history):
+        _republish(run, model, state, history, callbacks)
+    if on_start is not None:
+        on_start()
 
-    distributed_train = strategy.experimental_distribute_dataset(train_dataset)
     distributed_val = strategy.experimental_distribute_dataset(val_dataset) if val_dataset is not None else None
-    train_step = _make_step(strategy, model.train_step_fn, distributed_train.element_spec)
     test_step = _make_step(strategy, model.test_step_fn, distributed_val.element_spec) if distributed_val else None
-    persistent_iterator = iter(distributed_train) if settings.steps_per_epoch else None
-    if persistent_iterator is None:
-        # A finite dataset draws its epoch's shuffle order and augmentation keys when an iterator
-        # is made; replay the draws of the epochs already done so a resumed run sees the same data.
-        for _ in range(int(state.epoch.numpy())):
-            iter(distributed_train)
+    persistent_iterator = None
+    if epoch_data is None:
+        if settings.steps_per_epoch:
+            done = int(state.step.numpy())  # a repeated stream continues where the run stopped
+            persistent_iterator = iter(strategy.experimental_distribute_dataset(train_dataset.skip(done)))
+        else:
+            # A finite dataset draws its epoch's shuffle order and augmentation keys when an
+            # iterator is made; replay the draws of the epochs already done.
+            fixed = strategy.experimental_distribute_dataset(train_dataset)
+            for _ in range(int(state.epoch.numpy())):
+                iter(fixed)
+    train_step = None
     average_replica_statistics = _replica_statistics_averager(strategy, model)
     writer = tf.summary.create_file_writer(str(run.tensorboard)) if chief else None
-    steps_hint = settings.steps_per_epoch or _cardinality(train_dataset)
 
     try:
         while int(state.epoch.numpy()) < settings.epochs and not bool(state.stopped.numpy()):
             epoch = int(state.epoch.numpy()) + 1
             started = time.time()
+            if persistent_iterator is not None:
+                iterator, steps_hint = persistent_iterator, settings.steps_per_epoch
+            else:
+                dataset = epoch_data(epoch) if epoch_data else train_dataset
+                steps_hint = settings.steps_per_epoch or _cardinality(dataset)
+                distributed = strategy.experimental_distribute_dataset(dataset) if epoch_data else fixed
+                iterator = iter(distributed)
+            if train_step is None:
+                train_step = _make_step(strategy, model.train_step_fn, iterator.element_spec)
             progbar = None
             if chief and settings.verbose:
                 print(f"Epoch {epoch}/{settings.epochs}", flush=True)
                 progbar = keras.utils.Progbar(steps_hint, verbose=1, stateful_metrics=["loss"])
-            iterator = persistent_iterator or iter(distributed_train)
             logs, steps = _run_epoch(train_step, iterator, settings.steps_per_epoch, progbar)
             state.step.assign_add(steps)
             average_replica_statistics()
@@ -262,22 +303,28 @@ def fit(
                 raise ValueError(
                     f"monitor={settings.monitor!r} is not a logged value; logged: {', '.join(logs)}"
                 )
-            _apply_rules(model, logs, state, settings, run, chief)
+            improved = _apply_rules(model, logs, state, settings, chief)
+            if improved:
+                state.best_epoch.assign(epoch)
             state.epoch.assign(epoch)
-            manager.save(checkpoint_number=epoch)
             history = pd.concat([history, pd.DataFrame([logs])], ignore_index=True)
-            if chief:
+            failpoint("before_commit", epoch)
+            _commit(checkpoint, checkpoint_dir, epoch, history, chief)
+            failpoint("after_commit", epoch)
+            if chief:  # publish the committed epoch
                 atomic.write_csv(run.history, history)
+                failpoint("after_history", epoch)
+                if improved:
+                    save_keras(model, run.best_model)
                 with writer.as_default(step=epoch):
-                    for key, value in logs.items():
-                        if key != "epoch":
-                            tf.summary.scalar(key, value)
+                    _write_scalars(logs)
                 writer.flush()
                 if settings.verbose:
                     shown = ", ".join(f"{k}={v:.4g}" for k, v in logs.items() if k not in ("epoch", "step"))
                     print(f"epoch {epoch}: {shown}", flush=True)
-                for callback in epoch_callbacks:
+                for callback in callbacks:
                     callback(epoch, logs, model)
+                failpoint("after_publish", epoch)
     finally:
         if writer is not None:
             writer.close()
@@ -286,6 +333,79 @@ def fit(
     return history
 
 
+def _write_scalars(logs: dict) -> None:
+    for key, value in logs.items():
+        if key != "epoch" and isinstance(value, (int, float, np.floating, np.integer)) and np.isfinite(value):
+            tf.summary.scalar(key, float(value))
+
+
+CHECKPOINT_NAME = re.compile(r"^ckpt-(\d+)\.index$")
+KEEP_CHECKPOINTS = 2
+
+
+def _checkpoints(folder: Path) -> list[tuple[int, Path]]:
+    """(epoch, prefix) of every checkpoint in `folder`, newest first."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for entry in folder.iterdir():
+        match = CHECKPOINT_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), folder / f"ckpt-{match.group(1)}"))
+    return sorted(found, reverse=True)
+
+
+def committed_epochs(run) -> int:
+    """The newest epoch with a checkpoint in `run` (0 when none)."""
+    found = _checkpoints(run.checkpoints)
+    return found[0][0] if found else 0
+
+
+def failpoint(name: str, epoch: int) -> None:
+    """Test hook: SIGKILL this process at the named instant of `epoch` when the environment
+    variable ``STATCELL_TF_KILL_AT`` is ``<name>:<epoch>`` (the kill-anywhere tests)."""
+    wanted = os.environ.get("STATCELL_TF_KILL_AT")
+    if wanted and wanted == f"{name}:{epoch}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _history_file(prefix: Path) -> Path:
+    return prefix.with_name(prefix.name + ".history.json")
+
+
+def _commit(checkpoint, folder: Path, epoch: int, history: pd.DataFrame, chief: bool) -> None:
+    """Commit `epoch`: its history sidecar, then the checkpoint (the commit point), then
+    prune checkpoints older than the `KEEP_CHECKPOINTS` newest."""
+    prefix = Path(folder) / f"ckpt-{epoch}"
+    if chief:
+        rows = json.loads(history.to_json(orient="records"))
+        atomic.write_json(_history_file(prefix), rows)
+    failpoint("mid_commit", epoch)
+    checkpoint.write(str(prefix))
+    if chief:
+        for old_epoch, old in _checkpoints(Path(folder))[KEEP_CHECKPOINTS:]:
+            for path in old.parent.glob(f"ckpt-{old_epoch}.*"):
+                path.unlink(missing_ok=True)
+
+
+def _republish(run, model, state, history, callbacks) -> None:
+    """After a resume, rewrite what the last committed epoch may not have published before
+    the run was killed: history.csv, the TensorBoard scalars (rebuilt from the history),
+    best.keras when that epoch was the best, and its figures."""
+    atomic.write_csv(run.history, history)
+    shutil.rmtree(run.tensorboard, ignore_errors=True)
+    writer = tf.summary.create_file_writer(str(run.tensorboard))
+    with writer.as_default():
+        for row in history.to_dict(orient="records"):
+            with writer.as_default(step=int(row["epoch"])):
+                _write_scalars(row)
+    writer.close()
+    epoch = int(state.epoch.numpy())
+    if int(state.best_epoch.numpy()) == epoch:
+        save_keras(model, run.best_model)
+    last = history.iloc[-1].to_dict()
+    for callback in callbacks:
+        callback(epoch, last, model)
 def _replica_statistics_averager(strategy, model) -> Callable[[], None]:
     """A function that sets every replica's copy of the model's floating-point non-trainable
     variables (batch-norm moving statistics, spectral-norm vectors) to their mean over replicas.
@@ -333,34 +453,51 @@ def _cardinality(dataset) -> int | None:
 
 
 def _restore(run, checkpoint, state, resume, chief, verbose) -> pd.DataFrame:
-    """Restore the newest checkpoint; return the history rows up to its epoch.
+    """Restore the newest intact checkpoint; return the history committed with it.
 
     Every worker restores from the run's checkpoints folder (the chief's; non-chief workers
     save into a throw-away folder), so a multi-worker run resumes on all workers together.
+    A damaged newest checkpoint falls back to the previous one with a message; a run that
+    committed epochs but has no intact checkpoint stops with one line (never a silent
+    restart that would overwrite its history and best model).
     """
-    latest = tf.train.latest_checkpoint(str(run.checkpoints)) if resume else None
-    if latest is None:
-        if chief and run.history.exists() and not resume:
-            run.history.unlink()
+    found = _checkpoints(run.checkpoints) if resume else []
+    if not found:
+        if resume and chief and (run.best_model.exists() or _history_rows(run.history)):
+            raise UserError(
+                f"cannot resume {run.path}: it has trained epochs (history.csv, best.keras) but "
+                f"{run.checkpoints} holds no checkpoint; train into a new --out instead"
+            )
         return pd.DataFrame()
-    try:
-        checkpoint.restore(latest).assert_existing_objects_matched()
-    except Exception as error:  # TF raises OpError, IndexError, ValueError... for bad files
-        from statcell_tf.errors import UserError
-
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    failures = []
+    for epoch, prefix in found:
+        try:
+            history_rows = json.loads(_history_file(prefix).read_text())
+            checkpoint.read(str(prefix)).assert_existing_objects_matched()
+            if int(state.epoch.numpy()) != epoch or len(history_rows) != epoch:
+                raise ValueError(f"it records epoch {int(state.epoch.numpy())} and {len(history_rows)} history rows")
+            break
+        except Exception as error:  # TF raises OpError, IndexError, ValueError... for bad files
+            text = str(error).strip()
+            first = text.splitlines()[0][:160] if text else type(error).__name__
+            failures.append(f"{prefix.name}: {first}")
+    else:
         raise UserError(
-            f"cannot resume from checkpoint {latest}: it is corrupt or from a different model "
-            f"({first[:200]}); remove {run.checkpoints} to start over"
-        ) from None
-    epoch = int(state.epoch.numpy())
+            f"cannot resume {run.path}: no intact checkpoint in {run.checkpoints} "
+            f"({'; '.join(failures)}); they are damaged or from a different model"
+        )
+    if chief and failures:
+        print(f"Warning: {'; '.join(failures)} -- resuming from {prefix.name} instead", file=sys.stderr, flush=True)
     if chief and verbose:
         print(f"Resuming {run.path} after epoch {epoch} (step {int(state.step.numpy())})", flush=True)
-    if run.history.exists():
-        history = pd.read_csv(run.history)
-        # A kill between the checkpoint and the history write can leave extra rows.
-        return history[history["epoch"] <= epoch].reset_index(drop=True)
-    return pd.DataFrame()
+    return pd.DataFrame(history_rows)
+
+
+def _history_rows(path: Path) -> int:
+    try:
+        return len(pd.read_csv(path))
+    except Exception:
+        return 0
 
 
 def _check_workers_restored_alike(strategy, run, epoch: int) -> None:
@@ -380,8 +517,6 @@ def _check_workers_restored_alike(strategy, run, epoch: int) -> None:
 
     epochs = sorted({int(e) for e in strategy.experimental_local_results(gather())[0].numpy()})
     if len(epochs) > 1:
-        from statcell_tf.errors import UserError
-
         raise UserError(
             f"--resume: the workers restored different epochs ({', '.join(map(str, epochs))}; this worker "
             f"{epoch} from {run.checkpoints}). Every worker must see the chief's checkpoints: give all "
@@ -389,16 +524,15 @@ def _check_workers_restored_alike(strategy, run, epoch: int) -> None:
         )
 
 
-def _apply_rules(model, logs, state, settings, run, chief) -> None:
-    """Keep-best, plateau and early stopping, in that order (Keras callback semantics)."""
+def _apply_rules(model, logs, state, settings, chief) -> bool:
+    """Keep-best, plateau and early stopping, in that order (Keras callback semantics);
+    True when this epoch is the new best (its model is saved once the epoch is committed)."""
     value = float(logs[settings.monitor])
     if _improved(value, float(state.best.numpy()), settings.mode, settings.min_delta):
         state.best.assign(value)
         state.plateau_wait.assign(0)
         state.stop_wait.assign(0)
-        if chief:
-            save_keras(model, run.best_model)
-        return
+        return True
     state.plateau_wait.assign_add(1)
     state.stop_wait.assign_add(1)
     if settings.plateau_patience and int(state.plateau_wait.numpy()) >= settings.plateau_patience:
@@ -414,3 +548,4 @@ def _apply_rules(model, logs, state, settings, run, chief) -> None:
         if chief and settings.verbose:
             print(f"early stopping: no {settings.monitor} improvement for "
                   f"{settings.early_stopping_patience} epochs", flush=True)
+    return False

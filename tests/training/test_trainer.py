@@ -85,7 +85,9 @@ def test_run_killed_by_sigkill_resumes_where_it_stopped(tmp_path):
     assert list(pd.read_csv(run / "history.csv")["epoch"]) == [1, 2]
     trained = []
     model, history = _fit(run, 5, callbacks=[lambda epoch, logs, model: trained.append(epoch)])
-    assert trained == [3, 4, 5]  # resumed after epoch 2, not started over
+    # Resumed after epoch 2, not started over; epoch 2's callbacks (figures) run again because
+    # the kill came before they finished.
+    assert trained == [2, 3, 4, 5]
     assert list(history["epoch"]) == [1, 2, 3, 4, 5]
     assert list(history["step"]) == [4, 8, 12, 16, 20]
     straight_model, straight = _fit(tmp_path / "straight", 5)
@@ -122,7 +124,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     _fit(run, 1)
     for shard in (run / "checkpoints").glob("ckpt-1.data*"):
         shard.write_bytes(b"garbage")
-    with pytest.raises(UserError, match="cannot resume from checkpoint"):
+    with pytest.raises(UserError, match="cannot resume .*no intact checkpoint"):
         _fit(run, 2)
 
 
@@ -135,28 +137,6 @@ def test_best_keras_and_saved_model_reload(tmp_path):
     best = export.load_keras(RunDirectory(tmp_path / "run").best_model)
     assert isinstance(best, TinyModel)
     assert best(x)[0].shape == (2, 8, 8, 1)
-
-
-def test_run_directory_refuses_reuse_without_resume(tmp_path):
-    from statcell_tf.errors import UserError
-
-    run = RunDirectory(tmp_path / "r")
-    run.create({"epochs": 3})
-    with pytest.raises(UserError, match="--resume"):
-        run.create({"epochs": 3})
-    assert run.create({"epochs": 5}, resume=True)["epochs"] == 5
-
-
-def test_non_chief_worker_neither_writes_nor_refuses_the_run_folder(tmp_path):
-    fresh = RunDirectory(tmp_path / "fresh")
-    assert fresh.create({"epochs": 3}, chief=False) == {"epochs": 3}
-    assert not fresh.path.exists()
-    shared = RunDirectory(tmp_path / "shared")  # the chief created it first (shared filesystem)
-    shared.create({"epochs": 3, "seed": 1})
-    before = shared.config.read_text()
-    assert shared.create({"epochs": 3, "seed": 2}, chief=False) == {"epochs": 3, "seed": 2}
-    assert shared.create({"epochs": 9, "seed": 2}, resume=True, chief=False) == {"epochs": 9, "seed": 1}
-    assert shared.config.read_text() == before
 
 
 def test_saved_model_loads_in_a_process_without_statcell_tf(tmp_path):
