@@ -97,6 +97,8 @@ def make_dataset(
     extra_columns: Sequence[str] = (),
     repeat: bool = False,
     drop_remainder: bool = False,
+    epoch: int | None = None,
+    steps: int | None = None,
 ) -> tf.data.Dataset:
     """A dataset of dict batches over rows `indices` of `cells`.
 
@@ -121,6 +123,11 @@ def make_dataset(
             float32 / bool, text as tf.string).
         repeat: bool. Repeat forever (each repetition a new epoch).
         drop_remainder: bool. Drop the last partial batch (needed with several replicas).
+        epoch: int or None. Only this epoch (counting from 1): its shuffle order and
+            augmentation keys depend on (`seed`, `epoch`) alone, so a resumed run reads
+            exactly what an uninterrupted one reads. With `repeat` the stream is endless
+            and the epoch is its `steps` batches starting at batch (epoch − 1)·steps.
+        steps: int or None. Batches per epoch of a repeated stream (with `epoch`).
 
     Returns:
         tf.data.Dataset of ``{"image": float32 (B, ..., C), "index": int64 (B,),
@@ -209,11 +216,33 @@ def make_dataset(
             out[name] = tf.gather(values, rows)
         return out
 
-    # One element per epoch: a key that differs per pass over the dataset, reproducibly.
-    epochs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    if not repeat:
-        epochs = epochs.take(1)
-    dataset = epochs.flat_map(one_epoch)
+    per_pass = len(indices) // batch_size if drop_remainder else -(-len(indices) // batch_size)
+    if per_pass == 0:
+        raise UserError(
+            f"--batch-size {batch_size} is larger than the {len(indices)} images selected from {source}; "
+            "expected at most that many"
+        )
+    if epoch is not None:
+        # Pass p of the data has key p of a fixed random sequence: positioned without state.
+        keys = tf.data.Dataset.random(seed=seed)
+        if repeat:
+            if not steps or steps < 1:
+                raise ValueError(f"`steps` must be >= 1 with `epoch` and `repeat`. Received: steps={steps}")
+            start = (int(epoch) - 1) * int(steps)
+            dataset = keys.skip(start // per_pass).flat_map(one_epoch).skip(start % per_pass).take(steps)
+            count = steps
+        else:
+            dataset = keys.skip(int(epoch) - 1).take(1).flat_map(one_epoch)
+            count = per_pass
+    else:
+        # One element per epoch: a key that differs per pass over the dataset, reproducibly.
+        epochs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        if not repeat:
+            epochs = epochs.take(1)
+        dataset = epochs.flat_map(one_epoch)
+        count = None if repeat else per_pass
+    if count is not None:  # a known length: progress bars show steps and an ETA
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

@@ -169,3 +169,23 @@ def test_bad_arguments_are_user_errors(tmp_path):
         make_dataset(cells, [], 2)
     with pytest.raises(UserError, match="--normalize must be one of"):
         make_dataset(cells, [0], 2, normalize="zscore")
+
+
+def test_an_epoch_is_positioned_without_state_and_has_a_known_length():
+    images = np.random.default_rng(0).random((10, 4, 4, 1)).astype("float32")
+    cells = _array_cells(images)
+    kw = dict(shuffle=True, seed=3, augment=True)
+    one = make_dataset(cells, np.arange(10), 4, epoch=2, **kw)
+    assert int(one.cardinality()) == 3  # 4 + 4 + 2
+    again = make_dataset(cells, np.arange(10), 4, epoch=2, **kw)
+    np.testing.assert_array_equal(_epoch(one, "image"), _epoch(again, "image"))  # same in any process
+    other = make_dataset(cells, np.arange(10), 4, epoch=3, **kw)
+    assert not np.array_equal(_epoch(one), _epoch(other))  # a new order every epoch
+    # A repeated stream cut into epochs of 3 batches (a pass holds 2 full batches of 4): epochs
+    # cross pass boundaries and continue the stream exactly.
+    stream = [make_dataset(cells, np.arange(10), 4, epoch=e, repeat=True, steps=3, drop_remainder=True, **kw)
+              for e in (1, 2, 3)]
+    assert all(int(d.cardinality()) == 3 for d in stream)  # 9 batches = 4.5 passes
+    whole = np.concatenate([_epoch(d) for d in stream])
+    passes = [_epoch(make_dataset(cells, np.arange(10), 4, epoch=p, drop_remainder=True, **kw)) for p in (1, 2, 3, 4, 5)]
+    np.testing.assert_array_equal(whole, np.concatenate(passes)[:36])
