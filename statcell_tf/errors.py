@@ -15,10 +15,20 @@ class UserError(Exception):
 USER_ERROR_MARK = "[statcell_tf user error] "
 
 
+# Failures of the filesystem the user chose (full disk, read-only, no permission, a file where
+# a folder should be): one line naming the path, like any other user error.
+_FILESYSTEM_ERRNOS = {"ENOSPC", "EROFS", "EACCES", "EPERM", "ENOTDIR", "EISDIR", "EDQUOT", "EEXIST"}
+
+
 def user_message(error: BaseException) -> str | None:
     """The user-facing line of `error` if it is (or wraps) a user error, else None."""
+    import errno
+
     if isinstance(error, UserError):
         return str(error)
+    if isinstance(error, OSError) and errno.errorcode.get(error.errno) in _FILESYSTEM_ERRNOS:
+        where = error.filename or "the output"
+        return f"{where}: {error.strerror or errno.errorcode[error.errno]} (expected a writable location with free space)"
     text = str(error)
     if USER_ERROR_MARK in text:
         return text.split(USER_ERROR_MARK, 1)[1].splitlines()[0].strip()
