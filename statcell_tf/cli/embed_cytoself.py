@@ -30,8 +30,8 @@ def command(run, data, out, split, batch_size, half, no_local, allow_pickle):
     from statcell_tf.cytoself.training import read_splits
     from statcell_tf.training.run_dir import open_run
 
-    run_dir = open_run(run, "RUN")
-    config = run_dir.read_config()
+    run_dir = open_run(run, "RUN", paper="cytoself")
+    config = run_dir.read_config()["data"]
     cells = read_cells(data, allow_pickle)
     indices = None
     if split != "all":

@@ -36,7 +36,7 @@ def command(run, protein, feature, code, data, count, clusters, split, out, allo
     PROTEIN images (from the embedded set) that use the feature most.
     """
     from statcell_tf.cytoself import interpretation as fi
-    from statcell_tf.cytoself.embeddings import load_embeddings, normalize_images, select_run_channels
+    from statcell_tf.cytoself.embeddings import load_embeddings, select_run_channels
     from statcell_tf.cytoself.runs import (
         PROTEIN_COLUMNS,
         data_images,
@@ -68,7 +68,7 @@ def command(run, protein, feature, code, data, count, clusters, split, out, allo
 
     model, config = load_run(run)
     cells = select_run_channels(data_images(data, embeddings, metadata, arrays["index"], allow_pickle), config)
-    images = normalize_images(cells.images[arrays["index"][chosen]], config.get("normalization"))
+    images = np.asarray(cells.images[arrays["index"][chosen]], np.float32)  # the model normalises
     if not getattr(model, "use_vq", True) or not getattr(model, "use_decoder", True):
         raise UserError(f"RUN {run} was trained without vector quantisation or decoder: nothing to remove")
     removal = fi.remove_feature(images, model.reconstruct_with_codes_removed, codes)

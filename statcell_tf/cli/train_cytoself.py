@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from statcell_tf.cli._settings import config_option, resolve_settings
 from statcell_tf.cli._options import (
     allow_pickle_option,
     existing_dir,
@@ -28,7 +29,8 @@ ABLATION_CHOICES = ["no_vq", "no_id", "no_split", "no_decoder", "no_nuclear", "n
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Maximum epochs; early stopping after 12 without val_loss improvement "
               "[default: paper 100, demo 4].")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Global batch size (split over the replicas).")
 @click.option("--learning-rate", type=float, default=None,
               help="Adam learning rate [default: the preset's; paper 4e-4 as in the paper's text, "
               "the authors' TF code used 1e-4].")
@@ -43,12 +45,14 @@ ABLATION_CHOICES = ["no_vq", "no_id", "no_split", "no_decoder", "no_nuclear", "n
               help="Steps per epoch [default: one pass over the training split].")
 @click.option("--out", type=out_path, default=None, help="Run folder [default: models/cytoself/<preset>].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@config_option
 @strategy_option
 @precision_option
 @seed_option
 @allow_pickle_option
-def command(data, channels, preset, epochs, batch_size, learning_rate, ablation, label_column, group_column,
-            no_augment, steps_per_epoch, out, resume, strategy, precision, seed, allow_pickle):
+@click.pass_context
+def command(ctx, data, channels, preset, epochs, batch_size, learning_rate, ablation, label_column, group_column,
+            no_augment, steps_per_epoch, out, resume, config_file, strategy, precision, seed, allow_pickle):
     """Train cytoself (Kobayashi et al. 2022) and keep the best validation model.
 
     Splits the cells 8:1:1 by field of view, trains with Adam (×0.1 after 4 epochs without
@@ -68,20 +72,25 @@ def command(data, channels, preset, epochs, batch_size, learning_rate, ablation,
         channel_list = tuple(c.strip() for c in channels.split(",") if c.strip())
         if not channel_list:
             raise click.UsageError(f"--channels needs at least one channel name. Received: {channels!r}")
-    config = CytoselfTrainConfig(
-        data=str(data), channels=channel_list, preset=preset, ablation=ablation,
-        epochs=epochs or DEFAULT_EPOCHS[preset],
+    values = dict(
+        data=str(data), channels=channel_list, preset=preset, ablation=ablation, epochs=epochs,
         batch_size=batch_size, learning_rate=learning_rate, seed=seed, label_column=label_column,
-        group_column=group_column, augment=not no_augment, steps_per_epoch=steps_per_epoch,
+        group_column=group_column, no_augment=not no_augment, steps_per_epoch=steps_per_epoch,
         strategy=strategy, precision=precision, allow_pickle=allow_pickle,
     )
+    presets = {name: {"epochs": DEFAULT_EPOCHS[name]} for name in DEFAULT_EPOCHS}
+    config = resolve_settings(ctx, CytoselfTrainConfig, values, presets, rename={"no_augment": "augment"},
+                              config_file=config_file)
+    preset = config.preset
+    ablation = config.ablation
     out = out or Path("models") / "cytoself" / (preset if ablation is None else f"{preset}-{ablation}")
-    from statcell_tf.training.run_dir import RunDirectory
+    from statcell_tf.training.run_dir import RunDirectory, check_out
 
+    check_out(out, inputs=[data])  # before reading the data: nothing is written on a bad --out
     if RunDirectory(out).exists() and not resume and runtime.is_chief(strategy_object):
         from statcell_tf.errors import UserError
 
         raise UserError(f"--out {out} already holds a run; pass --resume to continue it or choose another --out")
-    cells = read_cells(data, allow_pickle)
+    cells = read_cells(data, config.allow_pickle)
     path = train_cytoself(config, cells, out, resume=resume, strategy=strategy_object)
     click.echo(f"Run written to {path} (best model: {path / 'best.keras'}, SavedModel: {path / 'saved_model'})")

@@ -72,7 +72,8 @@ def command(data, role, dims, beta, objective, reconstruction, epochs, batch_siz
     if reference_run is not None:
         if role != "target":
             raise click.UsageError("--reference-run only applies to --model target")
-        paired = StatcellTrainConfig.from_dict(open_run(reference_run, "--reference-run").read_config())
+        paired_run = open_run(reference_run, "--reference-run", paper="statcell")
+        paired = StatcellTrainConfig.from_dict(paired_run.read_config(), str(paired_run.config))
         if paired.model != "reference":
             raise UserError(f"--reference-run {reference_run} is a {paired.model} run, not a reference run")
         if paired.dims != dims:

@@ -113,7 +113,6 @@ def embed_cytoself(
         raise ValueError(f"`indices` must be in [0, {len(cells)}). Received: min={rows.min()}, max={rows.max()}")
     metadata = cells.metadata.iloc[rows].reset_index(drop=True)
     labels = label_indices(metadata, config)
-    normalization = config.get("normalization")
 
     out_path = Path(out_path)
     bar = keras.utils.Progbar(len(rows), verbose=1, unit_name="cell") if progress else None
@@ -121,8 +120,7 @@ def embed_cytoself(
         datasets = {}
         for start in range(0, len(rows), batch_size):
             chunk = rows[start:start + batch_size]
-            images = normalize_images(cells.images[chunk], normalization)
-            result = model.embed(images)
+            result = model.embed(cells.images[chunk])  # the model normalises (its own layer)
             if not include_local:
                 result.pop("local", None)
             for key, value in result.items():

@@ -26,6 +26,7 @@ import numpy as np
 
 from statcell_tf.backend import keras, tf
 from statcell_tf.errors import UserError
+from statcell_tf.layers.input_normalization import InputNormalization
 from statcell_tf.layers.efficientnet_encoder import (
     CYTOSELF_ENCODER1_STAGES,
     CYTOSELF_ENCODER2_STAGES,
@@ -141,9 +142,20 @@ class CytoselfModel(TrainableModel):
         use_decoder: bool = True,
         learning_rate: float = 4e-4,
         seed: int | None = None,
+        normalization: dict | None = None,
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, **kwargs)
+        self.normalization = None if not normalization else {
+            "offset": [float(v) for v in normalization["offset"]], "scale": [float(v) for v in normalization["scale"]]
+        }
+        # Images as they are on disk → the model's input: owned by the model, saved with it,
+        # applied by `embed`, `reconstruct*` and every SavedModel endpoint (and, on whole
+        # batches, by the training pipeline).
+        self.preprocessing = (
+            InputNormalization("affine", offset=self.normalization["offset"], scale=self.normalization["scale"])
+            if self.normalization else InputNormalization("none")
+        )
         self.num_classes = int(num_classes)
         self.image_shape = tuple(int(v) for v in image_shape)
         if len(self.image_shape) != 3:
@@ -335,11 +347,15 @@ class CytoselfModel(TrainableModel):
         fn = self._function("embed", self._embed_graph)
         return {k: v.numpy() for k, v in fn(_as_batch(images, self.image_shape)).items()}
 
+    def preprocess(self, images) -> np.ndarray:
+        """Images as they are on disk → what the networks see (the run's normalisation)."""
+        return np.asarray(self.preprocessing(_as_batch(images, self.image_shape)))
+
     def reconstruct(self, images) -> np.ndarray:
         """Decoded images (B, H, W, C) of one batch."""
         if not self.use_decoder:
             raise ValueError("This CytoselfModel was built with use_decoder=False: it cannot reconstruct.")
-        fn = self._function("reconstruct", lambda x: self(x, training=False)["reconstruction"])
+        fn = self._function("reconstruct", lambda x: self(self.preprocessing(x), training=False)["reconstruction"])
         return fn(_as_batch(images, self.image_shape)).numpy()
 
     def reconstruct_with_codes_removed(self, images, codes_to_zero) -> np.ndarray:
@@ -367,7 +383,7 @@ class CytoselfModel(TrainableModel):
         return fn(_as_batch(images, self.image_shape), tf.constant(codes)).numpy()
 
     def _embed_graph(self, images):
-        out = self.encode(images, training=False)
+        out = self.encode(self.preprocessing(images), training=False)
         keys = ("global", "local", "global_indices", "local_indices", "global_hist", "local_hist")
         result = {k: out[k] for k in keys if k in out}
         if self.use_classifier:
@@ -375,7 +391,7 @@ class CytoselfModel(TrainableModel):
         return result
 
     def _zeroed_graph(self, images, codes):
-        out = self.encode(images, training=False)
+        out = self.encode(self.preprocessing(images), training=False)
         # (B, 25, 25, 1) == (K',) → (B, 25, 25, K') → any over K'
         removed = keras.ops.any(out["local_indices"][..., None] == codes, axis=-1)
         local = keras.ops.where(removed[..., None], 0.0, out["local"])
@@ -394,7 +410,8 @@ class CytoselfModel(TrainableModel):
         spec = [tf.TensorSpec((None,) + self.image_shape, tf.float32, name="images")]
         # Two shared graphs (encoders + quantisers; the whole model) traced once each; every
         # endpoint selects its outputs (unused branches are pruned when the graph runs).
-        encode = tf.function(lambda x: self.encode(x, training=False), input_signature=spec)
+        # Endpoints take images as they are on disk: the preprocessing layer runs first.
+        encode = tf.function(lambda x: self.encode(self.preprocessing(x), training=False), input_signature=spec)
 
         def pick(fn, *keys):
             if len(keys) == 1:
@@ -406,7 +423,7 @@ class CytoselfModel(TrainableModel):
             endpoints["vq_indices"] = (pick(encode, "local_indices", "global_indices"), spec)
             endpoints["index_histogram"] = (pick(encode, "local_hist", "global_hist"), spec)
         if self.use_decoder or self.use_classifier:
-            full = tf.function(lambda x: self(x, training=False), input_signature=spec)
+            full = tf.function(lambda x: self(self.preprocessing(x), training=False), input_signature=spec)
         if self.use_decoder:
             endpoints["reconstruct"] = (pick(full, "reconstruction"), spec)
         if self.use_classifier:
@@ -446,6 +463,7 @@ class CytoselfModel(TrainableModel):
                 "split_quantization": self.split_quantization,
                 "use_decoder": self.use_decoder,
                 "seed": self.seed,
+                "normalization": self.normalization,
             }
         )
         return config
@@ -469,24 +487,25 @@ def _as_batch(images, image_shape):
 
 
 def load_run(run_dir) -> tuple[CytoselfModel, dict]:
-    """Load a cytoself training run: (model from ``best.keras``, ``config.json`` dict).
+    """Load a cytoself training run: (model from ``best.keras``, the run's facts).
+
+    The facts are the ``data`` block of config.json (channels, label_values, label_column,
+    group_column, normalization, num_cells, ...) plus ``settings``.
 
     Raises:
         UserError: the folder is not a cytoself run or its model cannot be read.
     """
-    from statcell_tf.training.export import load_keras
+    from statcell_tf.training.run_dir import RunDirectory
 
-    run_dir = Path(run_dir)
-    config_path = run_dir / "config.json"
-    if not config_path.exists():
-        raise UserError(f"RUN {run_dir} is not a run folder: config.json is missing")
-    try:
-        config = json.loads(config_path.read_text())
-    except ValueError as error:
-        raise UserError(f"{config_path} is not valid JSON ({error})") from None
-    if config.get("model", "cytoself") != "cytoself":
-        raise UserError(f"RUN {run_dir} is not a cytoself run. Received: model={config.get('model')!r}")
-    model = load_keras(run_dir / "best.keras", flag="RUN best model")
+    config, model = RunDirectory(run_dir).load("cytoself", flag="RUN")
     if not isinstance(model, CytoselfModel):
-        raise UserError(f"{run_dir / 'best.keras'} does not hold a CytoselfModel. Received: {type(model).__name__}")
-    return model, config
+        raise UserError(f"{Path(run_dir) / 'best.keras'} does not hold a CytoselfModel. Received: {type(model).__name__}")
+    facts = {**config["data"], "settings": config["settings"]}
+    if model.normalization is None and facts.get("normalization"):
+        # A run saved before the model owned its preprocessing: attach the recorded one.
+        normalization = facts["normalization"]
+        model.normalization = {"offset": list(normalization["offset"]), "scale": list(normalization["scale"])}
+        layer = model.preprocessing  # weightless: becomes the recorded affine map in place
+        layer.method, layer.offset, layer.scale = "affine", model.normalization["offset"], model.normalization["scale"]
+        object.__setattr__(model, "_compiled", {})
+    return model, facts

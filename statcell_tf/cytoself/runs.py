@@ -86,14 +86,14 @@ def split_rows(run_dir: Path, index: np.ndarray, metadata, split: str) -> np.nda
     index = np.asarray(index, dtype=np.int64)
     if split == "all":
         return np.arange(len(index))
-    import json
-
     import pandas as pd
 
     splits_path = run_dir / "splits.csv"
     if not splits_path.exists():
         raise UserError(f"--split {split}: {splits_path} is missing; use --split all. Received: --split {split}")
-    config = json.loads((run_dir / "config.json").read_text())
+    from statcell_tf.training.run_dir import RunDirectory
+
+    config = RunDirectory(run_dir).read_config()["data"]
     table = pd.read_csv(splits_path)
     row_column = "row" if "row" in table.columns else "index"
     table = table.set_index(row_column)

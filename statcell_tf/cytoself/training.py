@@ -82,11 +82,11 @@ class CytoselfTrainConfig:
             raise UserError(f"--ablation must be one of {', '.join(ABLATIONS)}. Received: {self.ablation!r}")
         if self.channels is not None and self.ablation in CHANNEL_ABLATIONS:
             raise UserError(f"--channels and --ablation {self.ablation} both choose the channels; pass one")
-        for name in ("epochs", "batch_size", "plateau_patience", "early_stopping_patience"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be >= 1. Received: {getattr(self, name)}")
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise UserError(f"--learning-rate must be > 0. Received: {self.learning_rate}")
+        from statcell_tf.training.run_dir import check_number
+
+        for name in ("epochs", "batch_size", "plateau_patience", "early_stopping_patience", "steps_per_epoch"):
+            check_number(getattr(self, name), f"--{name.replace('_', '-')}", minimum=1, allow_none=name == "steps_per_epoch")
+        check_number(self.learning_rate, "--learning-rate", minimum=0, open_min=True)
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
@@ -172,13 +172,14 @@ def sample_rows(rows: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 # ----- figures ------------------------------------------------------------------------------
 def reconstruction_panel(model, images: np.ndarray, channel_names, title: str = ""):
-    """Figure: for each image, every input channel above its reconstruction."""
+    """Figure: for each image (as on disk), every input channel above its reconstruction."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     recon = model.reconstruct(images)
+    images = model.preprocess(images)  # shown as the model sees them
     n, channels = len(images), images.shape[-1]
     figure, axes = plt.subplots(2 * channels, n, figsize=(1.6 * n, 1.6 * 2 * channels), squeeze=False)
     for c in range(channels):
@@ -199,39 +200,36 @@ def reconstruction_panel(model, images: np.ndarray, channel_names, title: str = 
 
 # ----- training -----------------------------------------------------------------------------
 def train_cytoself(config: CytoselfTrainConfig, cells, out, resume: bool = False, strategy=None) -> Path:
-    """Train (or resume) a cytoself run in folder `out`; return the folder.
+    """Train (or resume) a cytoself run in folder `out` with the shared lifecycle; return the folder.
 
     Args:
         config: CytoselfTrainConfig.
         cells: CellImages. All cells of the data folder (every channel).
         out: str or Path. The run folder; an existing run needs `resume`.
-        resume: bool. Continue the run in `out` from its last checkpoint.
+        resume: bool. Continue the run in `out` from its last committed epoch.
         strategy: tf.distribute.Strategy or None. Created by the caller before any TF op.
     """
-    from statcell_tf import atomic
-    from statcell_tf.cytoself.embeddings import normalize_images
-    from statcell_tf.backend import keras
-    from statcell_tf.data.pipeline import make_dataset
-    from statcell_tf.data.splits import load_splits, save_splits, split_indices
+    from statcell_tf.training import lifecycle
+
+    run, _, _ = lifecycle.train_run(
+        "cytoself", out, lambda saved, run: plan_run(config, cells, saved, run), resume=resume, strategy=strategy,
+        inputs=[config.data],
+    )
+    return run.path
+
+
+def plan_run(config: CytoselfTrainConfig, cells, saved: dict | None, run):
+    """The cytoself recipe: channels, split, normalisation, model config and datasets (writes nothing)."""
     from statcell_tf.cytoself.model import CytoselfModel
-    from statcell_tf.training import export, runtime, trainer
-    from statcell_tf.training.run_dir import RunDirectory
+    from statcell_tf.data.pipeline import make_dataset
+    from statcell_tf.data.splits import split_indices, splits_table
+    from statcell_tf.layers.input_normalization import InputNormalization
+    from statcell_tf.training import export, lifecycle, trainer
+    from statcell_tf.training.run_dir import make_config
 
-    strategy = strategy or runtime.select_strategy(config.strategy)
-    # Only the chief writes the run folder (config, splits, history, best.keras, figures,
-    # SavedModel); other workers train alongside it, read a shared folder at most, and keep their
-    # collective checkpoint saves in a throw-away folder (trainer.fit).
-    chief = runtime.is_chief(strategy)
-    run = RunDirectory(out)
-    if chief and run.exists() and not resume:
-        raise UserError(f"--out {run.path} already holds a run; pass --resume to continue it or choose another --out")
-    if resume and run.exists():
-        saved = run.read_config()
-        config = CytoselfTrainConfig.from_dict({**saved["train"], "epochs": config.epochs})
-        run_config = saved
-    else:
-        run_config = None
-
+    if saved is not None:
+        config, run_config = lifecycle.resumed_settings(saved, config, CytoselfTrainConfig)
+        config = dataclasses.replace(config, channels=None if config.channels is None else tuple(config.channels))
     channels = choose_channels(config, cells.channel_names)
     cells = cells.select_channels(list(channels)) if tuple(cells.channel_names) != channels else cells
     metadata = cells.metadata
@@ -240,8 +238,7 @@ def train_cytoself(config: CytoselfTrainConfig, cells, out, resume: bool = False
             f"--label-column {config.label_column!r} is not a metadata column of {cells.source}. "
             f"Received: columns={list(metadata.columns)}"
         )
-
-    if run_config is None:
+    if saved is None:
         group = group_column(metadata, config)
         if group is None:  # no field of view: every cell is its own group
             metadata = metadata.assign(_cell=np.arange(len(metadata)).astype(str))
@@ -256,90 +253,103 @@ def train_cytoself(config: CytoselfTrainConfig, cells, out, resume: bool = False
         stats_rows = sample_rows(splits["train"], STATS_SAMPLE, config.seed)
         sample = np.asarray(cells.images[stats_rows], dtype=np.float32)
         normalization = compute_normalization(sample)
-        data_variance = float(np.var(normalize_images(sample, normalization)))
+        preprocessing = _preprocessing(normalization)
+        data_variance = float(np.var(np.asarray(preprocessing(sample))))
         learning_rate = config.learning_rate or PRESETS[config.preset]["learning_rate"]
         model_config = preset_config(
             config.preset, config.ablation, num_classes=len(label_values),
             image_shape=list(cells.image_shape), data_variance=max(data_variance, 1e-8),
-            learning_rate=learning_rate, seed=config.seed,
+            learning_rate=learning_rate, seed=config.seed, normalization=normalization,
         )
-        run_config = {
-            "model": "cytoself",
-            "train": config.to_dict(),
-            "model_config": model_config,
-            "channels": list(channels),
-            "label_column": config.label_column,
-            "label_values": label_values,
-            "group_column": group,
-            "normalization": normalization,
-            "data_variance": model_config["data_variance"],
-            "num_cells": len(cells),
-            "split_sizes": {k: int(len(v)) for k, v in splits.items()},
-            "source": str(cells.source),
-            "epochs": config.epochs,
+        data = {
+            "model_config": model_config, "channels": list(channels), "label_column": config.label_column,
+            "label_values": label_values, "group_column": group, "normalization": normalization,
+            "data_variance": model_config["data_variance"], "num_cells": len(cells),
+            "split_sizes": {k: int(len(v)) for k, v in splits.items()}, "source": str(cells.source),
         }
-        run.create(run_config, chief=chief)
-        if chief:
-            save_splits(run.splits, metadata, splits, group)
+        role = "cytoself" if config.ablation is None else config.ablation
+        run_config = make_config("cytoself", role, config.preset, config.to_dict(), data)
+        table = splits_table(metadata, splits, group)
     else:
-        run.create({"epochs": config.epochs}, resume=True, chief=chief)
-        run_config["epochs"] = config.epochs
-        if run_config["num_cells"] != len(cells) or run_config["channels"] != list(channels):
+        data = run_config["data"]
+        if data.get("num_cells") != len(cells) or data.get("channels") != list(channels):
             raise UserError(
-                f"--resume: {cells.source} is not the data of run {run.path} "
-                f"(expected {run_config['num_cells']} cells with channels {run_config['channels']}). "
+                f"--resume: {cells.source} is not the data of this run "
+                f"(expected {data.get('num_cells')} cells with channels {data.get('channels')}). "
                 f"Received: {len(cells)} cells with channels {list(channels)}"
             )
-        splits = load_splits(run.splits, len(cells))
-    label_values = run_config["label_values"]
-    normalization = run_config["normalization"]
-    runtime.set_precision(config.precision)
-    runtime.set_seed(config.seed)
+        splits, table = run.split_rows(len(cells)), None
+    label_values = data["label_values"]
+    model_config = {**data["model_config"], "normalization": data.get("normalization")}
+    preprocessing = _preprocessing(data.get("normalization"))
 
-    def normalize(batch):
-        return normalize_images(batch, normalization)
+    def train_data(epoch):
+        return _normalized(make_dataset(
+            cells, splits["train"], config.batch_size, shuffle=True, seed=config.seed, augment=config.augment,
+            label_column=config.label_column, label_values=label_values, repeat=config.steps_per_epoch is not None,
+            drop_remainder=_replicas() > 1, epoch=epoch, steps=config.steps_per_epoch,
+        ), preprocessing)
 
-    replicas = strategy.num_replicas_in_sync
-    train_ds = make_dataset(
-        cells, splits["train"], config.batch_size, shuffle=True, seed=config.seed, augment=config.augment,
-        normalize=normalize, label_column=config.label_column, label_values=label_values,
-        repeat=config.steps_per_epoch is not None, drop_remainder=replicas > 1,
-    )
-    val_ds = make_dataset(
-        cells, splits["val"], config.batch_size, normalize=normalize, label_column=config.label_column,
-        label_values=label_values,
-    )
-    with strategy.scope():
-        model = CytoselfModel(**run_config["model_config"])
+    val_rows = splits["val"]
+    val_data = _normalized(make_dataset(
+        cells, val_rows, config.batch_size, label_column=config.label_column, label_values=label_values,
+    ), preprocessing)
+    panel_raw = np.asarray(cells.images[val_rows[:PANEL_IMAGES]], np.float32)
 
-    panel_rows = splits["val"][:PANEL_IMAGES]
-    panel_images = normalize_images(cells.images[panel_rows], normalization)
+    def callbacks(run):
+        def write_panel(epoch, logs, trained_model):
+            if not trained_model.use_decoder:  # the no_decoder ablation reconstructs nothing
+                return
+            title = f"epoch {epoch}: val reconstruction {logs.get('val_reconstruction', float('nan')):.4g}"
+            figure = reconstruction_panel(trained_model, panel_raw, channels, title)
+            from statcell_tf import atomic
 
-    def write_panel(epoch, logs, trained_model):
-        if not trained_model.use_decoder:  # the no_decoder ablation reconstructs nothing
-            return
-        title = f"epoch {epoch}: val reconstruction {logs.get('val_reconstruction', float('nan')):.4g}"
-        figure = reconstruction_panel(trained_model, panel_images, channels, title)
-        atomic.save_figure(run.figures / f"reconstruction_epoch{epoch:03d}.png", figure)
+            atomic.save_figure(run.figures / f"reconstruction_epoch{epoch:03d}.png", figure)
 
-    settings = trainer.TrainSettings(
-        epochs=config.epochs, steps_per_epoch=config.steps_per_epoch, monitor="val_loss", mode="min",
-        plateau_patience=config.plateau_patience, plateau_factor=0.1, min_lr=1e-8,
-        early_stopping_patience=config.early_stopping_patience,
-    )
-    trainer.fit(model, train_ds, val_ds, run, settings, strategy=strategy, epoch_callbacks=[write_panel], resume=True)
-    keras.mixed_precision.set_global_policy("float32")
-    if chief:
-        best = export.load_keras(run.best_model, flag="best model")
+        return [write_panel]
+
+    def export_best(run, model):
+        best = export.load_keras(lifecycle.require_best_model(run, "val_loss"), flag="best model")
         export.export_saved_model(best, run.saved_model)
-    return run.path
+
+    return lifecycle.RunPlan(
+        config=run_config, splits=table, train_data=train_data, val_data=val_data,
+        build_model=lambda: CytoselfModel(**model_config),
+        fit_settings=trainer.TrainSettings(
+            epochs=config.epochs, steps_per_epoch=config.steps_per_epoch, monitor="val_loss", mode="min",
+            plateau_patience=config.plateau_patience, plateau_factor=0.1, min_lr=1e-8,
+            early_stopping_patience=config.early_stopping_patience,
+        ),
+        callbacks=callbacks, export=export_best, precision=config.precision, seed=config.seed,
+    )
+
+
+def _replicas() -> int:
+    from statcell_tf.backend import tf
+
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def _preprocessing(normalization):
+    from statcell_tf.layers.input_normalization import InputNormalization
+
+    if not normalization:
+        return InputNormalization("none")
+    return InputNormalization("affine", offset=normalization["offset"], scale=normalization["scale"])
+
+
+def _normalized(dataset, preprocessing):
+    """Normalise whole batches in the pipeline with the model's own preprocessing layer."""
+    from statcell_tf.backend import tf
+
+    if preprocessing.method == "none":
+        return dataset
+    return dataset.map(lambda batch: {**batch, "image": preprocessing(batch["image"])},
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def read_splits(run_path, num_cells: int) -> dict:
     """``{"train", "val", "test"}`` row indices saved in a run's ``splits.csv``."""
-    from statcell_tf.data.splits import load_splits
+    from statcell_tf.training.run_dir import RunDirectory
 
-    path = Path(run_path) / "splits.csv"
-    if not path.exists():
-        raise UserError(f"{path} is missing: the run folder is incomplete")
-    return load_splits(path, num_cells)
+    return RunDirectory(run_path).split_rows(num_cells)

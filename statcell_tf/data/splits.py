@@ -99,13 +99,24 @@ def split_indices(
     return {name: np.flatnonzero(codes == i).astype(np.int64) for i, name in enumerate(SPLITS)}
 
 
-def save_splits(path, metadata: pd.DataFrame, splits: dict, group_column: str = "group"):
-    """Record the split of every row (row, group, split) as CSV, atomically."""
+def splits_table(
+    metadata: pd.DataFrame, splits: dict, group_column: str | None = "group", id_column: str | None = None
+) -> pd.DataFrame:
+    """The one splits.csv schema: one row per cell with its ``row`` in the data, ``cell_id``
+    (`id_column`, else the row), ``group`` (`group_column`, else the cell) and ``split``
+    (train, val, test, or empty for a cell in none)."""
     split = np.full(len(metadata), "", dtype=object)
     for name, rows in splits.items():
-        split[rows] = name
-    table = pd.DataFrame({"row": np.arange(len(metadata)), "group": metadata[group_column].astype(str), "split": split})
-    return atomic.write_csv(path, table)
+        split[np.asarray(rows, np.int64)] = name
+    rows = np.arange(len(metadata))
+    ids = metadata[id_column].astype(str).to_numpy() if id_column else rows.astype(str)
+    groups = metadata[group_column].astype(str).to_numpy() if group_column else ids
+    return pd.DataFrame({"row": rows, "cell_id": ids, "group": groups, "split": split})
+
+
+def save_splits(path, metadata: pd.DataFrame, splits: dict, group_column: str = "group", id_column=None):
+    """Record the split of every row (`splits_table`) as CSV, atomically."""
+    return atomic.write_csv(path, splits_table(metadata, splits, group_column, id_column))
 
 
 def load_splits(path, n: int) -> dict[str, np.ndarray]:

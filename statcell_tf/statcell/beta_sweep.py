@@ -126,7 +126,9 @@ def sweep(base_config, cells, betas, out_dir: Path, verbose: int = 1, n_samples:
 
 def _check_same_reconstruction(run_path: Path, config) -> None:
     """A resumed β keeps its saved config: refuse one whose distortion is in other units."""
-    saved = json.loads((run_path / "config.json").read_text()).get("reconstruction_reduction", "sum")
+    from statcell_tf.training.run_dir import RunDirectory
+
+    saved = RunDirectory(run_path).read_config()["settings"].get("reconstruction_reduction", "sum")
     if saved != config.reconstruction_reduction:
         raise UserError(
             f"--reconstruction {config.reconstruction_reduction} does not match {run_path}, which was "

@@ -182,8 +182,10 @@ class StatcellData:
             yield rows, self.batch(rows)
 
     def dataset(self, indices, batch_size: int, shuffle: bool = False, seed: int = 0,
-                repeat: bool = False, drop_remainder: bool = False):
-        """tf.data.Dataset of dict batches over `indices` (reshuffled every pass)."""
+                repeat: bool = False, drop_remainder: bool = False, epoch: int | None = None):
+        """tf.data.Dataset of dict batches over `indices` (reshuffled every pass); with `epoch`
+        (from 1) only that epoch, ordered by (`seed`, `epoch`) alone, so a resumed run reads
+        what an uninterrupted one reads."""
         from statcell_tf.backend import tf
 
         indices = np.asarray(indices, "int64")
@@ -209,6 +211,8 @@ class StatcellData:
             epoch = tf.data.Dataset.from_generator(generate, args=(key,), output_signature=spec)
             return epoch.apply(tf.data.experimental.assert_cardinality(num_batches))
 
+        if epoch is not None:
+            return one_epoch(tf.constant(int(epoch), tf.int64)).prefetch(2)
         epochs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         dataset = epochs.flat_map(one_epoch) if repeat else epochs.take(1).flat_map(one_epoch)
         if not repeat:

@@ -85,6 +85,10 @@ class StatcellTrainConfig:
             raise UserError(f"--beta must be in [0, 1] for the reparameterised objective (Eq. 3). Received: {self.beta}")
         if self.beta < 0:
             raise UserError(f"--beta must be >= 0. Received: {self.beta}")
+        from statcell_tf.training.run_dir import check_number
+
+        check_number(self.learning_rate, "--learning-rate", minimum=0, open_min=True, allow_none=False)
+        check_number(self.beta, "--beta", minimum=0, allow_none=False)
         if self.epochs < 1 or self.batch_size < 1 or self.eval_samples < 1:
             raise UserError(
                 "--epochs, --batch-size and eval_samples must be >= 1. Received: "
@@ -124,12 +128,25 @@ class StatcellTrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "StatcellTrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise UserError(f"config.json has unknown keys {', '.join(unknown)}")
-        return cls(**values)
+    def from_dict(cls, values: dict, source: str = "config.json") -> "StatcellTrainConfig":
+        """From a run's config.json (the one schema) or a flat dict of settings."""
+        from statcell_tf.training.run_dir import settings_from
+
+        if "settings" in values and "paper" in values:
+            if values["paper"] != "statcell":
+                raise UserError(f"{source} is a {values['paper']} run, not a Statistical Cell run")
+            values = {**values["settings"], "model": values["role"],
+                      "structure_types": values["data"].get("structure_types", [])}
+        return settings_from({"settings": values}, cls, source)
+
+    def run_config(self) -> dict:
+        """This config in the one config.json schema."""
+        from statcell_tf.training.run_dir import make_config
+
+        settings = self.to_dict()
+        role = settings.pop("model")
+        types = settings.pop("structure_types")
+        return make_config("statcell", role, self.preset, settings, {"structure_types": types})
 
 
 def group_column(metadata: pd.DataFrame) -> str:
@@ -152,12 +169,12 @@ def split_cells(metadata: pd.DataFrame, seed: int = 0) -> dict:
 
 
 def splits_frame(metadata: pd.DataFrame, splits: dict) -> pd.DataFrame:
-    """One row per cell: CellId and its split."""
-    assignment = np.empty(len(metadata), object)
-    for name, rows in splits.items():
-        assignment[np.asarray(rows, "int64")] = name
-    ids = metadata["CellId"] if "CellId" in metadata else pd.Series(np.arange(len(metadata)))
-    return pd.DataFrame({"CellId": ids.astype(str).to_numpy(), "split": assignment})
+    """splits.csv (the one schema): row, cell_id (CellId), group (source cell), split."""
+    from statcell_tf.data.splits import splits_table
+
+    id_column = "CellId" if "CellId" in metadata else None
+    group = group_column(metadata) if id_column else None
+    return splits_table(metadata, splits, group, id_column)
 
 
 def _reconstruction_figure(model, data: StatcellData, rows: np.ndarray, path: Path) -> None:
@@ -179,7 +196,7 @@ def train_statcell(
     strategy=None,
     export: bool = True,
 ) -> Path:
-    """Train one model on `cells` into the run folder `out`; return `out`.
+    """Train one model on `cells` into the run folder `out` (the shared lifecycle); return `out`.
 
     The folder receives config.json, splits.csv, checkpoints/, history.csv, best.keras
     (highest validation ELBO), saved_model/ (endpoints of the best model; skipped when
@@ -188,41 +205,53 @@ def train_statcell(
     from statcell_tf.statcell.model import ConditionalBetaVAE
     from statcell_tf.statcell.data import structure_types
     from statcell_tf.training import export as saving
-    from statcell_tf.training import runtime, trainer
-    from statcell_tf.training.run_dir import RunDirectory
+    from statcell_tf.training import lifecycle, runtime, trainer
 
     if config.model == "target" and not config.structure_types:
         config = dataclasses.replace(config, structure_types=structure_types(cells.metadata))
     strategy = strategy or runtime.select_strategy(config.strategy)  # first: multi-worker setup
-    run = RunDirectory(out)
-    saved = run.create(config.to_dict(), resume=resume, chief=runtime.is_chief(strategy))
-    config = StatcellTrainConfig.from_dict(saved)
-    runtime.set_precision(config.precision)
-    runtime.set_seed(config.seed)
 
-    data = StatcellData(cells, config.model, config.image_shape, config.structure_types or None, config.background)
-    splits = split_cells(cells.metadata, config.split_seed)
-    if not run.splits.exists():
-        atomic.write_csv(run.splits, splits_frame(cells.metadata, splits))
-    for name in ("train", "val"):
-        if len(splits[name]) == 0:
-            raise UserError(f"--data {cells.source}: the {name} split is empty ({len(cells)} cells); add cells")
-    batch_size = min(config.batch_size, len(splits["train"]))
-    train = data.dataset(splits["train"], batch_size, shuffle=True, seed=config.seed, drop_remainder=True)
-    val = data.dataset(splits["val"], config.batch_size)
-    with strategy.scope():
-        model = ConditionalBetaVAE(**config.model_kwargs())
-    preview = np.asarray(splits["val"][:6])
+    def prepare(saved, run):
+        settings = config
+        if saved is not None:
+            settings = StatcellTrainConfig.from_dict(saved, str(run.config))
+            if settings.epochs != config.epochs:
+                settings = dataclasses.replace(settings, epochs=config.epochs)
+        data = StatcellData(cells, settings.model, settings.image_shape, settings.structure_types or None,
+                            settings.background)
+        splits = split_cells(cells.metadata, settings.split_seed)
+        for name in ("train", "val"):
+            if len(splits[name]) == 0:
+                raise UserError(f"--data {cells.source}: the {name} split is empty ({len(cells)} cells); add cells")
+        batch_size = min(settings.batch_size, len(splits["train"]))
+        preview = np.asarray(splits["val"][:6])
 
-    def figures(epoch, logs, model):  # first, every 10th and last epoch (a figure costs ~1 s)
-        if epoch == 1 or epoch % 10 == 0 or epoch == config.epochs:
-            _reconstruction_figure(model, data, preview, run.figures / f"reconstruction_epoch_{epoch:03d}.png")
+        def callbacks(run):
+            def figures(epoch, logs, model):  # first, every 10th and last epoch (a figure costs ~1 s)
+                if epoch == 1 or epoch % 10 == 0 or epoch == settings.epochs:
+                    _reconstruction_figure(model, data, preview, run.figures / f"reconstruction_epoch_{epoch:03d}.png")
 
-    settings = trainer.TrainSettings(epochs=config.epochs, monitor="val_elbo", mode="max", verbose=verbose)
-    trainer.fit(model, train, val, run, settings, strategy=strategy, epoch_callbacks=[figures], resume=resume)
-    if export:
-        best = saving.load_keras(run.best_model, "best.keras") if run.best_model.exists() else model
-        saving.export_saved_model(best, run.saved_model)
+            return [figures]
+
+        def export_best(run, model):
+            if export:
+                best = saving.load_keras(lifecycle.require_best_model(run, "val_elbo"), "best.keras")
+                saving.export_saved_model(best, run.saved_model)
+            else:
+                lifecycle.require_best_model(run, "val_elbo")
+
+        return lifecycle.RunPlan(
+            config=settings.run_config(), splits=splits_frame(cells.metadata, splits),
+            train_data=lambda epoch: data.dataset(splits["train"], batch_size, shuffle=True, seed=settings.seed,
+                                                  drop_remainder=True, epoch=epoch),
+            val_data=data.dataset(splits["val"], settings.batch_size),
+            build_model=lambda: ConditionalBetaVAE(**settings.model_kwargs()),
+            fit_settings=trainer.TrainSettings(epochs=settings.epochs, monitor="val_elbo", mode="max", verbose=verbose),
+            callbacks=callbacks, export=export_best, precision=settings.precision, seed=settings.seed,
+        )
+
+    run, _, _ = lifecycle.train_run("statcell", out, prepare, resume=resume, strategy=strategy,
+                                    inputs=[config.data], verbose=verbose)
     return run.path
 
 
@@ -231,8 +260,8 @@ def load_run(path, flag: str = "RUN"):
     from statcell_tf.training import export
     from statcell_tf.training.run_dir import open_run
 
-    run = open_run(path, flag)
-    config = StatcellTrainConfig.from_dict(run.read_config())
+    run = open_run(path, flag, paper="statcell")
+    config = StatcellTrainConfig.from_dict(run.read_config(), str(run.config))
     if not run.best_model.exists():
         raise UserError(f"{flag} {run.path} has no best.keras yet: train it first (train-statcell)")
     model = export.load_keras(run.best_model, f"{flag} best.keras")
@@ -274,15 +303,15 @@ def run_splits(run, metadata: pd.DataFrame) -> np.ndarray:
     """
     from statcell_tf.data.splits import hash_splits
 
-    config = StatcellTrainConfig.from_dict(run.read_config())
+    config = StatcellTrainConfig.from_dict(run.read_config(), str(run.config))
     if "CellId" not in metadata or not run.splits.exists():
         fresh = split_cells(metadata, config.split_seed)
         assignment = np.empty(len(metadata), object)
         for name, rows in fresh.items():
             assignment[np.asarray(rows, "int64")] = name
         return assignment
-    recorded = pd.read_csv(run.splits, dtype={"CellId": str, "split": str})
-    lookup = dict(zip(recorded["CellId"], recorded["split"]))
+    recorded = run.read_splits()
+    lookup = dict(zip(recorded["cell_id"], recorded["split"]))
     ids = metadata["CellId"].astype(str).to_numpy()
     source = metadata[group_column(metadata)]
     groups = np.where(source.notna(), source.astype(str), ids)  # a missing source: the cell itself

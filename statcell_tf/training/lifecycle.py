@@ -1,6 +1,6 @@
 """THE run lifecycle, shared by every trainer: validate → lock → create or resume → train → export.
 
-A paper supplies a small recipe: a function ``prepare(saved_config) -> RunPlan`` that reads
+A paper supplies a small recipe: a function ``prepare(saved_config, run) -> RunPlan`` that reads
 and checks its data, works out the split, the config and the datasets, and writes nothing.
 `train_run` does the rest, the same way for every paper:
 
@@ -68,7 +68,7 @@ class RunPlan:
 def train_run(
     paper: str,
     out,
-    prepare: Callable[[dict | None], RunPlan],
+    prepare: Callable[[dict | None, RunDirectory], RunPlan],
     resume: bool = False,
     strategy=None,
     inputs: Iterable = (),
@@ -80,7 +80,8 @@ def train_run(
     Args:
         paper: str. The paper whose run this is (checked against a resumed config.json).
         out: str or Path. The run folder.
-        prepare: the recipe: ``saved config (None for a new run) -> RunPlan``.
+        prepare: the recipe: ``(saved config or None for a new run, RunDirectory) -> RunPlan``;
+            a resumed run reads its recorded split with ``run.split_rows(n)``.
         resume: bool. Continue the run in `out` (a missing or empty `out` starts a new one).
         strategy: tf.distribute.Strategy, created by the caller before any other TF op.
         inputs: paths the run reads (data files/folders); `out` may not overlap them.
@@ -114,7 +115,7 @@ def train_run(
                 lock = RunLock(run.lock_file, flag, announce=say).acquire()
         if resume and run.exists():
             saved = run.check(paper, flag)
-        plan = prepare(saved)
+        plan = prepare(saved, run)
         new_run = saved is None
         if chief and new_run:
             created_folder = not run.path.exists()

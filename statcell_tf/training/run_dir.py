@@ -208,9 +208,10 @@ def upgrade_config(raw, source="config.json"):
     if not isinstance(raw, dict) or "format" in raw:
         return raw
     version = "legacy"
-    if raw.get("model") == "cytoself" and isinstance(raw.get("train"), dict):
-        settings = dict(raw["train"])
-        settings["epochs"] = raw.get("epochs", settings.get("epochs"))
+    if raw.get("model") == "cytoself" and isinstance(raw.get("train", {}), dict):
+        settings = dict(raw.get("train", {}))
+        if "epochs" in raw:
+            settings["epochs"] = raw["epochs"]
         data = {k: v for k, v in raw.items() if k not in ("model", "train", "epochs")}
         return {"format": 2, "paper": "cytoself", "role": "cytoself", "preset": settings.get("preset"),
                 "version": version, "settings": settings, "data": data}

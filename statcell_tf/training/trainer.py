@@ -378,14 +378,19 @@ def _commit(checkpoint, folder: Path, epoch: int, history: pd.DataFrame, chief: 
     prune checkpoints older than the `KEEP_CHECKPOINTS` newest."""
     prefix = Path(folder) / f"ckpt-{epoch}"
     if chief:
-        rows = json.loads(history.to_json(orient="records"))
-        atomic.write_json(_history_file(prefix), rows)
+        table = json.loads(history.to_json(orient="split", index=False))  # keeps the column order
+        atomic.write_json(_history_file(prefix), table)
     failpoint("mid_commit", epoch)
     checkpoint.write(str(prefix))
     if chief:
-        for old_epoch, old in _checkpoints(Path(folder))[KEEP_CHECKPOINTS:]:
+        kept = _checkpoints(Path(folder))
+        for old_epoch, old in kept[KEEP_CHECKPOINTS:]:
             for path in old.parent.glob(f"ckpt-{old_epoch}.*"):
                 path.unlink(missing_ok=True)
+        # TensorFlow's state file, for tools that use tf.train.latest_checkpoint (not needed here).
+        names = [prefix.name for _, prefix in reversed(kept[:KEEP_CHECKPOINTS])]
+        state = f'model_checkpoint_path: "{names[-1]}"\n' + "".join(f'all_model_checkpoint_paths: "{n}"\n' for n in names)
+        atomic.write_text(Path(folder) / "checkpoint", state)
 
 
 def _republish(run, model, state, history, callbacks) -> None:
@@ -472,10 +477,11 @@ def _restore(run, checkpoint, state, resume, chief, verbose) -> pd.DataFrame:
     failures = []
     for epoch, prefix in found:
         try:
-            history_rows = json.loads(_history_file(prefix).read_text())
+            table = json.loads(_history_file(prefix).read_text())
+            history = pd.DataFrame(table["data"], columns=table["columns"])
             checkpoint.read(str(prefix)).assert_existing_objects_matched()
-            if int(state.epoch.numpy()) != epoch or len(history_rows) != epoch:
-                raise ValueError(f"it records epoch {int(state.epoch.numpy())} and {len(history_rows)} history rows")
+            if int(state.epoch.numpy()) != epoch or len(history) != epoch:
+                raise ValueError(f"it records epoch {int(state.epoch.numpy())} and {len(history)} history rows")
             break
         except Exception as error:  # TF raises OpError, IndexError, ValueError... for bad files
             text = str(error).strip()
@@ -490,7 +496,7 @@ def _restore(run, checkpoint, state, resume, chief, verbose) -> pd.DataFrame:
         print(f"Warning: {'; '.join(failures)} -- resuming from {prefix.name} instead", file=sys.stderr, flush=True)
     if chief and verbose:
         print(f"Resuming {run.path} after epoch {epoch} (step {int(state.step.numpy())})", flush=True)
-    return pd.DataFrame(history_rows)
+    return history
 
 
 def _history_rows(path: Path) -> int:

@@ -61,9 +61,10 @@ def test_train_statcell_writes_a_complete_run(runs):
         history = pd.read_csv(run / "history.csv")
         assert {"loss", "reconstruction", "kl", "elbo", "val_elbo"} <= set(history.columns)
     config = json.loads((runs["tgt"] / "config.json").read_text())
-    assert config["model"] == "target" and "Control - DNA" in config["structure_types"]
-    assert config["reference_run"] == str(runs["ref"])
-    assert json.loads((runs["ref"] / "config.json").read_text())["background"] == "mode"
+    assert (config["paper"], config["role"]) == ("statcell", "target")
+    assert "Control - DNA" in config["data"]["structure_types"]
+    assert config["settings"]["reference_run"] == str(runs["ref"])
+    assert json.loads((runs["ref"] / "config.json").read_text())["settings"]["background"] == "mode"
     # --resume continues to a higher epoch count
     assert _invoke("train-statcell", "--data", runs["manifest"], "--model", "reference", *TRAIN[:2], "--epochs",
                    "2", "--batch-size", "8", "--preset", "tiny", "--eval-samples", "1", "--out", runs["ref"],
@@ -77,10 +78,10 @@ def test_train_statcell_reconstruction_mean_reaches_the_model(runs, tmp_path):
     out = tmp_path / "mean"
     assert _invoke("train-statcell", "--data", runs["manifest"], "--model", "reference", *TRAIN,
                    "--reconstruction", "mean", "--out", out) == 0
-    assert json.loads((out / "config.json").read_text())["reconstruction_reduction"] == "mean"
+    assert json.loads((out / "config.json").read_text())["settings"]["reconstruction_reduction"] == "mean"
     model, config, _ = load_run(out)
     assert config.reconstruction_reduction == "mean" and model.reconstruction_reduction == "mean"
-    assert json.loads((runs["ref"] / "config.json").read_text())["reconstruction_reduction"] == "sum"
+    assert json.loads((runs["ref"] / "config.json").read_text())["settings"]["reconstruction_reduction"] == "sum"
 
 
 def test_generate_impute_walk_and_stats(runs):
@@ -121,7 +122,7 @@ def test_beta_sweep_is_resumable(runs, tmp_path, capsys):
     args = ["beta-sweep", "--data", runs["manifest"], "--betas", "0.5", "--epochs", "1", "--batch-size", "8",
             "--preset", "tiny", "--eval-samples", "1", "--out", tmp_path / "sweep", "--reconstruction", "mean"]
     assert _invoke(*args) == 0
-    assert json.loads((tmp_path / "sweep" / "beta_0.5000" / "config.json").read_text())[
+    assert json.loads((tmp_path / "sweep" / "beta_0.5000" / "config.json").read_text())["settings"][
         "reconstruction_reduction"] == "mean"
     table = pd.read_csv(tmp_path / "sweep" / "rate_distortion.csv")
     assert list(table["beta"]) == [0.5] and (tmp_path / "sweep" / "rate_distortion.png").exists()

@@ -35,10 +35,12 @@ def trained(tmp_path_factory):
 def test_train_writes_the_run_folder(trained):
     data, run = trained
     config = json.loads((run / "config.json").read_text())
-    assert config["channels"] == ["pro", "nucdist"] and config["model_config"]["local_num_embeddings"] == 128
+    assert (config["paper"], config["role"], config["preset"]) == ("cytoself", "cytoself", "demo")
+    facts = config["data"]
+    assert facts["channels"] == ["pro", "nucdist"] and facts["model_config"]["local_num_embeddings"] == 128
     proteins = pd.concat(pd.read_csv(p) for p in data.glob("*_label.csv"))["protein"].unique()
-    assert config["label_values"] == sorted(proteins)
-    assert config["model_config"]["num_classes"] == 4 and config["data_variance"] > 0
+    assert facts["label_values"] == sorted(proteins)
+    assert facts["model_config"]["num_classes"] == 4 and facts["data_variance"] > 0
     history = pd.read_csv(run / "history.csv")
     assert EXPECTED_COLUMNS <= set(history.columns) and len(history) == 1
     assert np.isfinite(history[sorted(EXPECTED_COLUMNS)].to_numpy(float)).all()
@@ -121,15 +123,15 @@ def test_interrupted_run_resumes_with_more_epochs(trained, tmp_path, monkeypatch
     panels.clear()
     interrupt_at[0] = None
     assert run_command("train-cytoself", [*args, "--epochs", "4", "--resume"]) == 0
-    assert len(panels) == 2  # trained epochs 3 and 4 only
+    assert len(panels) == 3  # epoch 2's panel (interrupted) drawn again on resume, then epochs 3 and 4
     after = pd.read_csv(run / "history.csv")
     assert list(after["epoch"]) == [1, 2, 3, 4]  # continued, not restarted or repeated
     assert list(after["step"]) == [1, 2, 3, 4]
     pd.testing.assert_frame_equal(after.iloc[:2], before)  # the rows before the interruption are kept
     assert counters() == (4, 4)
-    assert json.loads((run / "config.json").read_text())["epochs"] == 4
+    assert json.loads((run / "config.json").read_text())["settings"]["epochs"] == 4
     figures = sorted(p.name for p in (run / "figures").glob("reconstruction_epoch*.png"))
-    assert figures == ["reconstruction_epoch001.png", "reconstruction_epoch003.png", "reconstruction_epoch004.png"]
+    assert figures == [f"reconstruction_epoch00{k}.png" for k in (1, 2, 3, 4)]
     assert (run / "saved_model" / "saved_model.pb").exists()
 
 

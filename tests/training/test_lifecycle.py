@@ -23,7 +23,7 @@ HERE = Path(__file__).parent
 def recipe(epochs=4, fail=None, lr=1e-2):
     """A recipe for TinyModel: shuffled training data positioned by epoch, fixed validation."""
 
-    def prepare(saved):
+    def prepare(saved, run):
         if fail == "prepare":
             raise UserError("--data broken: expected images")
         config = make_config("cytoself", "tiny", "demo", {"epochs": epochs, "learning_rate": lr})
