@@ -31,7 +31,7 @@ def command(run, data, split, batch_size, out):
     from statcell_tf.integrated_cell.training import classify_cells, load_model, read_data, rows_of_split
     from statcell_tf.training.run_dir import open_run
 
-    run_dir = open_run(run)
+    run_dir = open_run(run, paper="integrated_cell")
     model = load_model(run_dir, "conditional")
     names = model.class_names or [str(k) for k in range(model.num_classes)]
     view = icd.model_view(read_data(data), model.image_size, names)

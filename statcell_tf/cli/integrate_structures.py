@@ -31,10 +31,10 @@ def command(run, cells, data, out):
     from statcell_tf.integrated_cell.training import integrate_cells, load_model, read_data
     from statcell_tf.training.run_dir import open_run
 
-    run_dir = open_run(run)
+    run_dir = open_run(run, paper="integrated_cell")
     model = load_model(run_dir, "conditional")
     names = model.class_names or [str(k) for k in range(model.num_classes)]
-    data = data or run_dir.read_config().get("data")
+    data = data or run_dir.read_config()["settings"].get("data")
     view = icd.model_view(read_data(data), model.image_size, names)
     rows = [icd.find_cell(view, cell) for cell in cells]
     integrated = integrate_cells(model, view, rows)  # (N, K, H, W)

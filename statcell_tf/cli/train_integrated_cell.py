@@ -69,12 +69,12 @@ def command(data, stage, reference_run, epochs, batch_size, size, filters, laten
         if stage == "conditional":
             from statcell_tf.training.run_dir import open_run
 
-            saved = open_run(reference_run, flag="--reference-run").read_config()
-            image_size = tuple(saved.get("image_size", image_size))
+            saved = open_run(reference_run, flag="--reference-run", paper="integrated_cell").read_config()
+            image_size = tuple(saved["settings"].get("image_size", image_size))
     elif stage == "conditional":
         from statcell_tf.training.run_dir import open_run
 
-        saved = open_run(reference_run, flag="--reference-run").read_config()
+        saved = open_run(reference_run, flag="--reference-run", paper="integrated_cell").read_config()["settings"]
         if list(saved.get("image_size", [])) != list(image_size):
             raise UserError(
                 f"--size {size} differs from the reference run's image size {saved.get('image_size')}; "

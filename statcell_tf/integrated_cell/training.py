@@ -77,9 +77,14 @@ class IntegratedCellSettings:
             raise UserError(f"--stage must be one of {', '.join(STAGES)}. Received: {self.stage!r}")
         if self.stage == "conditional" and not self.reference_run:
             raise UserError("--stage conditional needs --reference-run RUN (a reference-stage run). Received: none")
+        from statcell_tf.training.run_dir import check_number
+
         for name in ("epochs", "batch_size", "filters", "latent_dim"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be >= 1. Received: {getattr(self, name)}")
+            check_number(getattr(self, name), f"--{name.replace('_', '-')}", minimum=1, allow_none=False)
+        check_number(self.learning_rate, "--learning-rate", minimum=0, open_min=True, allow_none=False)
+        for name in ("gamma_enc", "gamma_dec", "noise_stddev"):
+            check_number(getattr(self, name), f"--{name.replace('_', '-')}", minimum=0, allow_none=False)
+        check_number(self.steps_per_epoch, "--steps-per-epoch", minimum=1)
         if len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1.0) > 1e-6:
             raise UserError(f"split fractions must be 3 numbers summing to 1. Received: {self.split_fractions}")
 
@@ -90,7 +95,11 @@ class IntegratedCellSettings:
         return out
 
     @classmethod
-    def from_json(cls, values: dict) -> IntegratedCellSettings:
+    def from_json(cls, values: dict, source: str = "config.json") -> IntegratedCellSettings:
+        if "settings" in values and "paper" in values:  # the one config.json schema
+            if values["paper"] != "integrated_cell":
+                raise UserError(f"{source} is a {values['paper']} run, not an Integrated Cell run")
+            values = {**values["settings"], "class_names": values["data"].get("class_names")}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known - {"model", "class_names", "kind"})
         if unknown:
@@ -98,7 +107,16 @@ class IntegratedCellSettings:
         kept = {k: v for k, v in values.items() if k in known}
         kept["image_size"] = tuple(kept.get("image_size", (256, 256)))
         kept["split_fractions"] = tuple(kept.get("split_fractions", (0.8, 0.1, 0.1)))
-        return cls(**kept)
+        try:
+            return cls(**kept)
+        except TypeError as error:
+            raise UserError(f"{source}: invalid settings ({error})") from None
+
+    def run_config(self, class_names) -> dict:
+        """This stage's config.json (the one schema)."""
+        from statcell_tf.training.run_dir import make_config
+
+        return make_config("integrated_cell", self.stage, None, self.to_json(), {"class_names": class_names})
 
 
 def read_data(path) -> object:
@@ -116,14 +134,10 @@ def split_cells(view, fractions, seed: int) -> dict:
 
 
 def splits_table(view, splits: dict) -> pd.DataFrame:
-    """One row per cell: CellId, structure_name, split."""
-    rows = []
-    for name in SPLITS:
-        indices = np.asarray(splits.get(name, []), "int64")
-        part = view.metadata.iloc[indices][[icd.ID_COLUMN, icd.NAME_COLUMN]].copy()
-        part["split"] = name
-        rows.append(part)
-    return pd.concat(rows, ignore_index=True)
+    """splits.csv (the one schema): row, cell_id (CellId), group (CellId), split."""
+    from statcell_tf.data.splits import splits_table as table
+
+    return table(view.metadata, splits, icd.ID_COLUMN, icd.ID_COLUMN)
 
 
 def rows_of_split(view, run, split: str) -> np.ndarray:
@@ -132,8 +146,8 @@ def rows_of_split(view, run, split: str) -> np.ndarray:
         return np.arange(len(view.metadata))
     if not run.splits.exists():
         raise UserError(f"{run.splits} is missing; pass --split all to use every cell of --data")
-    table = pd.read_csv(run.splits, dtype={icd.ID_COLUMN: str})
-    wanted = set(table.loc[table["split"] == split, icd.ID_COLUMN].astype(str))
+    table = run.read_splits()
+    wanted = set(table.loc[table["split"] == split, "cell_id"].astype(str))
     ids = view.metadata[icd.ID_COLUMN].astype(str).to_numpy()
     rows = np.flatnonzero(np.isin(ids, list(wanted)))
     if len(rows) == 0:
@@ -172,10 +186,13 @@ def _datasets(view, splits, settings, batch_size, class_names):
     repeat = settings.steps_per_epoch is not None
     # Full batches only when possible: batch statistics of a 1-cell remainder are meaningless.
     drop = len(splits["train"]) >= batch_size
-    train = make_dataset(
-        view, splits["train"], batch_size, shuffle=True, seed=settings.seed, augment=False, repeat=repeat,
-        drop_remainder=drop, **labels,
-    )
+
+    def train(epoch):  # positioned by epoch: a resumed run reads what an uninterrupted one reads
+        return make_dataset(
+            view, splits["train"], batch_size, shuffle=True, seed=settings.seed, augment=False, repeat=repeat,
+            drop_remainder=drop, epoch=epoch, steps=settings.steps_per_epoch, **labels,
+        )
+
     val = None
     if len(splits.get("val", [])):
         val = make_dataset(view, splits["val"], batch_size, shuffle=False, seed=settings.seed, augment=False, **labels)
@@ -223,70 +240,68 @@ def build_model(settings: IntegratedCellSettings, class_names, reference=None):
 
 
 def train(settings: IntegratedCellSettings, out, resume: bool = False, verbose: int = 1) -> pd.DataFrame:
-    """Train one stage into the run folder `out`; returns the history.
+    """Train one stage into the run folder `out` (the shared lifecycle); returns the history.
 
     Writes config.json, splits.csv, checkpoints/, best.keras, history.csv, tensorboard/,
     figures/reconstructions.png and saved_model/ (endpoints ``encode``, ``classify``,
     ``integrate`` for the conditional stage; ``encode``, ``decode``, ``reconstruct`` for
-    the reference stage).
+    the reference stage). ``--batch-size`` is the global batch (split over the replicas).
     """
-    from statcell_tf import atomic
-    from statcell_tf.training import export, runtime, trainer
-    from statcell_tf.training.run_dir import RunDirectory, open_run
+    from statcell_tf.training import export, lifecycle, runtime, trainer
+    from statcell_tf.training.run_dir import open_run
 
     strategy = runtime.select_strategy(settings.strategy)  # first: multi-worker setup
-    runtime.set_precision(settings.precision)
-    run = RunDirectory(out)
-    reference = None
-    if settings.stage == "conditional":
-        reference_run = open_run(settings.reference_run, flag="--reference-run")
-        reference = load_model(reference_run, "reference")
-        if list(settings.image_size) != list(reference.image_size):
-            settings = dataclasses.replace(settings, image_size=tuple(reference.image_size))
-    cells = read_data(settings.data)
-    class_names = icd.class_names_of(cells) if settings.stage == "conditional" else None
-    if class_names is not None and len(class_names) < 2:
-        raise UserError(f"--data {settings.data}: the conditional stage needs >= 2 structures. Received: {class_names}")
-    config = {"kind": "integrated_cell", **settings.to_json(), "class_names": class_names}
     requested = settings
-    config = run.create(config, resume=resume, chief=runtime.is_chief(strategy))
-    saved_names = config.get("class_names")
-    settings = IntegratedCellSettings.from_json(config)
-    if settings.stage != requested.stage:
-        raise UserError(
-            f"--out {run.path} holds a {settings.stage}-stage run; it cannot be resumed as "
-            f"--stage {requested.stage}. Received: --stage {requested.stage}"
-        )
-    if settings.stage == "conditional" and settings.reference_run != requested.reference_run:
-        reference = load_model(open_run(settings.reference_run, flag="reference_run in config.json"), "reference")
-    if class_names is not None and saved_names != class_names:
-        raise UserError(
-            f"--data {settings.data}: its structures differ from the run's. "
-            f"Received: {class_names}, run: {saved_names}"
-        )
-    runtime.set_seed(settings.seed)
 
-    view = icd.model_view(cells, settings.image_size, class_names)
-    splits = split_cells(view, settings.split_fractions, settings.seed)
-    if len(splits["train"]) == 0:
-        raise UserError(f"--data {settings.data}: no cells in the training split. Received: {len(view.metadata)} cells")
-    if runtime.is_chief(strategy):
-        atomic.write_csv(run.splits, splits_table(view, splits))
-    replicas = strategy.num_replicas_in_sync
-    train_ds, val_ds = _datasets(view, splits, settings, settings.batch_size * replicas, class_names)
-    with strategy.scope():
-        model = build_model(settings, class_names, reference)
-    monitor = "val_loss" if val_ds is not None else "loss"
-    train_settings = trainer.TrainSettings(
-        epochs=settings.epochs, steps_per_epoch=settings.steps_per_epoch, monitor=monitor, verbose=verbose
-    )
-    shown_rows = splits["val"] if len(splits.get("val", [])) else splits["train"]
-    callbacks = [_figure_callback(view, shown_rows, run, settings.stage)]
-    history = trainer.fit(model, train_ds, val_ds, run, train_settings, strategy=strategy,
-                          epoch_callbacks=callbacks, resume=resume)
-    if runtime.is_chief(strategy):
-        best = load_model(run, settings.stage)
-        export.export_saved_model(best, run.saved_model)
+    def prepare(saved, run):
+        current = requested
+        if saved is not None:
+            current = IntegratedCellSettings.from_json(saved, str(run.config))
+            if current.stage != requested.stage:
+                raise UserError(
+                    f"--out {run.path} holds a {current.stage}-stage run; it cannot be resumed as "
+                    f"--stage {requested.stage}. Received: --stage {requested.stage}"
+                )
+            if current.epochs != requested.epochs:
+                current = dataclasses.replace(current, epochs=requested.epochs)
+        reference = None
+        if current.stage == "conditional":
+            flag = "--reference-run" if saved is None else f"reference_run in {run.config}"
+            reference = load_model(open_run(current.reference_run, flag=flag, paper="integrated_cell"), "reference")
+            if list(current.image_size) != list(reference.image_size):
+                current = dataclasses.replace(current, image_size=tuple(reference.image_size))
+        cells = read_data(current.data)
+        class_names = icd.class_names_of(cells) if current.stage == "conditional" else None
+        if class_names is not None and len(class_names) < 2:
+            raise UserError(f"--data {current.data}: the conditional stage needs >= 2 structures. Received: {class_names}")
+        if saved is not None and class_names != saved["data"].get("class_names"):
+            raise UserError(
+                f"--data {current.data}: its structures differ from the run's. "
+                f"Received: {class_names}, run: {saved['data'].get('class_names')}"
+            )
+        view = icd.model_view(cells, current.image_size, class_names)
+        splits = split_cells(view, current.split_fractions, current.seed)
+        if len(splits["train"]) == 0:
+            raise UserError(f"--data {current.data}: no cells in the training split. Received: {len(view.metadata)} cells")
+        train_data, val_data = _datasets(view, splits, current, current.batch_size, class_names)
+        shown_rows = splits["val"] if len(splits.get("val", [])) else splits["train"]
+        monitor = "val_loss" if val_data is not None else "loss"
+
+        def export_best(run, model):
+            lifecycle.require_best_model(run, monitor)
+            export.export_saved_model(load_model(run, current.stage), run.saved_model)
+
+        return lifecycle.RunPlan(
+            config=current.run_config(class_names), splits=splits_table(view, splits), train_data=train_data,
+            val_data=val_data, build_model=lambda: build_model(current, class_names, reference),
+            fit_settings=trainer.TrainSettings(epochs=current.epochs, steps_per_epoch=current.steps_per_epoch,
+                                               monitor=monitor, verbose=verbose),
+            callbacks=lambda run: [_figure_callback(view, shown_rows, run, current.stage)],
+            export=export_best, precision=current.precision, seed=current.seed,
+        )
+
+    _, history, _ = lifecycle.train_run("integrated_cell", out, prepare, resume=resume, strategy=strategy,
+                                        inputs=[settings.data], verbose=verbose)
     return history
 
 

@@ -225,7 +225,7 @@ def upgrade_config(raw, source="config.json"):
         data = {"structure_types": settings.pop("structure_types", [])}
         return {"format": 2, "paper": "statcell", "role": role, "preset": settings.get("preset"),
                 "version": version, "settings": settings, "data": data}
-    if raw.get("variant") in ("vaeplus", "vae", "ae") and "iterations" in raw:
+    if raw.get("variant") in ("vaeplus", "vae", "ae"):
         settings = {k: v for k, v in raw.items() if k not in ("epochs", "steps_per_epoch")}
         settings["steps_per_epoch"] = raw.get("steps_per_epoch")
         return {"format": 2, "paper": "vaeplus", "role": raw["variant"], "preset": None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from statcell_tf.backend import keras, tf
 from statcell_tf.losses import elbo
 from statcell_tf.losses import vaeplus as terms
+from statcell_tf.layers.input_normalization import InputNormalization
 from statcell_tf.training.model import TrainableModel
 
 VARIANTS = {"vaeplus": 2.0, "vae": 1.0, "ae": 0.0}
@@ -170,6 +171,10 @@ class VAEPlus(TrainableModel):
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, **kwargs)
+        # The paper's input normalisation (Sect. 4.1: per image and channel, by the maximum) is
+        # the model's own layer: the pipeline applies it to batches, the SavedModel endpoints
+        # to images as they are on disk (idempotent on already normalised images).
+        self.preprocessing = InputNormalization("max")
         if variant not in VARIANTS:
             raise ValueError(f"`variant` must be one of {', '.join(VARIANTS)}. Received: variant={variant!r}")
         if feature_reduction not in FEATURE_REDUCTIONS:
@@ -340,9 +345,9 @@ class VAEPlus(TrainableModel):
         images = [tf.TensorSpec([None, *self.image_shape], tf.float32)]
         latent = [tf.TensorSpec([None, self.latent_dim], tf.float32)]
         return {
-            "encode": (self.encode, images),
+            "encode": (lambda x: self.encode(self.preprocessing(x)), images),
             "decode": (self.decode, latent),
-            "reconstruct": (self.reconstruct, images),
+            "reconstruct": (lambda x: self.reconstruct(self.preprocessing(x)), images),
         }
 
     def get_config(self):

@@ -85,6 +85,13 @@ class VAEPlusTrainConfig:
             raise UserError(
                 f"--steps-per-epoch must divide --iterations {self.iterations}. Received: {self.steps_per_epoch}"
             )
+        from statcell_tf.training.run_dir import check_number
+
+        for name in ("learning_rate", "discriminator_learning_rate"):
+            check_number(getattr(self, name), f"--{name.replace('_', '-')}", minimum=0, open_min=True, allow_none=False)
+        for name in ("beta", "weight_decay"):  # None = the variant's default
+            check_number(getattr(self, name), f"--{name.replace('_', '-')}", minimum=0)
+        check_number(self.schedule_period, "--schedule-period", minimum=0, open_min=True, allow_none=False)
         if not 0.0 <= self.validation_fraction < 1.0:
             raise UserError(f"--validation-fraction must be in [0, 1). Received: {self.validation_fraction}")
         if self.schedule_period <= 0:
@@ -105,6 +112,10 @@ class VAEPlusTrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config.json") -> "VAEPlusTrainConfig":
+        if "settings" in values and "paper" in values:  # the one config.json schema
+            if values["paper"] != "vaeplus":
+                raise UserError(f"{source} is a {values['paper']} run, not a VAE+ run")
+            values = values["settings"]
         values = {k: v for k, v in values.items() if k != "epochs"}
         unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
@@ -129,7 +140,7 @@ def load_endpoints(run, flag: str = "RUN"):
     from statcell_tf.training.export import load_saved_model
     from statcell_tf.training.run_dir import open_run
 
-    run_directory = open_run(run, flag=flag)
+    run_directory = open_run(run, flag=flag, paper="vaeplus")
     loaded = load_saved_model(run_directory.saved_model)
     for name in ("encode", "decode", "reconstruct"):
         if not hasattr(loaded, name):
@@ -259,69 +270,81 @@ def reconstruction_panel(model, images: np.ndarray, channel_names, path) -> None
 
 
 def train(config: VAEPlusTrainConfig, out, resume: bool = False, verbose: int = 1):
-    """Train one VAE+ run into `out`; returns (model, history DataFrame)."""
+    """Train one VAE+ run into `out` with the shared lifecycle; returns (model, history DataFrame).
+
+    Both minibatch streams (B1 auto-encoded, B2 real images for the discriminator) are drawn
+    once for all iterations from the seed; epoch e reads its slice of them, so a resumed run
+    reads exactly the batches an uninterrupted one reads.
+    """
     import tensorflow as tf
 
-    from statcell_tf.training import export, runtime, trainer
-    from statcell_tf.training.run_dir import RunDirectory
+    from statcell_tf.training import export, lifecycle, runtime, trainer
+    from statcell_tf.training.run_dir import make_config
 
     strategy = runtime.select_strategy(config.strategy)  # first: multi-worker setup
-    chief = runtime.is_chief(strategy)
-    run = RunDirectory(out)
-    saved = run.create(config.to_dict(), resume=resume, chief=chief)
-    if resume and run.exists():
-        iterations = config.iterations
-        config = VAEPlusTrainConfig.from_dict(saved, str(run.config))
-        if iterations != config.iterations:  # a resumed run may be extended
-            config = dataclasses.replace(config, iterations=iterations)
-            if chief:
-                run.write_config(config.to_dict())
-    runtime.set_precision(config.precision)
-    runtime.set_seed(config.seed)
-    cells = load_cells(config.data)
-    train_rows, val_rows = grouped_validation_split(cells.metadata, config.validation_fraction, config.seed)
-    if "group" in cells.metadata and chief:
-        from statcell_tf.data.splits import save_splits
+    requested = config
 
-        save_splits(run.splits, cells.metadata, {"train": train_rows, "val": val_rows})
-    rng = np.random.default_rng(config.seed)
-    count = config.iterations * config.batch_size
-    streams = [balanced_indices(cells.metadata, train_rows, count, config.sampling, rng) for _ in range(2)]
-    if resume and run.history.exists():  # continue the minibatch streams where the run stopped
-        import pandas as pd
+    def prepare(saved, run):
+        current = requested
+        if saved is not None:
+            current = VAEPlusTrainConfig.from_dict(saved, str(run.config))
+            if current.iterations != requested.iterations:  # a resumed run may be extended
+                current = dataclasses.replace(current, iterations=requested.iterations)
+        cells = load_cells(current.data)
+        train_rows, val_rows = grouped_validation_split(cells.metadata, current.validation_fraction, current.seed)
+        count = current.iterations * current.batch_size
+        # One generator per stream: a longer run (more --iterations) extends both streams and
+        # keeps their beginnings, so an extended resume reads what one long run reads.
+        streams = [
+            balanced_indices(cells.metadata, train_rows, count, current.sampling, np.random.default_rng([current.seed, k]))
+            for k in range(2)
+        ]
+        per_epoch = current.epoch_steps * current.batch_size
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
 
-        done = pd.read_csv(run.history)["step"].max() if run.history.stat().st_size else 0
-        done = int(done) if np.isfinite(done) else 0
-        streams = [s[min(done, config.iterations - 1) * config.batch_size :] for s in streams]
-    # B1 (autoencoder) and B2 (real images for the discriminator): independent draws.
-    first, second = (image_dataset(cells, s, config.batch_size, config.seed + k, True) for k, s in enumerate(streams))
-    train_dataset = tf.data.Dataset.zip((first, second)).map(lambda a, b: {"image": a, "image_d": b})
-    val_dataset = None
-    if len(val_rows):
-        val_dataset = image_dataset(cells, val_rows, config.batch_size, config.seed, False).map(
-            lambda a: {"image": a}
+        def train_data(epoch):
+            window = slice((epoch - 1) * per_epoch, epoch * per_epoch)
+            first, second = (image_dataset(cells, s[window], current.batch_size, current.seed + k, False)
+                             for k, s in enumerate(streams))
+            return tf.data.Dataset.zip((first, second)).map(lambda a, b: {"image": a, "image_d": b}).with_options(options)
+
+        val_data = None
+        if len(val_rows):
+            val_data = image_dataset(cells, val_rows, current.batch_size, current.seed, False).map(lambda a: {"image": a})
+        panel_rows = (val_rows if len(val_rows) else train_rows)[:8]
+        panel_images = normalize(cells.images[np.sort(panel_rows)])
+
+        def callbacks(run):
+            def figures(epoch, logs, trained):
+                reconstruction_panel(trained, panel_images, cells.channel_names,
+                                     run.figures / f"reconstructions_epoch{epoch:04d}.png")
+                reconstruction_panel(trained, panel_images, cells.channel_names, run.figures / "reconstructions.png")
+
+            return [figures]
+
+        from statcell_tf.data.splits import splits_table
+
+        group = "group" if "group" in cells.metadata else None
+        table = splits_table(cells.metadata, {"train": train_rows, "val": val_rows}, group)
+        settings = current.to_dict()
+        settings.pop("epochs")
+        return lifecycle.RunPlan(
+            config=make_config("vaeplus", current.variant, None, settings, {"num_cells": len(cells)}),
+            splits=table, train_data=train_data, val_data=val_data,
+            build_model=lambda: build_model(current),
+            # No model selection: the paper trains a fixed number of iterations and keeps the
+            # last model, so best.keras tracks the newest epoch (monitor the step counter).
+            fit_settings=trainer.TrainSettings(
+                epochs=current.epochs, steps_per_epoch=current.epoch_steps,
+                validation_steps=min(-(-len(val_rows) // current.batch_size), 50) if len(val_rows) else None,
+                monitor="step", mode="max", verbose=verbose,
+            ),
+            callbacks=callbacks, export=lambda run, model: export.export_saved_model(model, run.saved_model),
+            precision=current.precision, seed=current.seed,
         )
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    train_dataset = train_dataset.with_options(options)
-    with strategy.scope():
-        model = build_model(config)
-    panel_rows = (val_rows if len(val_rows) else train_rows)[:8]
-    panel_images = normalize(cells.images[np.sort(panel_rows)])
 
-    def figures(epoch, logs, trained):
-        reconstruction_panel(trained, panel_images, cells.channel_names, run.figures / f"reconstructions_epoch{epoch:04d}.png")
-        reconstruction_panel(trained, panel_images, cells.channel_names, run.figures / "reconstructions.png")
-
-    # No model selection: the paper trains a fixed number of iterations and keeps the last
-    # model, so best.keras tracks the newest epoch (monitor the step counter, mode max).
-    settings = trainer.TrainSettings(
-        epochs=config.epochs, steps_per_epoch=config.epoch_steps,
-        validation_steps=min(-(-len(val_rows) // config.batch_size), 50) if len(val_rows) else None,
-        monitor="step", mode="max", verbose=verbose,
-    )
-    history = trainer.fit(model, train_dataset, val_dataset, run, settings, strategy=strategy,
-                          epoch_callbacks=[figures], resume=resume)
-    if chief:
-        export.export_saved_model(model, run.saved_model)
+    _, history, model = lifecycle.train_run("vaeplus", out, prepare, resume=resume, strategy=strategy,
+                                            inputs=[config.data], verbose=verbose)
     return model, history
+

@@ -55,9 +55,11 @@ def test_reference_run_folder(runs, manifest):
                 "image_discriminator", "val_loss", "lr_enc", "lr_dec", "lr_enc_d", "lr_dec_d"):
         assert key in history and np.isfinite(history[key]).all(), key
     config = json.loads((reference / "config.json").read_text())
+    assert (config["paper"], config["role"]) == ("integrated_cell", "reference")
+    config = config["settings"]
     assert config["stage"] == "reference" and config["image_size"] == [32, 32] and config["gamma_dec"] == 1e-5
     # Split by CellId: no cell in two splits, every cell somewhere.
-    splits = pd.read_csv(reference / "splits.csv", dtype={"CellId": str})
+    splits = pd.read_csv(reference / "splits.csv", dtype={"cell_id": str}).rename(columns={"cell_id": "CellId"})
     assert splits.groupby("CellId")["split"].nunique().max() == 1
     assert len(splits) == len(pd.read_csv(manifest))
 
@@ -66,7 +68,8 @@ def test_conditional_run_and_saved_model(runs):
     from statcell_tf.backend import tf
 
     _, conditional = runs
-    config = json.loads((conditional / "config.json").read_text())
+    saved = json.loads((conditional / "config.json").read_text())
+    config = {**saved["settings"], **saved["data"]}
     assert config["stage"] == "conditional" and len(config["class_names"]) == 4
     assert config["image_size"] == [32, 32]  # taken from the reference run
     history = pd.read_csv(conditional / "history.csv")
@@ -119,7 +122,7 @@ def test_integrate_structures(runs, manifest, capsys):
     result = _invoke("integrate-structures", conditional, "--cell", cell, capsys=capsys)
     assert result.exit_code == 0, result.output
     out = conditional / "integrated"
-    names = json.loads((conditional / "config.json").read_text())["class_names"]
+    names = json.loads((conditional / "config.json").read_text())["data"]["class_names"]
     stack = tifffile.imread(out / f"integrated_{cell}.tif")
     assert stack.shape == (len(names), 32, 32) and stack.dtype == np.float32
     assert 0.0 <= stack.min() and stack.max() <= 1.0
