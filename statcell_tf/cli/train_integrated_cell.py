@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from statcell_tf.cli._options import existing_dir, existing_path, out_path, precision_option, seed_option, strategy_option
+from statcell_tf.cli._settings import config_option, resolve_settings
 from statcell_tf.errors import UserError
 
 
@@ -31,7 +32,7 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
 @click.option("--stage", required=True, type=click.Choice(["reference", "conditional"]), help="reference = cell+nuclear shape model (Algorithm 1); conditional = structure model (Algorithm 2).")
 @click.option("--reference-run", type=existing_dir, default=None, help="Reference-stage run folder (required with --stage conditional).")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Epochs [default: 150 reference, 220 conditional, as the paper].")
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Batch size per replica.")
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Global batch size (split over the replicas).")
 @click.option("--size", default=None, help="Image size N or HxW [default: 256; conditional: the reference run's].")
 @click.option("--filters", type=click.IntRange(1), default=64, show_default=True, help="Width: filters of the first conv (paper 64).")
 @click.option("--latent-dim", type=click.IntRange(1), default=16, show_default=True, help="|z_r| (reference) or |z_s| (conditional).")
@@ -44,11 +45,16 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
 @click.option("--out", type=out_path, default=None, help="Run folder [default: models/integrated_cell/<stage>].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--preset", type=click.Choice(["paper", "demo"]), default="paper", show_default=True,
+              help="paper = section 3.3 (256 px, 64 filters, 150/220 epochs); demo = 64 px, 16 filters, 5 epochs.")
+@config_option
 @strategy_option
 @precision_option
 @seed_option
-def command(data, stage, reference_run, epochs, batch_size, size, filters, latent_dim, learning_rate, gamma_enc,
-            gamma_dec, decoder_condition, output_batchnorm, steps_per_epoch, out, resume, quiet, strategy, precision, seed):
+@click.pass_context
+def command(ctx, data, stage, reference_run, epochs, batch_size, size, filters, latent_dim, learning_rate, gamma_enc,
+            gamma_dec, decoder_condition, output_batchnorm, steps_per_epoch, out, resume, quiet, preset, config_file,
+            strategy, precision, seed):
     """Train the reference (membrane + DNA) or conditional (structure) stage of the Integrated Cell.
 
     Cells are split 80/10/10 by CellId (RUN/splits.csv). The run folder receives config.json,
@@ -64,14 +70,7 @@ def command(data, stage, reference_run, epochs, batch_size, size, filters, laten
     if stage == "reference" and reference_run is not None:
         raise click.UsageError("--reference-run is only for --stage conditional")
     image_size = parse_size(size)
-    if image_size is None:
-        image_size = (256, 256)
-        if stage == "conditional":
-            from statcell_tf.training.run_dir import open_run
-
-            saved = open_run(reference_run, flag="--reference-run", paper="integrated_cell").read_config()
-            image_size = tuple(saved["settings"].get("image_size", image_size))
-    elif stage == "conditional":
+    if image_size is not None and stage == "conditional":
         from statcell_tf.training.run_dir import open_run
 
         saved = open_run(reference_run, flag="--reference-run", paper="integrated_cell").read_config()["settings"]
@@ -80,14 +79,19 @@ def command(data, stage, reference_run, epochs, batch_size, size, filters, laten
                 f"--size {size} differs from the reference run's image size {saved.get('image_size')}; "
                 f"the conditional stage uses the reference model's size. Received: --size {size}"
             )
-    out = out or Path("models") / "integrated_cell" / stage
-    settings = IntegratedCellSettings(
-        stage=stage, data=str(data), reference_run=str(reference_run) if reference_run else None,
-        epochs=epochs or PAPER_EPOCHS[stage], batch_size=batch_size, image_size=image_size, filters=filters,
-        latent_dim=latent_dim, learning_rate=learning_rate, gamma_enc=gamma_enc, gamma_dec=gamma_dec,
-        decoder_condition=decoder_condition, output_batchnorm=output_batchnorm, steps_per_epoch=steps_per_epoch, seed=seed, strategy=strategy,
-        precision=precision,
+    values = dict(
+        stage=stage, data=str(data), reference_run=str(reference_run) if reference_run else None, epochs=epochs,
+        batch_size=batch_size, image_size=image_size, filters=filters, latent_dim=latent_dim,
+        learning_rate=learning_rate, gamma_enc=gamma_enc, gamma_dec=gamma_dec, decoder_condition=decoder_condition,
+        output_batchnorm=output_batchnorm, steps_per_epoch=steps_per_epoch, seed=seed, strategy=strategy,
+        precision=precision, preset=preset,
     )
+    presets = {
+        "paper": {"epochs": PAPER_EPOCHS[stage]},
+        "demo": {"epochs": 5, "image_size": (64, 64), "filters": 16},
+    }
+    settings = resolve_settings(ctx, IntegratedCellSettings, values, presets, config_file=config_file)
+    out = out or Path("models") / "integrated_cell" / stage
     history = train(settings, out, resume=resume, verbose=0 if quiet else 1)
     last = history.iloc[-1]
     shown = ", ".join(f"{k}={last[k]:.4g}" for k in ("loss", "val_loss", "accuracy", "val_accuracy") if k in history)

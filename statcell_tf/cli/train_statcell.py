@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
 
+from statcell_tf.cli._settings import config_option, resolve_settings
 from statcell_tf.cli._options import (
     existing_path,
     out_path,
@@ -27,7 +29,8 @@ from statcell_tf.cli._options import (
               show_default=True, help="Eq. 3 (1−β)·D + β·R, or the classic D + β·R.")
 @reconstruction_option
 @click.option("--epochs", type=click.IntRange(min=1), default=300, show_default=True, help="Paper: 300.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Global batch size (split over the replicas).")
 @click.option("--learning-rate", type=float, default=2e-4, show_default=True, help="Adam (0.9, 0.999).")
 @click.option("--preset", type=click.Choice(["paper", "demo", "tiny"]), default="paper", show_default=True,
               help="Channel widths and latent size: paper = Table 3 (32…512, latent 512).")
@@ -44,11 +47,14 @@ from statcell_tf.cli._options import (
               help="Target model: the reference run it pairs with (its size and dims are reused).")
 @click.option("--out", type=out_path, default=None, help="Run folder [models/statcell/<model>-<dims>d-beta<B>].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@config_option
 @strategy_option
 @precision_option
 @seed_option
-def command(data, role, dims, beta, objective, reconstruction, epochs, batch_size, learning_rate, preset,
-            latent_dim, size, eval_samples, background, reference_run, out, resume, strategy, precision, seed):
+@click.pass_context
+def command(ctx, data, role, dims, beta, objective, reconstruction, epochs, batch_size, learning_rate, preset,
+            latent_dim, size, eval_samples, background, reference_run, out, resume, config_file, strategy,
+            precision, seed):
     """Train one Statistical Cell β-VAE and keep its best validation ELBO (paper §6.4).
 
     Writes a run folder: config.json, splits.csv (80/10/10 by CellId), checkpoints/,
@@ -65,30 +71,35 @@ def command(data, role, dims, beta, objective, reconstruction, epochs, batch_siz
         train_statcell,
     )
     from statcell_tf.training import runtime
-    from statcell_tf.training.run_dir import open_run
+    from statcell_tf.training.run_dir import check_out, open_run
 
     strategy_object = runtime.select_strategy(strategy)  # first: multi-worker configures collectives
-    sizes = parse_size(size)
-    if reference_run is not None:
-        if role != "target":
-            raise click.UsageError("--reference-run only applies to --model target")
-        paired_run = open_run(reference_run, "--reference-run", paper="statcell")
-        paired = StatcellTrainConfig.from_dict(paired_run.read_config(), str(paired_run.config))
-        if paired.model != "reference":
-            raise UserError(f"--reference-run {reference_run} is a {paired.model} run, not a reference run")
-        if paired.dims != dims:
-            raise UserError(f"--reference-run {reference_run} is {paired.dims}D but --dims is {dims}")
-        sizes = sizes or list(paired.image_shape)
-    cells = read_cells(data)
-    if sizes is None:
-        sizes = list(default_image_shape(cells, dims, len(PRESETS[preset]["filters"])))
-    config = StatcellTrainConfig(
-        data=str(data), model=role, dims=dims, beta=beta, objective=objective, preset=preset, size=sizes,
-        latent_dim=latent_dim, reconstruction_reduction=reconstruction, eval_samples=eval_samples,
-        background=background, epochs=epochs, batch_size=batch_size,
-        learning_rate=learning_rate, seed=seed, split_seed=seed,
+    if reference_run is not None and role != "target":
+        raise click.UsageError("--reference-run only applies to --model target")
+    values = dict(
+        data=str(data), role=role, dims=dims, beta=beta, objective=objective, preset=preset, size=parse_size(size),
+        latent_dim=latent_dim, reconstruction=reconstruction, eval_samples=eval_samples, background=background,
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
         reference_run=str(reference_run) if reference_run else None, strategy=strategy, precision=precision,
     )
-    out = out or Path("models") / "statcell" / f"{role}-{dims}d-beta{beta:g}"
+    config = resolve_settings(ctx, StatcellTrainConfig, values, {name: {} for name in PRESETS},
+                              rename={"role": "model", "reconstruction": "reconstruction_reduction"},
+                              config_file=config_file)
+    config = dataclasses.replace(config, split_seed=config.seed)
+    sizes = config.size
+    if config.reference_run is not None:
+        paired_run = open_run(config.reference_run, "--reference-run", paper="statcell")
+        paired = StatcellTrainConfig.from_dict(paired_run.read_config(), str(paired_run.config))
+        if paired.model != "reference":
+            raise UserError(f"--reference-run {config.reference_run} is a {paired.model} run, not a reference run")
+        if paired.dims != config.dims:
+            raise UserError(f"--reference-run {config.reference_run} is {paired.dims}D but --dims is {config.dims}")
+        sizes = sizes or list(paired.image_shape)
+    out = out or Path("models") / "statcell" / f"{config.model}-{config.dims}d-beta{config.beta:g}"
+    check_out(out, inputs=[config.data])  # before reading the data
+    cells = read_cells(config.data)
+    if sizes is None:
+        sizes = list(default_image_shape(cells, config.dims, len(PRESETS[config.preset]["filters"])))
+    config = dataclasses.replace(config, size=list(sizes))
     path = train_statcell(config, cells, out, resume=resume, strategy=strategy_object)
     click.echo(f"Run written to {path} (best model: {path / 'best.keras'})")

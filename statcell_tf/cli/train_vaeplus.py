@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from statcell_tf.cli._options import existing_dir, out_path, precision_option, seed_option, strategy_option
+from statcell_tf.cli._settings import config_option, resolve_settings
 from statcell_tf.vaeplus.training import PAPER_BATCH_SIZE, SAMPLINGS
 
 
@@ -37,11 +38,16 @@ from statcell_tf.vaeplus.training import PAPER_BATCH_SIZE, SAMPLINGS
 @click.option("--out", type=out_path, default=None, help="Run folder [default: models/vaeplus/<variant>].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--preset", type=click.Choice(["paper", "demo"]), default="paper", show_default=True,
+              help="paper = Sect. 4 (40,000 iterations of 104, 256-d embedding); demo = 600 iterations of 32, "
+              "64-d, γ period 100: minutes on 2 CPU cores.")
+@config_option
 @strategy_option
 @precision_option
 @seed_option
-def command(data, variant, iterations, batch_size, steps_per_epoch, sampling, schedule_period, feature_reduction,
-            latent_dim, filters, validation_fraction, out, resume, quiet, strategy, precision, seed):
+@click.pass_context
+def command(ctx, data, variant, iterations, batch_size, steps_per_epoch, sampling, schedule_period, feature_reduction,
+            latent_dim, filters, validation_fraction, out, resume, quiet, preset, config_file, strategy, precision, seed):
     """Train VAE+ (or the VAE / AE baseline) on single-cell crops.
 
     Every iteration draws two independent minibatches: B1 is auto-encoded, B2 (real crops)
@@ -53,13 +59,15 @@ def command(data, variant, iterations, batch_size, steps_per_epoch, sampling, sc
     """
     from statcell_tf.vaeplus.training import VAEPlusTrainConfig, train
 
-    config = VAEPlusTrainConfig(
+    values = dict(
         data=str(data), variant=variant, iterations=iterations, batch_size=batch_size,
         steps_per_epoch=steps_per_epoch, sampling=sampling, validation_fraction=validation_fraction,
         latent_dim=latent_dim, filters=filters, schedule_period=schedule_period,
-        feature_reduction=feature_reduction, seed=seed,
-        strategy=strategy, precision=precision,
+        feature_reduction=feature_reduction, seed=seed, strategy=strategy, precision=precision, preset=preset,
     )
+    presets = {"paper": {}, "demo": {"iterations": 600, "batch_size": 32, "latent_dim": 64, "schedule_period": 100.0}}
+    config = resolve_settings(ctx, VAEPlusTrainConfig, values, presets, config_file=config_file)
+    variant = config.variant
     out = out or Path("models") / "vaeplus" / variant
     _, history = train(config, out, resume=resume, verbose=0 if quiet else 1)
     last = history.iloc[-1]

@@ -49,6 +49,7 @@ class IntegratedCellSettings:
         seed: int.
         strategy: str. Distribution strategy name.
         precision: str. Precision policy name.
+        preset: str. ``paper`` or ``demo`` (the named starting point of the settings).
     """
 
     stage: str
@@ -71,6 +72,7 @@ class IntegratedCellSettings:
     seed: int = 0
     strategy: str = "auto"
     precision: str = "auto"
+    preset: str = "paper"
 
     def __post_init__(self):
         if self.stage not in STAGES:
@@ -116,7 +118,7 @@ class IntegratedCellSettings:
         """This stage's config.json (the one schema)."""
         from statcell_tf.training.run_dir import make_config
 
-        return make_config("integrated_cell", self.stage, None, self.to_json(), {"class_names": class_names})
+        return make_config("integrated_cell", self.stage, self.preset, self.to_json(), {"class_names": class_names})
 
 
 def read_data(path) -> object:

@@ -63,6 +63,7 @@ class VAEPlusTrainConfig:
     seed: int = 0
     strategy: str = "auto"
     precision: str = "auto"
+    preset: str = "paper"
 
     def __post_init__(self):
         from statcell_tf.vaeplus.model import VARIANTS
@@ -330,7 +331,7 @@ def train(config: VAEPlusTrainConfig, out, resume: bool = False, verbose: int = 
         settings = current.to_dict()
         settings.pop("epochs")
         return lifecycle.RunPlan(
-            config=make_config("vaeplus", current.variant, None, settings, {"num_cells": len(cells)}),
+            config=make_config("vaeplus", current.variant, current.preset, settings, {"num_cells": len(cells)}),
             splits=table, train_data=train_data, val_data=val_data,
             build_model=lambda: build_model(current),
             # No model selection: the paper trains a fixed number of iterations and keeps the

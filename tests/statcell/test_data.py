@@ -123,10 +123,11 @@ def test_run_splits_keep_recorded_cells_and_place_new_ones_by_their_own_id(tmp_p
     # Manifest A: the reference run's training data; its splits.csv as train_statcell writes it.
     a = pd.DataFrame({"CellId": [str(1000 + i) for i in range(40)], "structure_name": "LMNB1"})
     run = RunDirectory(tmp_path / "ref")
-    run.create(StatcellTrainConfig(data="a.csv", split_seed=5).to_dict())
+    run.path.mkdir()
+    run.write_config(StatcellTrainConfig(data="a.csv", split_seed=5).run_config())
     recorded = split_cells(a, 5)
     splits_frame(a, recorded).to_csv(run.splits, index=False)
-    expected = splits_frame(a, recorded).set_index("CellId")["split"]
+    expected = splits_frame(a, recorded).set_index("cell_id")["split"]
     # A + extra rows, as add-control-structures writes them (originals keep their CellId and
     # get source_CellId; copies are <id>_control_<kind>), plus cells the run never saw.
     # (Re-splitting this table by cumulative fraction moved 7 of the 40 A cells.)
