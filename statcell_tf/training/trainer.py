@@ -241,7 +241,9 @@ def fit(
         state = _State(settings.mode)
         optimizers = {f"optimizer_{name}": opt for name, opt in model.optimizers_by_name.items()}
         checkpoint = tf.train.Checkpoint(
-            model=model, **optimizers, **state.trackables(), **_seed_states(model)
+            model=model, model_variables=_named_variables(model.variables),
+            **{f"{key}_variables": _named_variables(opt.variables) for key, opt in optimizers.items()},
+            **optimizers, **state.trackables(), **_seed_states(model)
         )
 
     # Non-chief workers must save too (the save is collective) but into a throw-away folder.
@@ -440,6 +442,17 @@ def _replica_statistics_averager(strategy, model) -> Callable[[], None]:
             variable.assign(strategy.experimental_local_results(value)[0])
 
     return average
+
+
+def _named_variables(variables) -> dict:
+    """Every variable, keyed by its position (the order is fixed by the model's code; names
+    are not: Keras numbers the layers of every new model in a process).
+
+    Keras 3 layers held in Python lists inside custom layers (MBConv stages, residual blocks)
+    are not reachable through `tf.train.Checkpoint`'s object graph: without this their
+    batch-norm statistics (and any weight no optimizer holds) were silently left out of the
+    checkpoint, so a resumed run validated differently from an uninterrupted one."""
+    return {f"v{i:05d}": variable for i, variable in enumerate(variables)}
 
 
 def _seed_states(model) -> dict:
