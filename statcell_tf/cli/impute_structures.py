@@ -37,7 +37,9 @@ def command(ref_run, target_run, cell_id, generated, structures, count, data, ou
     from statcell_tf.statcell.latent_stats import image_grid_figure
     from statcell_tf.backend import keras
     from statcell_tf.errors import UserError
-    from statcell_tf.statcell.data import normalise
+    from statcell_tf.layers.input_normalization import InputNormalization
+
+    normalise = InputNormalization("max")
     from statcell_tf.statcell.training import data_for_run, load_run_pair, write_tiff
 
     if (cell_id is None) == (not generated):
@@ -52,7 +54,7 @@ def command(ref_run, target_run, cell_id, generated, structures, count, data, ou
     own_structure, own_name = None, None
     if generated:
         # The target model was trained on max-normalised channels: normalise the sample too.
-        reference = normalise(np.asarray(reference_model.sample_prior(1, seed=generator)))[0]
+        reference = np.asarray(normalise(np.asarray(reference_model.sample_prior(1, seed=generator))))[0]
         label = f"generated-seed{seed}"
     else:
         cells, target_data = data_for_run(config, data)

@@ -221,7 +221,7 @@ def train_cytoself(config: CytoselfTrainConfig, cells, out, resume: bool = False
 def plan_run(config: CytoselfTrainConfig, cells, saved: dict | None, run):
     """The cytoself recipe: channels, split, normalisation, model config and datasets (writes nothing)."""
     from statcell_tf.cytoself.model import CytoselfModel
-    from statcell_tf.data.pipeline import make_dataset
+    from statcell_tf.data.pipeline import apply_preprocessing, make_dataset
     from statcell_tf.data.splits import split_indices, splits_table
     from statcell_tf.layers.input_normalization import InputNormalization
     from statcell_tf.training import export, lifecycle, trainer
@@ -284,14 +284,14 @@ def plan_run(config: CytoselfTrainConfig, cells, saved: dict | None, run):
     preprocessing = _preprocessing(data.get("normalization"))
 
     def train_data(epoch):
-        return _normalized(make_dataset(
+        return apply_preprocessing(make_dataset(
             cells, splits["train"], config.batch_size, shuffle=True, seed=config.seed, augment=config.augment,
             label_column=config.label_column, label_values=label_values, repeat=config.steps_per_epoch is not None,
             drop_remainder=_replicas() > 1, epoch=epoch, steps=config.steps_per_epoch,
         ), preprocessing)
 
     val_rows = splits["val"]
-    val_data = _normalized(make_dataset(
+    val_data = apply_preprocessing(make_dataset(
         cells, val_rows, config.batch_size, label_column=config.label_column, label_values=label_values,
     ), preprocessing)
     panel_raw = np.asarray(cells.images[val_rows[:PANEL_IMAGES]], np.float32)
@@ -336,16 +336,6 @@ def _preprocessing(normalization):
     if not normalization:
         return InputNormalization("none")
     return InputNormalization("affine", offset=normalization["offset"], scale=normalization["scale"])
-
-
-def _normalized(dataset, preprocessing):
-    """Normalise whole batches in the pipeline with the model's own preprocessing layer."""
-    from statcell_tf.backend import tf
-
-    if preprocessing.method == "none":
-        return dataset
-    return dataset.map(lambda batch: {**batch, "image": preprocessing(batch["image"])},
-                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def read_splits(run_path, num_cells: int) -> dict:

@@ -250,6 +250,16 @@ def make_dataset(
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
+def apply_preprocessing(dataset: tf.data.Dataset, layer) -> tf.data.Dataset:
+    """Apply a model's preprocessing layer (e.g. `InputNormalization`) to the ``"image"`` of
+    whole batches, in TensorFlow (vectorised, parallel): the pipeline and the model's
+    SavedModel endpoints share one implementation."""
+    if getattr(layer, "method", None) == "none":
+        return dataset
+    return dataset.map(lambda batch: {**batch, "image": layer(batch["image"])},
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
 def _dihedral_table(height: int, width: int) -> np.ndarray:
     """(16, H·W) int32: row ``4·k + 2·flip_w + flip_h`` holds, for every output pixel, the flat
     input pixel it takes after ``np.rot90(·, k)`` then the flips (odd k only if H == W)."""

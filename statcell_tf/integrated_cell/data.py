@@ -27,10 +27,11 @@ ID_COLUMN = "CellId"
 
 def normalise(images: np.ndarray) -> np.ndarray:
     """Section 3.1 per image and channel: subtract the most populous intensity (the
-    background), zero negative values, rescale to [0, 1]."""
-    from statcell_tf.data.preprocess import normalize_mode
+    background), zero negative values, rescale to [0, 1]. The same layer the models'
+    SavedModel endpoints apply (`InputNormalization("mode")`)."""
+    from statcell_tf.layers.input_normalization import InputNormalization
 
-    return normalize_mode(np.asarray(images, "float32"))
+    return np.asarray(InputNormalization("mode")(np.asarray(images, "float32")))
 
 
 def fit_size(images: np.ndarray, size: Sequence[int]) -> np.ndarray:

@@ -46,6 +46,7 @@ import math
 
 from statcell_tf.backend import keras, tf
 from statcell_tf.losses import adversarial
+from statcell_tf.layers.input_normalization import InputNormalization
 from statcell_tf.training.model import TrainableModel
 
 ops = keras.ops
@@ -306,6 +307,9 @@ class IntegratedCellReference(_AdversarialAutoencoder):
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, **kwargs)
+        # Section 3.1 normalisation (mode subtraction, [0, 1] per image and channel) owned by the
+        # model: the data pipeline applies the same layer, every SavedModel endpoint applies it.
+        self.preprocessing = InputNormalization("mode")
         self.image_size = [int(s) for s in image_size]
         self.reference_channels = [int(c) for c in reference_channels]
         self.latent_dim = int(latent_dim)
@@ -391,10 +395,11 @@ class IntegratedCellReference(_AdversarialAutoencoder):
     def export_endpoints(self) -> dict:
         channels = len(self.reference_channels)
         image_spec = [tf.TensorSpec([None, *self.image_size, channels], tf.float32)]
+        pre = self.preprocessing  # images as they are on disk (projected, model-sized)
         return {
-            "encode": (lambda x: self.encode(x), image_spec),
+            "encode": (lambda x: self.encode(pre(x)), image_spec),
             "decode": (lambda z: self.decode(z), [tf.TensorSpec([None, self.latent_dim], tf.float32)]),
-            "reconstruct": (lambda x: self.decode(self.encode(x)), image_spec),
+            "reconstruct": (lambda x: self.decode(self.encode(pre(x))), image_spec),
         }
 
     def get_config(self):
@@ -464,6 +469,9 @@ class IntegratedCellConditional(_AdversarialAutoencoder):
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, **kwargs)
+        # Section 3.1 normalisation (mode subtraction, [0, 1] per image and channel) owned by the
+        # model: the data pipeline applies the same layer, every SavedModel endpoint applies it.
+        self.preprocessing = InputNormalization("mode")
         self.num_classes = int(num_classes)
         self.image_size = [int(s) for s in image_size]
         self.reference_channels = [int(c) for c in reference_channels]
@@ -659,14 +667,16 @@ class IntegratedCellConditional(_AdversarialAutoencoder):
         image_spec = [tf.TensorSpec([None, *self.image_size, channels], tf.float32)]
         reference_spec = [tf.TensorSpec([None, *self.image_size, len(self.reference_channels)], tf.float32)]
 
+        pre = self.preprocessing  # images as they are on disk (projected, model-sized)
+
         def encode(x):
-            out = self.encode(x)
+            out = self.encode(pre(x))
             return {"z_r": out["z_r"], "probabilities": out["probabilities"], "z_s": out["z_s"]}
 
         return {
             "encode": (encode, image_spec),
-            "classify": (self.classify, image_spec),
-            "integrate": (self.integrate, reference_spec),
+            "classify": (lambda x: self.classify(pre(x)), image_spec),
+            "integrate": (lambda x: self.integrate(pre(x)), reference_spec),
         }
 
     def get_config(self):
@@ -684,3 +694,4 @@ class IntegratedCellConditional(_AdversarialAutoencoder):
             }
         )
         return config
+

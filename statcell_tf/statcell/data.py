@@ -16,41 +16,12 @@ import pandas as pd
 
 from statcell_tf.data.source import CellImages
 from statcell_tf.errors import UserError
+from statcell_tf.layers.input_normalization import InputNormalization
 
 REFERENCE_CHANNELS = ("membrane", "dna")
 STRUCTURE_CHANNEL = "structure"
 TYPE_COLUMN = "structure_name"
 BACKGROUNDS = ("none", "mode")
-
-
-def normalise(images: np.ndarray) -> np.ndarray:
-    """Per image and channel: divide by the maximum (0 stays 0). (N, *spatial, C) float32."""
-    images = np.asarray(images, "float32")
-    axes = tuple(range(1, images.ndim - 1))
-    peak = images.max(axis=axes, keepdims=True)
-    return np.where(peak > 0, images / np.where(peak > 0, peak, 1.0), 0.0).astype("float32")
-
-
-def subtract_background(images: np.ndarray, bins: int = 256) -> np.ndarray:
-    """Per image and channel: subtract the most populous intensity and clip at 0 (paper §6.1.2).
-
-    The mode is the centre of the fullest of `bins` histogram bins between the channel's
-    minimum and maximum. (N, *spatial, C) → float32. The Allen Cell data package is already
-    preprocessed this way; use this for raw data such as BBBC021 crops.
-    """
-    images = np.asarray(images, "float32")
-    out = np.empty_like(images)
-    for i in range(images.shape[0]):
-        for c in range(images.shape[-1]):
-            channel = images[i, ..., c]
-            low, high = float(channel.min()), float(channel.max())
-            if high <= low:
-                out[i, ..., c] = 0.0
-                continue
-            counts, edges = np.histogram(channel, bins=bins, range=(low, high))
-            k = int(np.argmax(counts))
-            out[i, ..., c] = np.clip(channel - 0.5 * (edges[k] + edges[k + 1]), 0.0, None)
-    return out
 
 
 def fit_shape(images: np.ndarray, shape: Sequence[int]) -> np.ndarray:
@@ -119,6 +90,8 @@ class StatcellData:
         if background not in BACKGROUNDS:
             raise UserError(f"--background must be one of {', '.join(BACKGROUNDS)}. Received: {background!r}")
         self.background = background
+        # The same layer the model owns (ConditionalBetaVAE.preprocessing): one implementation.
+        self.preprocessing = InputNormalization("mode" if background == "mode" else "max")
         needed = REFERENCE_CHANNELS + ((STRUCTURE_CHANNEL,) if role == "target" else ())
         missing = [c for c in needed if c not in cells.channel_names]
         if missing:
@@ -154,10 +127,7 @@ class StatcellData:
 
     def images(self, indices) -> np.ndarray:
         """Normalised, shape-fitted images (n, *shape, 2 or 3): [membrane, dna(, structure)]."""
-        raw = self.raw_images(indices)
-        if self.background == "mode":
-            raw = subtract_background(raw)
-        return normalise(raw)
+        return np.asarray(self.preprocessing(self.raw_images(indices)))
 
     def batch(self, indices) -> dict:
         """The model batch (numpy) for these rows."""

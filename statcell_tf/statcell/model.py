@@ -14,6 +14,7 @@ from statcell_tf.backend import keras, tf
 from statcell_tf.layers.conditional_residual_block import ConditionalResidualBlock
 from statcell_tf.losses import elbo as elbo_terms
 from statcell_tf.losses import statcell as objective_terms
+from statcell_tf.layers.input_normalization import InputNormalization
 from statcell_tf.training.model import TrainableModel
 
 ROLES = ("reference", "target")
@@ -108,9 +109,17 @@ class ConditionalBetaVAE(TrainableModel):
         power_iterations: int = 1,
         init_stddev: float = 0.02,
         seed: int = 0,
+        background: str = "none",
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, **kwargs)
+        if background not in ("none", "mode"):
+            raise ValueError(f"`background` must be 'none' or 'mode'. Received: background={background!r}")
+        self.background = background
+        # Images as they are on disk → the model's input (§6.1.2: mode subtraction when asked,
+        # then per image and channel max scaling): the pipeline and every SavedModel endpoint
+        # apply this one layer.
+        self.preprocessing = InputNormalization("mode" if background == "mode" else "max")
         if role not in ROLES:
             raise ValueError(f"`role` must be 'reference' or 'target'. Received: role={role!r}")
         if rank not in (2, 3):
@@ -360,8 +369,10 @@ class ConditionalBetaVAE(TrainableModel):
         n_samples = self.eval_samples
         if self.role == "reference":
 
+            pre = self.preprocessing
+
             def encode(image):
-                mu, log_var = self.encode({"image": image})
+                mu, log_var = self.encode({"image": pre(image)})
                 return {"mu": mu, "log_var": log_var}
 
             def sample(n):
@@ -372,17 +383,18 @@ class ConditionalBetaVAE(TrainableModel):
                 "encode": (encode, [specs["image"]]),
                 "decode": (lambda z: self.decode(z), [z_spec]),
                 "sample": (sample, [tf.TensorSpec([], tf.int32, name="n")]),
-                "elbo": (lambda image: self.elbo_per_cell({"image": image}, n_samples), [specs["image"]]),
+                "elbo": (lambda image: self.elbo_per_cell({"image": pre(image)}, n_samples), [specs["image"]]),
             }
 
         cond = [specs["reference"], specs["target_type"]]
+        pre = self.preprocessing  # images and reference channels as they are on disk
 
         def encode_t(image, reference, target_type):
-            mu, log_var = self.encode({"image": image, "reference": reference, "target_type": target_type})
+            mu, log_var = self.encode({"image": pre(image), "reference": pre(reference), "target_type": target_type})
             return {"mu": mu, "log_var": log_var}
 
         def decode_t(z, reference, target_type):
-            return self.decode(z, {"reference": reference, "target_type": target_type})
+            return self.decode(z, {"reference": pre(reference), "target_type": target_type})
 
         def sample_t(reference, target_type):
             z = tf.random.normal([tf.shape(reference)[0], self.latent_dim])
@@ -390,10 +402,11 @@ class ConditionalBetaVAE(TrainableModel):
 
         def impute_t(reference, target_type):
             structure = sample_t(reference, target_type)
-            return {"structure": structure, "image": tf.concat([reference, structure], axis=-1)}
+            return {"structure": structure, "image": tf.concat([pre(reference), structure], axis=-1)}
 
         def elbo_t(image, reference, target_type):
-            return self.elbo_per_cell({"image": image, "reference": reference, "target_type": target_type}, n_samples)
+            batch = {"image": pre(image), "reference": pre(reference), "target_type": target_type}
+            return self.elbo_per_cell(batch, n_samples)
 
         return {
             "encode": (encode_t, [specs["image"], *cond]),
@@ -426,6 +439,7 @@ class ConditionalBetaVAE(TrainableModel):
                 "power_iterations": self.power_iterations,
                 "init_stddev": self.init_stddev,
                 "seed": self.seed,
+                "background": self.background,
             }
         )
         return config

@@ -122,6 +122,7 @@ class StatcellTrainConfig:
             "eval_samples": int(self.eval_samples),
             "learning_rate": float(self.learning_rate),
             "seed": int(self.seed),
+            "background": self.background,
         }
 
     def to_dict(self) -> dict:

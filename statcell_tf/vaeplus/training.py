@@ -161,9 +161,11 @@ def batched(function, array, batch_size: int = 256) -> np.ndarray:
 
 
 def normalize(images: np.ndarray) -> np.ndarray:
-    """Per-image, per-channel max normalisation (paper Sect. 4.1), numpy."""
-    images = np.asarray(images, dtype=np.float32)
-    return images / np.maximum(images.max(axis=(-3, -2), keepdims=True), 1e-12)
+    """Per-image, per-channel max normalisation (paper Sect. 4.1): the model's own
+    `InputNormalization("max")` layer, on numpy images."""
+    from statcell_tf.layers.input_normalization import InputNormalization
+
+    return np.asarray(InputNormalization("max")(np.asarray(images, dtype=np.float32)))
 
 
 def display_order(channel_names) -> list[int]:
@@ -224,9 +226,12 @@ def image_dataset(cells, indices: np.ndarray, batch_size: int, seed: int, repeat
     `indices`, in the given order (the sampling already drew them at random)."""
     from statcell_tf.data.pipeline import make_dataset
 
-    dataset = make_dataset(cells, indices, batch_size, shuffle=False, seed=seed, augment=False, normalize="max",
-                           repeat=repeat)
-    return dataset.map(lambda batch: batch["image"])
+    from statcell_tf.data.pipeline import apply_preprocessing
+    from statcell_tf.layers.input_normalization import InputNormalization
+
+    dataset = make_dataset(cells, indices, batch_size, shuffle=False, seed=seed, augment=False, repeat=repeat)
+    # Normalised on whole batches by the layer the model owns (and its SavedModel applies).
+    return apply_preprocessing(dataset, InputNormalization("max")).map(lambda batch: batch["image"])
 
 
 # ----- training -------------------------------------------------------------------------------

@@ -5,12 +5,11 @@ import pytest
 from statcell_tf.data import controls
 from statcell_tf.data.source import ArrayImages, CellImages
 from statcell_tf.errors import UserError
+from statcell_tf.layers.input_normalization import InputNormalization
 from statcell_tf.statcell.data import (
     StatcellData,
     default_image_shape,
     fit_shape,
-    normalise,
-    subtract_background,
     toy_cells,
 )
 
@@ -19,14 +18,14 @@ def test_normalise_fit_shape_and_background_hand_values():
     x = np.zeros((1, 4, 4, 2), "float32")
     x[0, 1, 1] = [2.0, 0.0]
     x[0, 2, 2] = [4.0, 0.0]
-    y = normalise(x)
+    y = np.asarray(InputNormalization("max")(x))  # what StatcellData and the model apply
     assert y[0, 2, 2, 0] == 1.0 and y[0, 1, 1, 0] == 0.5 and y[..., 1].max() == 0.0
     padded = fit_shape(np.ones((2, 3, 5, 1)), (4, 4))
     assert padded.shape == (2, 4, 4, 1) and padded[0, :, 0].sum() == 3  # X cropped 5→4, Y padded 3→4
     background = np.full((1, 10, 10, 1), 100.0, "float32")
     background[0, :2, :2] = 300.0
-    cleaned = subtract_background(background)
-    assert cleaned[0, 5, 5, 0] < 1.0 and 195 < cleaned[0, 0, 0, 0] < 201  # mode ≈ 100 removed
+    cleaned = np.asarray(InputNormalization("mode")(background))  # --background mode
+    assert cleaned[0, 5, 5, 0] == 0.0 and cleaned[0, 0, 0, 0] == pytest.approx(1.0)  # mode 100 removed, 200 → 1
 
 
 def test_statcell_data_batches_for_both_roles_and_projection():

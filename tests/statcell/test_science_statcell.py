@@ -16,7 +16,8 @@ import pytest
 from statcell_tf.statcell import coupling
 from statcell_tf.data.controls import CONTROL_NAMES, control_images
 from statcell_tf.data.source import ArrayImages, CellImages
-from statcell_tf.statcell.data import StatcellData, fit_shape, normalise, subtract_background, toy_cells
+from statcell_tf.layers.input_normalization import InputNormalization
+from statcell_tf.statcell.data import StatcellData, fit_shape, toy_cells
 
 KINDS = ("dna", "membrane", "blank")
 
@@ -99,10 +100,11 @@ def _bbbc021_reference(folder, n, size, seed=0, structure=False):
     rows = np.sort(np.random.default_rng(seed).choice(np.flatnonzero(keep.to_numpy()), n, replace=False))
     raw = np.asarray(cells.images[rows], "float32")
     channels = [cells.channel_names.index(c) for c in ("actin", "dna", "tubulin")[: 3 if structure else 2]]
-    reference = fit_shape(subtract_background(raw[..., channels]), (64, 64))
+    # Background (mode) subtraction and max scaling, as the models do it (InputNormalization).
+    reference = fit_shape(np.asarray(InputNormalization("mode")(raw[..., channels])), (64, 64))
     factor = 64 // size
     reference = reference.reshape(n, size, factor, size, factor, len(channels)).mean(axis=(2, 4))  # area downsampling
-    return normalise(reference)
+    return np.asarray(InputNormalization("max")(reference))
 
 
 @pytest.mark.slow
