@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from statcell_tf.data import tables
 from statcell_tf.errors import UserError
 
 WELL_KEYS = ("plate", "well", "compound", "concentration")
@@ -97,12 +98,12 @@ def read_embedding_table(path, vectors: str | None = None) -> pd.DataFrame:
             f"--vectors applies to HDF5 embedding files; {path} is not one (choose CSV columns with --features "
             f"PREFIX). Received: --vectors {vectors}"
         )
-    if path.suffix.lower() not in (".csv", ".tsv", ".txt"):
-        raise UserError(f"--embeddings {path} must be a .csv or .h5/.hdf5 file. Received suffix: {path.suffix!r}")
-    try:
-        return pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
-    except (ValueError, pd.errors.ParserError) as error:
-        raise UserError(f"--embeddings {path} is not a readable CSV ({error})") from None
+    if path.suffix.lower() not in tables.TABLE_SUFFIXES:
+        raise UserError(
+            f"--embeddings {path} must be a table ({', '.join(tables.TABLE_SUFFIXES)}) or an .h5/.hdf5 file. "
+            f"Received suffix: {path.suffix!r}"
+        )
+    return tables.read_table(path, "--embeddings")
 
 
 def vector_datasets(handle) -> list[str]:
@@ -215,11 +216,10 @@ def feature_columns(table: pd.DataFrame, prefix: str | None = None) -> list[str]
         columns = [c for c in table.columns if str(c).startswith(prefix)]
     else:
         columns = [c for c in table.columns if FEATURE_PATTERN.match(str(c))]
-    columns = [c for c in columns if pd.api.types.is_numeric_dtype(table[c])]
     if not columns:
         shown = ", ".join(map(str, list(table.columns)[:12]))
         raise UserError(
-            f"no embedding columns found (expected numeric columns "
+            f"no embedding columns found (expected columns "
             f"{'starting with ' + repr(prefix) if prefix else 'named like z_0, z_1, ...'}; pass --features PREFIX). "
             f"Received columns: {shown}{', ...' if len(table.columns) > 12 else ''}"
         )
@@ -234,13 +234,11 @@ def check_table(table: pd.DataFrame, source: str = "embedding table") -> pd.Data
             f"{source} lacks metadata column(s) {', '.join(missing)}; needed: {', '.join(REQUIRED_COLUMNS)}. "
             f"Received columns: {', '.join(map(str, list(table.columns)[:12]))}"
         )
+    tables.require_ids(table, ("plate", "well", "compound", "moa"), source)
     table = table.copy()
-    for column in ("plate", "well", "compound"):
+    for column in ("plate", "well", "compound", "moa"):
         table[column] = table[column].astype(str)
-    try:
-        table["concentration"] = table["concentration"].astype(float)
-    except (TypeError, ValueError):
-        raise UserError(f"{source}: column 'concentration' must be numeric") from None
+    table["concentration"] = tables.numeric_matrix(table, ["concentration"], source)[0][:, 0]
     return table
 
 
@@ -493,6 +491,8 @@ def moa_benchmark(
     """
     table = check_table(table, source)
     features = list(features) if features is not None else feature_columns(table)
+    values, _ = tables.numeric_matrix(table, features, source)
+    table = pd.concat([table.drop(columns=features), pd.DataFrame(values, columns=features, index=table.index)], axis=1)
     if not (table["compound"] == control).any():
         raise UserError(
             f"{source} has no control cells (compound == {control!r}); the whitened summaries need them. "
