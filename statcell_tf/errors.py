@@ -24,11 +24,20 @@ def user_message(error: BaseException) -> str | None:
     """The user-facing line of `error` if it is (or wraps) a user error, else None."""
     import errno
 
+    import re
+
     if isinstance(error, UserError):
         return str(error)
-    if isinstance(error, OSError) and errno.errorcode.get(error.errno) in _FILESYSTEM_ERRNOS:
-        where = error.filename or "the output"
-        return f"{where}: {error.strerror or errno.errorcode[error.errno]} (expected a writable location with free space)"
+    if isinstance(error, OSError):
+        code = errno.errorcode.get(error.errno)
+        # numpy's writers report a short write (a full disk) without an errno
+        short_write = error.errno is None and re.search(r"requested and \d+ written", str(error))
+        if code in _FILESYSTEM_ERRNOS or short_write:
+            from statcell_tf.atomic import current_output
+
+            where = error.filename or current_output() or "the output"
+            reason = error.strerror or code or "No space left on device (short write)"
+            return f"{where}: {reason} (expected a writable location with free space)"
     text = str(error)
     if USER_ERROR_MARK in text:
         return text.split(USER_ERROR_MARK, 1)[1].splitlines()[0].strip()

@@ -31,3 +31,39 @@ def test_writers(tmp_path):
     atomic.write_csv(tmp_path / "t.csv", pd.DataFrame({"x": [1, 2]}))
     assert (tmp_path / "a.json").read_text().strip() == '{\n  "b": 1\n}'
     assert pd.read_csv(tmp_path / "t.csv")["x"].tolist() == [1, 2]
+
+
+def test_all_or_nothing_rolls_back_every_output(tmp_path):
+    """A command that fails after writing some outputs leaves the disk as it found it:
+    new files and folders removed, replaced files restored."""
+    import pytest
+
+    from statcell_tf import atomic
+
+    kept = tmp_path / "kept.txt"
+    kept.write_text("before")
+    with pytest.raises(RuntimeError):
+        with atomic.all_or_nothing():
+            atomic.write_text(tmp_path / "new" / "deep" / "a.txt", "a")
+            atomic.write_text(kept, "after")
+            assert kept.read_text() == "after"  # written outputs can be read back at once
+            atomic.make_folder(tmp_path / "made")
+            raise RuntimeError("a late failure")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.txt"]
+    assert kept.read_text() == "before"
+    with atomic.all_or_nothing():
+        atomic.write_text(kept, "after")
+        atomic.write_text(tmp_path / "b.txt", "b")
+    assert kept.read_text() == "after" and sorted(p.name for p in tmp_path.iterdir()) == ["b.txt", "kept.txt"]
+
+
+def test_a_file_output_never_replaces_a_folder(tmp_path):
+    import pytest
+
+    from statcell_tf import atomic
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.npy").write_text("keep me")
+    with pytest.raises(IsADirectoryError):
+        atomic.write_text(tmp_path / "data", "oops")
+    assert (tmp_path / "data" / "x.npy").read_text() == "keep me"

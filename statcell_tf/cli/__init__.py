@@ -5,7 +5,10 @@ command name is the module name with ``_`` replaced by ``-`` (``train_cytoself.p
 ``train-cytoself``). Modules load lazily, so ``--help`` does not import TensorFlow.
 Commands run as ``statcell <name>``, as ``bin/<name>`` or as the console script ``<name>``.
 
-User errors (`statcell_tf.errors.UserError`) print one line and exit with status 2.
+User errors (`statcell_tf.errors.UserError`) print one line and exit with status 2. A
+command's outputs are all-or-nothing (`statcell_tf.atomic.all_or_nothing`): when it fails,
+whatever it wrote is rolled back. Commands that commit progress on purpose (training, which
+resumes from its last committed epoch) are marked with `_options.commits_progress`.
 """
 
 from __future__ import annotations
@@ -14,8 +17,11 @@ import importlib
 import pkgutil
 import sys
 
+import functools
+
 import click
 
+from statcell_tf import atomic
 from statcell_tf.errors import UserError, user_message
 
 
@@ -55,7 +61,23 @@ class _LazyGroup(click.Group):
         if name not in command_names():
             return None
         module = importlib.import_module(f"{__name__}.{_module_name(name)}")
-        return module.command
+        return _all_or_nothing(module.command)
+
+
+def _all_or_nothing(command: click.Command) -> click.Command:
+    """`command` with its outputs rolled back when it fails (unless it commits progress)."""
+    if getattr(command, "commits_progress", False) or getattr(command, "_all_or_nothing", False):
+        return command
+    callback = command.callback
+
+    @functools.wraps(callback)
+    def guarded(*args, **kwargs):
+        with atomic.all_or_nothing():
+            return callback(*args, **kwargs)
+
+    command.callback = guarded
+    command._all_or_nothing = True
+    return command
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -6,9 +6,27 @@ from pathlib import Path
 
 import click
 
+def commits_progress(command: click.Command) -> click.Command:
+    """Mark a command whose outputs must survive its own later failure (training commits
+    every epoch so that ``--resume`` continues); every other command is all-or-nothing."""
+    command.commits_progress = True
+    return command
+
+
 existing_path = click.Path(exists=True, path_type=Path)
 existing_dir = click.Path(exists=True, file_okay=False, path_type=Path)
-out_path = click.Path(path_type=Path)
+class _OutPath(click.Path):
+    """An output path, checked when parsed (`statcell_tf.atomic.check_out`): not under a file,
+    on a writable filesystem. Each command adds what only it knows (its inputs, new folder)."""
+
+    def convert(self, value, param, ctx):
+        from statcell_tf.atomic import check_out
+
+        path = super().convert(value, param, ctx)
+        return check_out(path, param.opts[0] if param is not None and param.opts else "--out")
+
+
+out_path = _OutPath(path_type=Path)
 
 strategy_option = click.option(
     "--strategy",

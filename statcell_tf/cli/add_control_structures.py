@@ -26,9 +26,9 @@ def command(data, out, n_cells, kinds, seed):
     Writes OUT/cells/<CellId>_control_<kind>.tiff and OUT/manifest.csv listing the original
     cells (paths rewritten relative to OUT) followed by the controls.
     """
-    import pandas as pd
-
     from statcell_tf.data.controls import write_controls
+    from statcell_tf.data.validation import read_csv
+    from statcell_tf.atomic import check_out
     from statcell_tf.errors import UserError
     from statcell_tf.cli._progress import progress
     from statcell_tf.statcell.training import read_cells
@@ -41,11 +41,9 @@ def command(data, out, n_cells, kinds, seed):
     manifest_path = data / "manifest.csv" if data.is_dir() else data
     if not manifest_path.exists():
         raise UserError(f"DATA {data} has no manifest.csv")
+    out = check_out(out, "--out", inputs=[manifest_path], new_folder=True)
     cells = read_cells(manifest_path)
-    manifest = pd.read_csv(manifest_path)
-    out = Path(out)
-    if (out / "manifest.csv").exists() and out.resolve() != manifest_path.parent.resolve():
-        raise UserError(f"--out {out} already holds a manifest.csv; choose another folder")
+    manifest = read_csv(manifest_path)
     combined = write_controls(cells, manifest, manifest_path.parent, out, n_cells, chosen, seed,
                               progress=progress("controls"))
     added = len(combined) - len(manifest)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from statcell_tf.cli._options import (
+    commits_progress,
     existing_path,
     out_path,
     precision_option,
@@ -16,6 +17,7 @@ from statcell_tf.cli._options import (
 )
 
 
+@commits_progress
 @click.command("beta-sweep")
 @click.option("--data", type=existing_path, required=True, help="Allen-style manifest CSV.")
 @click.option("--betas", default="0:1:25", show_default=True,
@@ -45,20 +47,30 @@ def command(data, betas, role, dims, objective, reconstruction, epochs, batch_si
     keep each at its best validation ELBO and measure the mean rate (KL) and distortion
     (squared error, 10 posterior samples) on the test split. Writes OUT/beta_<β>/ run
     folders, OUT/rate_distortion.csv, rate_distortion.png (Fig. 3a) and kld_by_rank.png (Fig. S6b)."""
+    import dataclasses
+
+    from statcell_tf.errors import UserError
     from statcell_tf.statcell.beta_sweep import parse_betas, sweep
-    from statcell_tf.statcell.model import PRESETS
     from statcell_tf.statcell.data import default_image_shape
+    from statcell_tf.statcell.model import PRESETS
     from statcell_tf.statcell.training import StatcellTrainConfig, parse_size, read_cells
+    from statcell_tf.atomic import check_out
 
     values = parse_betas(betas)
+    check_out(out, "--out", inputs=[data])
     cells = read_cells(data)
     sizes = parse_size(size) or list(default_image_shape(cells, dims, len(PRESETS[preset]["filters"])))
     base = StatcellTrainConfig(
-        data=str(data), model=role, dims=dims, beta=values[0], objective=objective, preset=preset, size=sizes,
+        data=str(data), model=role, dims=dims, beta=0.0, objective=objective, preset=preset, size=sizes,
         latent_dim=latent_dim, reconstruction_reduction=reconstruction, eval_samples=eval_samples,
         background=background, epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, seed=seed, split_seed=seed, strategy=strategy, precision=precision,
     )
+    for beta in values:  # every β is checked before the first one trains
+        try:
+            dataclasses.replace(base, beta=beta)
+        except UserError as error:
+            raise UserError(f"--betas {betas}: β = {beta} is not allowed ({error})") from None
     frame = sweep(base, cells, values, out, verbose=0, n_samples=eval_samples, log=click.echo)
     click.echo(frame[["beta", "rate", "distortion", "elbo"]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     click.echo(f"Wrote {out / 'rate_distortion.csv'} and {out / 'rate_distortion.png'}")

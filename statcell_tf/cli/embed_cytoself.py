@@ -28,9 +28,12 @@ def command(run, data, out, split, batch_size, half, no_local, allow_pickle):
     from statcell_tf.cytoself.runs import read_cells
     from statcell_tf.errors import UserError
     from statcell_tf.cytoself.training import read_splits
+    from statcell_tf.atomic import check_out
     from statcell_tf.training.run_dir import open_run
 
     run_dir = open_run(run, "RUN", paper="cytoself")
+    if out is not None:
+        check_out(out, "--out", inputs=[data])
     config = run_dir.read_config()["data"]
     cells = read_cells(data, allow_pickle)
     indices = None

@@ -7,6 +7,7 @@ import numpy as np
 
 from statcell_tf.cli._options import allow_pickle_option, existing_dir, out_path
 from statcell_tf.cli._progress import echo_err
+from statcell_tf.naming import file_stem
 
 
 @click.command()
@@ -43,7 +44,6 @@ def command(run, protein, feature, code, data, count, clusters, split, out, allo
         ensure_embeddings,
         load_spectrum,
         pick_column,
-        safe_name,
         split_rows,
     )
     from statcell_tf.errors import UserError
@@ -74,7 +74,7 @@ def command(run, protein, feature, code, data, count, clusters, split, out, allo
     removal = fi.remove_feature(images, model.reconstruct_with_codes_removed, codes)
     out = run / "feature_interpretation" if out is None else out
     what = f"feature_{fi.roman(feature)}" if feature is not None else f"code_{code}"
-    path = out / f"{safe_name(protein)}_{what}.png"
+    path = out / f"{file_stem(protein)}_{what}.png"
     title = fi.feature_title(feature, code, codes, protein)
     captions = [f"{protein} #{i}" for i in chosen]
     fi.plot_feature_removal(removal, path, title=title, captions=captions)

@@ -14,14 +14,15 @@ import numpy as np
 
 from statcell_tf.cli._options import allow_pickle_option, existing_dir, out_path
 from statcell_tf.cli._progress import echo_err
+from statcell_tf.naming import file_stem
 from statcell_tf.cytoself.runs import (
     PROTEIN_COLUMNS,
     data_images,
     ensure_embeddings,
     load_spectrum,
     pick_column,
+    resolve_protein,
     resolve_run,
-    safe_name,
     split_rows,
 )
 
@@ -68,15 +69,15 @@ def command(protein, run, data, clusters, distance, split, heatmap, cluster_exam
     run_dir = resolve_run(run)
     embeddings = ensure_embeddings(run_dir, data, allow_pickle, log=echo_err)
     spectrum = load_spectrum(run_dir, embeddings, clusters, distance, split)
-    spectrum.protein_index(protein)  # unknown names fail before anything is written
+    protein = resolve_protein(protein, spectrum, embeddings)  # a name or an ENSG id; unknown: stop here
     out = run_dir / "feature_spectrum" if out is None else out
-    stem = safe_name(protein)
+    stem = file_stem(protein)
     atomic.write_csv(out / f"{stem}_spectrum.csv", spectrum.spectrum_table(protein))
     fsm.plot_spectrum(spectrum, protein, out / f"{stem}_spectrum.png")
     ranking = spectrum.family_correlations(protein)
     family = spectrum.families[spectrum.protein_index(protein)]
     if len(ranking):
-        atomic.write_csv(out / f"{stem}_family_correlation.csv", ranking)
+        atomic.write_csv(out / f"{stem}_family_correlation.csv", ranking.assign(protein=protein)[["protein", *ranking]])
         click.echo(f"{protein} (family: {family or 'unknown'}): correlation with family consensus spectra")
         for rank, row in enumerate(ranking.itertuples(), start=1):
             mark = "  <- own family" if row.is_own_family else ""

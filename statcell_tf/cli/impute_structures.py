@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from statcell_tf.cli._options import existing_path, out_path, seed_option
+from statcell_tf.naming import file_stem
 
 run_path = click.Path(exists=True, file_okay=False, path_type=Path)
 
@@ -66,7 +67,7 @@ def command(ref_run, target_run, cell_id, generated, structures, count, data, ou
         reference = images[..., :2]
         own_structure, own_name = images[..., 2:3], str(cells.metadata.iloc[hits[0]].get("structure_name", ""))
         label = str(cell_id)
-    out = Path(out or run_dir.path / "imputed" / label)
+    out = Path(out or run_dir.path / "imputed" / file_stem(label))
     rows, row_labels = [], []
     for name in chosen:
         batch = {
@@ -75,7 +76,7 @@ def command(ref_run, target_run, cell_id, generated, structures, count, data, ou
         }
         structure = np.asarray(model.sample_prior(batch=batch, seed=generator))
         full = np.concatenate([batch["reference"], structure], axis=-1)
-        write_tiff(out / f"{_slug(name)}.tiff", full)
+        write_tiff(out / f"{file_stem(name)}.tiff", full)
         row = [np.concatenate([reference, own_structure], axis=-1) if name == own_name else reference] + list(full)
         rows.append(row)
         row_labels.append(name)
@@ -83,7 +84,3 @@ def command(ref_run, target_run, cell_id, generated, structures, count, data, ou
     atomic.save_figure(out / "imputed.png", image_grid_figure(rows, row_labels, columns,
                                                               title=f"imputed structures in cell {label} (Fig. 4b)"))
     click.echo(f"Wrote {len(chosen)} structures × {count} draws to {out}")
-
-
-def _slug(text: str) -> str:
-    return "".join(ch if ch.isalnum() else "-" for ch in text).strip("-").lower()

@@ -10,6 +10,7 @@ from statcell_tf.cli._options import allow_pickle_option
 
 _CHUNK_BYTES = 64 * 2**20
 _TOP_CLASSES = 20
+_TOP_SUMMARY = 12  # classes shown on the one-line summaries (family, moa, ...)
 
 
 @click.command()
@@ -32,9 +33,9 @@ def command(path: Path, allow_pickle: bool, group_column: str, label_column: str
     from statcell_tf.data.readers import detect_format, read_cells
     from statcell_tf.data.splits import split_indices
 
-    kind = detect_format(path)
+    kind = detect_format(path, "PATH")
     # NaN/inf pixels are listed below as problems instead of stopping the reader.
-    cells = read_cells(path, allow_pickle=allow_pickle, check_finite=False)
+    cells = read_cells(path, allow_pickle=allow_pickle, flag="PATH", check_finite=False)
     n = len(cells)
     names = cells.channel_names
     click.echo(f"{path}: {kind} format, {n} images of shape {cells.image_shape}, dtype {cells.images.dtype}")
@@ -93,8 +94,19 @@ def command(path: Path, allow_pickle: bool, group_column: str, label_column: str
         problems.append(f"no {label_column!r} column: classes cannot be counted")
     for column in ("family", "localization", "moa", "structure_name", "cell_cycle_phase"):
         if column in metadata and column != label_column:
-            summary = ", ".join(f"{k} {v}" for k, v in metadata[column].value_counts().head(12).items())
-            click.echo(f"{column}: {summary}")
+            counts = metadata[column].astype(str).value_counts()
+            summary = ", ".join(f"{k} {v}" for k, v in counts.head(_TOP_SUMMARY).items())
+            more = f", ... and {len(counts) - _TOP_SUMMARY} more" if len(counts) > _TOP_SUMMARY else ""
+            click.echo(f"{column}: {len(counts)} classes: {summary}{more}")
+    identity = next((c for c in ("file", "CellId", "cell_id", "path") if c in metadata), None)
+    if identity is not None:
+        repeated = metadata[identity].astype(str).duplicated()
+        if repeated.any():
+            first = metadata[identity].astype(str)[repeated].iloc[0]
+            problems.append(
+                f"{int(repeated.sum())} row(s) repeat an earlier {identity} (first: {first}); each image "
+                "would be counted, split and trained on more than once"
+            )
     if group_column in metadata:
         splits = split_indices(metadata, group_column)
         sizes = ", ".join(f"{k} {len(v)}" for k, v in splits.items())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from statcell_tf.cli._options import existing_dir, existing_path, out_path
+from statcell_tf.naming import file_stem
 
 
 @click.command()
@@ -41,7 +42,7 @@ def command(run, cells, data, out):
     out = out or run_dir.path / "integrated"
     for cell, row, predicted in zip(cells, rows, integrated):
         image = np.asarray(view.images[row])  # (H, W, 3) membrane, dna, structure
-        stem = icd.safe_name(cell)
+        stem = file_stem(cell)
         with atomic.atomic_path(out / f"integrated_{stem}.tif") as tmp:
             tifffile.imwrite(
                 tmp, predicted.astype("float32"), imagej=True, metadata={"axes": "CYX", "Labels": list(names)}

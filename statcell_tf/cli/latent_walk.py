@@ -31,10 +31,18 @@ def command(run, dims, steps, span, data, split, cell_id, out):
     import pandas as pd
 
     from statcell_tf import atomic
-    from statcell_tf.statcell.latent_stats import embed, image_grid_figure, latent_walk, parse_dims, rank_dimensions
+    from statcell_tf.statcell.latent_stats import (
+        embed,
+        image_grid_figure,
+        latent_walk,
+        parse_dims,
+        parse_dims_spec,
+        rank_dimensions,
+    )
     from statcell_tf.errors import UserError
     from statcell_tf.statcell.training import data_for_run, load_run, split_rows, write_tiff
 
+    parse_dims_spec(dims)  # a typo in --dims stops before the model loads
     model, config, run_dir = load_run(run)
     cells, dataset = data_for_run(config, data)
     rows = split_rows(run_dir, cells.metadata, split)

@@ -55,13 +55,11 @@ def command(out, fmt, families, proteins_per_family, cells, size, dims, fields, 
     centroids, for prepare-crops. The same --seed gives the same files. Output is written to a
     temporary folder and renamed.
     """
-    from statcell_tf.errors import UserError
+    from statcell_tf.atomic import check_out
 
-    out = Path(out)
+    out = check_out(out, "--out", new_folder=not overwrite, hint="pass --overwrite to replace it")
     if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; expected a folder. Received: --out {out}")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"--out {out} is not empty; pass --overwrite to replace it. Received: --out {out}")
+        raise click.UsageError(f"--out {out} is a file; --overwrite replaces folders only")
     fov_only = (("--fields", fields), ("--cell-size", cell_size), ("--multichannel", multichannel))
     allen_only = (("--mitotic-fraction", mitotic_fraction), ("--treatment", treatment))
     if fmt == "opencell":

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
-from statcell_tf.cli._options import out_path, seed_option
+from statcell_tf.cli._options import commits_progress, out_path, seed_option
 
 # = statcell_tf.data.prepare.LAYOUTS, not imported so that --help stays instant.
 LAYOUTS = ("opencell", "bbbc021", "allencell")
 
 
+@commits_progress
 @click.command("prepare-crops")
 @click.argument("fovs", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--layout", type=click.Choice(LAYOUTS), required=True,

@@ -51,7 +51,9 @@ def command(embeddings, vectors, run, data, control, out, name, feature_prefix, 
         raise click.UsageError("--data is only used with --run")
     if run is not None and vectors is not None:
         raise click.UsageError(f"--vectors is only used with --embeddings. Received: --vectors {vectors}")
-    out = Path(out)
+    from statcell_tf.atomic import check_out
+
+    out = check_out(out, "--out", inputs=[embeddings, data])
     if embeddings is not None:
         table = profiling.read_embedding_table(embeddings, vectors)
         source = f"--embeddings {embeddings}"
@@ -69,7 +71,7 @@ def command(embeddings, vectors, run, data, control, out, name, feature_prefix, 
         profiling.write_embedding_table(out / "embeddings.h5", vectors, cells.metadata)
         source = f"--data {data} metadata"
         name = name or Path(run).name
-    features = profiling.feature_columns(table, feature_prefix)
+    features = profiling.feature_columns(table, feature_prefix, source)
     result = profiling.moa_benchmark(
         table, features, control=control, method=name, metric=metric, drop_unreferenced=drop_unreferenced,
         whiten_epsilon=whiten_epsilon, source=source,

@@ -8,6 +8,7 @@ import click
 
 from statcell_tf.cli._settings import config_option, resolve_settings
 from statcell_tf.cli._options import (
+    commits_progress,
     allow_pickle_option,
     existing_dir,
     out_path,
@@ -19,6 +20,7 @@ from statcell_tf.cli._options import (
 ABLATION_CHOICES = ["no_vq", "no_id", "no_split", "no_decoder", "no_nuclear", "no_distance"]
 
 
+@commits_progress
 @click.command("train-cytoself")
 @click.option("--data", type=existing_dir, required=True,
               help="Data folder (OpenCell npy files/shards, or any format the readers know).")
@@ -84,7 +86,8 @@ def command(ctx, data, channels, preset, epochs, batch_size, learning_rate, abla
     preset = config.preset
     ablation = config.ablation
     out = out or Path("models") / "cytoself" / (preset if ablation is None else f"{preset}-{ablation}")
-    from statcell_tf.training.run_dir import RunDirectory, check_out
+    from statcell_tf.atomic import check_out
+    from statcell_tf.training.run_dir import RunDirectory
 
     check_out(out, inputs=[data])  # before reading the data: nothing is written on a bad --out
     if RunDirectory(out).exists() and not resume and runtime.is_chief(strategy_object):

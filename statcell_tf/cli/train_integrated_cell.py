@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from statcell_tf.cli._options import existing_dir, existing_path, out_path, precision_option, seed_option, strategy_option
+from statcell_tf.cli._options import (
+    commits_progress,
+    existing_dir,
+    existing_path,
+    out_path,
+    precision_option,
+    seed_option,
+    strategy_option,
+)
 from statcell_tf.cli._settings import config_option, resolve_settings
 from statcell_tf.errors import UserError
 
@@ -27,6 +35,7 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     return values
 
 
+@commits_progress
 @click.command()
 @click.option("--data", required=True, type=existing_path, help="Allen Cell manifest CSV (CellId, structure_name, path, channel columns).")
 @click.option("--stage", required=True, type=click.Choice(["reference", "conditional"]), help="reference = cell+nuclear shape model (Algorithm 1); conditional = structure model (Algorithm 2).")

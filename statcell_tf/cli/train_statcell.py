@@ -9,6 +9,7 @@ import click
 
 from statcell_tf.cli._settings import config_option, resolve_settings
 from statcell_tf.cli._options import (
+    commits_progress,
     existing_path,
     out_path,
     precision_option,
@@ -18,6 +19,7 @@ from statcell_tf.cli._options import (
 )
 
 
+@commits_progress
 @click.command("train-statcell")
 @click.option("--data", "data", type=existing_path, required=True, help="Allen-style manifest CSV.")
 @click.option("--model", "role", type=click.Choice(["reference", "target"]), required=True,
@@ -71,7 +73,8 @@ def command(ctx, data, role, dims, beta, objective, reconstruction, epochs, batc
         train_statcell,
     )
     from statcell_tf.training import runtime
-    from statcell_tf.training.run_dir import check_out, open_run
+    from statcell_tf.atomic import check_out
+    from statcell_tf.training.run_dir import open_run
 
     strategy_object = runtime.select_strategy(strategy)  # first: multi-worker configures collectives
     if reference_run is not None and role != "target":

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import click
 
-from statcell_tf.cli._options import existing_dir, out_path, precision_option, seed_option, strategy_option
+from statcell_tf.cli._options import commits_progress, existing_dir, out_path, precision_option, seed_option, strategy_option
 from statcell_tf.cli._settings import config_option, resolve_settings
 from statcell_tf.vaeplus.training import PAPER_BATCH_SIZE, SAMPLINGS
 
 
+@commits_progress
 @click.command()
 @click.option("--data", required=True, type=existing_dir, help="Folder of 68×68 single-cell crops (BBBC021 layout).")
 @click.option("--variant", type=click.Choice(["vaeplus", "vae", "ae"]), default="vaeplus", show_default=True,

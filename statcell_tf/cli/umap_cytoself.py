@@ -10,6 +10,7 @@ import numpy as np
 from statcell_tf.cli._options import allow_pickle_option, existing_dir, existing_path, seed_option
 from statcell_tf.cli._progress import echo_err
 from statcell_tf.errors import UserError
+from statcell_tf.naming import file_stem
 
 
 def attach_labels(metadata, labels_csv: Path, key: str, column: str):
@@ -103,7 +104,6 @@ def command(
         ensure_embeddings,
         pick_column,
         require_arrays,
-        safe_name,
         split_rows,
     )
 
@@ -142,7 +142,7 @@ def command(
     click.echo(f"UMAP of {len(vectors)} {level} vectors ({vectors.shape[1]} values each)...", err=True)
     coords = compute_umap(vectors, n_neighbors=n_neighbors, min_dist=min_dist, seed=seed, pca_components=pca or None)
     table["umap1"], table["umap2"] = coords[:, 0], coords[:, 1]
-    stem = f"umap_{level}_{split}_{per}_{safe_name(label_name)}"
+    stem = f"umap_{level}_{split}_{per}_{file_stem(label_name)}"
     out_dir = run / "umap"
     atomic.write_csv(out_dir / f"{stem}.csv", table)
     point_labels = table[label_name]

@@ -319,11 +319,12 @@ class FeatureSpectrum:
         return table.sort_values("pearson_r", ascending=False, kind="stable").reset_index(drop=True)
 
     def spectrum_table(self, protein: str) -> pd.DataFrame:
-        """Protein spectrum as a table: position, code, cluster, cluster_name, occurrence."""
+        """Protein spectrum as a table: protein, position, code, cluster, cluster_name, occurrence."""
         ordered = self.spectrum(protein)
         clusters = self.clusters[self.order]
         return pd.DataFrame(
             {
+                "protein": protein,
                 "position": np.arange(self.num_codes),
                 "code": self.order,
                 "cluster": clusters,

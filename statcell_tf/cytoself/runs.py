@@ -9,7 +9,6 @@ messages.
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from statcell_tf.errors import UserError
+from statcell_tf.training.run_dir import open_run
 
 DEFAULT_RUNS = Path("models") / "cytoself"
 EMBEDDINGS_NAME = "embeddings.h5"
@@ -27,9 +27,7 @@ FAMILY_COLUMNS = ("family", "localization", "localisation", "moa")
 def resolve_run(run: Path | None, runs_root: Path = DEFAULT_RUNS) -> Path:
     """`run`, or the newest run folder (by config.json time) under ``models/cytoself/``."""
     if run is not None:
-        if not (run / "config.json").exists():
-            raise UserError(f"--run {run} is not a run folder: config.json is missing")
-        return run
+        return open_run(run, "--run", paper="cytoself").path
     candidates = sorted(runs_root.glob("*/config.json"), key=lambda p: p.stat().st_mtime)
     if not candidates:
         raise UserError(
@@ -39,9 +37,27 @@ def resolve_run(run: Path | None, runs_root: Path = DEFAULT_RUNS) -> Path:
     return candidates[-1].parent
 
 
-def safe_name(text: str) -> str:
-    """A file-name-safe version of a protein/column name."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_") or "unnamed"
+ENSEMBL_COLUMNS = ("ensg", "ensembl_id", "gene_id")
+
+
+def resolve_protein(name: str, spectrum, embeddings: Path) -> str:
+    """The protein `name` refers to: a protein name of the embeddings, or an Ensembl gene id
+    (OpenCell files are named by it) of one protein. Unknown names are a UserError listing the
+    closest names."""
+    from statcell_tf.cytoself.embeddings import load_embeddings
+
+    if name in set(spectrum.proteins.tolist()):
+        return name
+    _, metadata = load_embeddings(embeddings, keys=["index"])
+    protein = spectrum.info.get("protein_column") or pick_column(metadata, PROTEIN_COLUMNS, "PROTEIN")
+    for column in (c for c in ENSEMBL_COLUMNS if c in metadata):
+        hits = sorted(set(metadata.loc[metadata[column].astype(str).str.upper() == name.upper(), protein].astype(str)))
+        if len(hits) > 1:
+            raise UserError(f"PROTEIN {name}: the {column} id names several proteins ({', '.join(hits)}); give one name")
+        if hits:
+            return hits[0]
+    spectrum.protein_index(name)  # raises with the closest names
+    return name
 
 
 def read_cells(data: Path, allow_pickle: bool = False):
@@ -60,7 +76,8 @@ def ensure_embeddings(
     analyse with ``--split`` (`split_rows`). ``bin/embed-cytoself`` writes the same file for a
     chosen split only. `log` receives the one progress message (default: printed to stderr).
     """
-    path = run_dir / EMBEDDINGS_NAME
+    open_run(run_dir, "RUN", paper="cytoself")
+    path = Path(run_dir) / EMBEDDINGS_NAME
     if path.exists():
         return path
     if data is None:

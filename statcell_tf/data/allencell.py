@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import tifffile
 
-from statcell_tf.data import validation
+from statcell_tf.data import tables, validation
 from statcell_tf.data.source import CellImages, ImageArray
 from statcell_tf.errors import UserError
 
@@ -155,7 +155,7 @@ def read_allencell(
             raise UserError(f"--data {manifest} is a folder without manifest.csv")
         manifest = candidate
     table = validation.read_csv(manifest)
-    validation.require_columns(table, REQUIRED_COLUMNS, manifest)
+    tables.require_ids(table, REQUIRED_COLUMNS, manifest)
     if table.empty:
         raise UserError(f"{manifest} must list at least one cell. Received: a header without rows")
     if table["CellId"].duplicated().any():

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from statcell_tf.data import validation
+from statcell_tf.data import tables, validation
 from statcell_tf.data.source import CellImages, FileImages
 from statcell_tf.errors import UserError
 
@@ -64,9 +64,11 @@ def read_bbbc021(path, expected_shape: tuple[int, int] | None = None, check_fini
     if not csv.exists():
         raise UserError(f"{csv} is missing: a BBBC021 folder needs metadata.csv next to its crops")
     metadata = validation.read_csv(csv)
-    validation.require_columns(metadata, REQUIRED_COLUMNS, csv)
     if metadata.empty:
         raise UserError(f"{csv} must list at least one crop. Received: a header without rows")
+    tables.require_ids(metadata, REQUIRED_COLUMNS, csv)
+    if "concentration" in metadata:
+        metadata["concentration"] = tables.numeric_matrix(metadata, ["concentration"], str(csv))[0][:, 0]
     root = folder / "crops" if (folder / "crops").is_dir() else folder
     located: dict[str, Path] = {}
     for crop in sorted(root.rglob("*.npy")):

@@ -201,7 +201,7 @@ def write_controls(
                         "pass the data set without controls")
     index = {name: cells.channel_names.index(name) for name in REQUIRED_CHANNELS}
     out_dir = Path(out_dir)
-    (out_dir / "cells").mkdir(parents=True, exist_ok=True)
+    atomic.make_folder(out_dir / "cells")
     rng = np.random.default_rng(seed)
     chosen = select_control_cells(cells.metadata, n_cells, seed)
     donors = {kind: rng.integers(0, len(cells), size=len(chosen)) for kind in kinds}

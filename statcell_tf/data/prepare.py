@@ -60,8 +60,10 @@ import numpy as np
 import pandas as pd
 
 from statcell_tf.atomic import atomic_path, save_figure, write_csv, write_json, write_text
+from statcell_tf.atomic import check_out as atomic_check_out
 from statcell_tf.data import fields as fieldio
 from statcell_tf.errors import UserError
+from statcell_tf.naming import file_stem
 
 LAYOUTS: tuple[str, ...] = ("opencell", "bbbc021", "allencell")
 LAYOUT_CHANNELS: dict[str, tuple[str, ...]] = {"opencell": ("pro", "nuc"), "allencell": ("membrane", "dna", "structure")}
@@ -91,7 +93,6 @@ _LAYOUT_COLUMNS = {
 }
 _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq, "!=": operator.ne}
 _QC_RULE = re.compile(r"^\s*(?:qc_)?([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*$")
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,10 +316,6 @@ class Field:
     fingerprint: str
 
 
-def _safe_name(value: str) -> str:
-    return _SAFE.sub("_", str(value).strip()).strip("._") or "field"
-
-
 def read_fields(fovs_csv: str | Path, config: PrepareConfig) -> tuple[list[Field], list[str]]:
     """Read and validate every row of FOVS.csv from the files' headers (no pixels, nothing written).
 
@@ -388,7 +385,7 @@ def read_fields(fovs_csv: str | Path, config: PrepareConfig) -> tuple[list[Field
     fields, seen, depth = [], {}, None
     for row, values in enumerate(table.to_dict("records")):
         where = f"{fovs_csv} row {row + 1}"
-        field_id = _safe_name(values["fov"]) if values.get("fov", "").strip() else f"row{row:05d}"
+        field_id = file_stem(values["fov"].strip()) if values.get("fov", "").strip() else f"row{row:05d}"
         if field_id in seen:
             raise UserError(
                 f"{where}: field id {field_id!r} (from the fov column) is also row {seen[field_id] + 1}'s; "
@@ -492,20 +489,9 @@ def check_out(out: str | Path, fovs_csv: str | Path, fields: Sequence[Field], re
         resume: bool. Continue an earlier run in `out`.
     """
     out = Path(out)
+    inputs = [Path(fovs_csv)] + [Path(h.path) for f in fields for _, h, _ in (*f.channels, *f.masks)]
+    atomic_check_out(out, "--out", inputs=inputs)
     resolved = out.resolve()
-    for parent in [resolved, *resolved.parents]:
-        if parent.exists() and not parent.is_dir():
-            where = "is a file" if parent == resolved else f"lies under the file {parent}"
-            raise UserError(f"--out {out} {where}; expected a folder. Received: --out {out}")
-    inputs = [Path(fovs_csv).resolve()] + [
-        Path(h.path).resolve() for f in fields for _, h, _ in (*f.channels, *f.masks)
-    ]
-    for path in inputs:
-        if path == resolved or path.parent == resolved or resolved in path.parents:
-            raise UserError(
-                f"--out {out} holds the input {path}; expected a new folder beside the input, not the input folder. "
-                f"Received: --out {out}"
-            )
     if resolved.is_dir() and any(resolved.iterdir()):
         if not resume:
             raise UserError(
@@ -1341,5 +1327,5 @@ def write_montages(
             ax.imshow(writer.display(chunk, row, position), interpolation="nearest")
             ax.set_title(f"{row['field']}:{row['nucleus_label']}", fontsize=6)
         figure.suptitle(f"{config.group_column} = {group} ({seen[group]} crops)", fontsize=9)
-        paths.append(save_figure(folder / f"{_safe_name(group)}.png", figure))
+        paths.append(save_figure(folder / f"{file_stem(group)}.png", figure))
     return paths

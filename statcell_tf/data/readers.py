@@ -16,18 +16,19 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from statcell_tf.data import allencell, bbbc021, opencell
+from statcell_tf.data import allencell, bbbc021, opencell, validation
 from statcell_tf.data.source import CellImages
 from statcell_tf.errors import UserError
 
 FORMATS = ("opencell", "bbbc021", "allencell", "deeploc")
 
 
-def detect_format(path) -> str:
-    """``"opencell"``, ``"bbbc021"``, ``"allencell"`` or ``"deeploc"`` for `path`."""
+def detect_format(path, flag: str = "--data") -> str:
+    """``"opencell"``, ``"bbbc021"``, ``"allencell"`` or ``"deeploc"`` for `path` (named
+    `flag` in error messages)."""
     path = Path(path)
     if not path.exists():
-        raise UserError(f"--data {path} does not exist")
+        raise UserError(f"{flag} {path} does not exist")
     if opencell.is_opencell_folder(path):
         return "opencell"
     if bbbc021.is_bbbc021(path):
@@ -38,16 +39,34 @@ def detect_format(path) -> str:
         return "deeploc"
     if path.is_dir() and not any(path.iterdir()):
         raise UserError(
-            f"--data {path} is an empty folder; expected OpenCell .npy files, a BBBC021 "
+            f"{flag} {path} is an empty folder; expected OpenCell .npy files, a BBBC021 "
             "metadata.csv with crops, or an Allen manifest.csv"
         )
+    _near_miss(path, flag)
     raise UserError(
-        f"--data {path}: no supported data found. Expected an OpenCell folder (<name>_pro.npy, "
+        f"{flag} {path}: no supported data found. Expected an OpenCell folder (<name>_pro.npy, "
         "_nuc.npy, _nucdist.npy + _label.csv, or Image_dataXX.npy + Label_dataXX.csv), a BBBC021 "
         "folder or CSV (metadata.csv with file, plate, well, compound + .npy crops), an Allen "
         "manifest CSV (CellId, structure_name, path) or a DeepLoc .h5/.hdf5. "
         f"Received: {_describe(path)}"
     )
+
+
+def _near_miss(path: Path, flag: str) -> None:
+    """A UserError naming the missing columns when `path` holds (or is) a metadata.csv or
+    manifest.csv that lacks some of its format's required columns."""
+    for name, required, kind in (("metadata.csv", bbbc021.REQUIRED_COLUMNS, "BBBC021"),
+                                 ("manifest.csv", allencell.REQUIRED_COLUMNS, "Allen Cell")):
+        table = path / name if path.is_dir() else path
+        if table.name != name or not table.is_file():
+            continue
+        header = validation.csv_header(table)
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise UserError(
+                f"{flag} {path}: {table} lacks column(s) {', '.join(missing)} (a {kind} table needs "
+                f"{', '.join(required)}). Received columns: {', '.join(header[:12]) or 'none'}"
+            )
 
 
 def _reader(kind: str):
@@ -62,12 +81,13 @@ def _reader(kind: str):
     return read_deeploc
 
 
-def read_cells(path, allow_pickle: bool = False, **kwargs) -> CellImages:
+def read_cells(path, allow_pickle: bool = False, flag: str = "--data", **kwargs) -> CellImages:
     """Read `path` with the reader its format needs.
 
     Args:
         path: str or Path. A folder or file in one of the supported formats.
         allow_pickle: bool. Let OpenCell readers unpickle object label arrays.
+        flag: str. How error messages name `path` (``--data``, ``PATH``).
         **kwargs: passed to the format's reader (e.g. ``expected_shape``, ``channels``,
             ``check_finite``, ``membrane``). Options a format does not have are an error
             unless their value is None.
@@ -75,7 +95,7 @@ def read_cells(path, allow_pickle: bool = False, **kwargs) -> CellImages:
     Returns:
         CellImages.
     """
-    kind = detect_format(path)
+    kind = detect_format(path, flag)
     reader = _reader(kind)
     accepted = inspect.signature(reader).parameters
     if "allow_pickle" in accepted:
@@ -83,7 +103,7 @@ def read_cells(path, allow_pickle: bool = False, **kwargs) -> CellImages:
     unknown = sorted(k for k, v in kwargs.items() if k not in accepted and v is not None)
     if unknown:
         raise UserError(
-            f"--data {path} is {kind} data, which has no option {', '.join(unknown)}. "
+            f"{flag} {path} is {kind} data, which has no option {', '.join(unknown)}. "
             f"Its options: {', '.join(list(accepted)[1:])}"
         )
     return reader(path, **{k: v for k, v in kwargs.items() if k in accepted})

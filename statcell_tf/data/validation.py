@@ -57,8 +57,18 @@ def csv_header(path: Path) -> list[str]:
 
 def read_csv(path: Path, **kwargs) -> pd.DataFrame:
     """Read a CSV table (`kwargs` go to `pandas.read_csv`); a clear error for an empty or
-    unparsable file."""
+    unparsable file.
+
+    Only empty cells are missing values: a plate, protein or field literally named ``NA``,
+    ``None`` or ``nan`` keeps its name (pandas' default reads those as NaN and merges such
+    groups). A number column holding such text then reads as text, and its validator
+    (`statcell_tf.data.tables.numeric_matrix`) names the cell.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; expected a CSV file")
+    kwargs.setdefault("keep_default_na", False)
+    kwargs.setdefault("na_values", [] if kwargs.get("dtype") is str else [""])
     try:
         table = pd.read_csv(path, **kwargs)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:

@@ -11,7 +11,6 @@ data set holding only some structures maps onto the trained classes.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -129,6 +128,3 @@ def find_cell(cells: CellImages, cell_id: str, flag: str = "--cell") -> int:
     return int(rows[0])
 
 
-def safe_name(text) -> str:
-    """A file-name-safe version of a CellId or structure name."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_") or "unnamed"

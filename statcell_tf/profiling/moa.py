@@ -91,6 +91,8 @@ def read_embedding_table(path, vectors: str | None = None) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise UserError(f"--embeddings {path} does not exist")
+    if path.is_dir():
+        raise UserError(f"--embeddings {path} is a folder; expected a table or HDF5 file")
     if path.suffix.lower() in (".h5", ".hdf5"):
         return _read_hdf5_table(path, vectors)
     if vectors is not None:
@@ -204,7 +206,7 @@ def write_embedding_table(path, embeddings: np.ndarray, metadata: pd.DataFrame) 
     return Path(path)
 
 
-def feature_columns(table: pd.DataFrame, prefix: str | None = None) -> list[str]:
+def feature_columns(table: pd.DataFrame, prefix: str | None = None, source: str = "embedding table") -> list[str]:
     """The embedding columns of `table`.
 
     Args:
@@ -219,7 +221,7 @@ def feature_columns(table: pd.DataFrame, prefix: str | None = None) -> list[str]
     if not columns:
         shown = ", ".join(map(str, list(table.columns)[:12]))
         raise UserError(
-            f"no embedding columns found (expected columns "
+            f"{source}: no embedding columns found (expected columns "
             f"{'starting with ' + repr(prefix) if prefix else 'named like z_0, z_1, ...'}; pass --features PREFIX). "
             f"Received columns: {shown}{', ...' if len(table.columns) > 12 else ''}"
         )
@@ -490,7 +492,7 @@ def moa_benchmark(
         source: str. Name of the table in error messages.
     """
     table = check_table(table, source)
-    features = list(features) if features is not None else feature_columns(table)
+    features = list(features) if features is not None else feature_columns(table, source=source)
     values, _ = tables.numeric_matrix(table, features, source)
     table = pd.concat([table.drop(columns=features), pd.DataFrame(values, columns=features, index=table.index)], axis=1)
     if not (table["compound"] == control).any():

@@ -41,7 +41,15 @@ def parse_betas(spec: str) -> list[float]:
         raise UserError(f"--betas must be start:stop:count or a comma list of numbers. Received: {spec!r}") from None
     if not betas:
         raise UserError(f"--betas names no value. Received: {spec!r}")
-    return [round(b, 10) for b in betas]
+    bad = [b for b in betas if not np.isfinite(b) or b < 0]
+    if bad:
+        raise UserError(f"--betas must all be finite numbers >= 0. Received: {bad[0]} in {spec!r}")
+    betas = [round(b, 10) for b in betas]
+    names = [run_name(b) for b in betas]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise UserError(f"--betas names the same model twice ({', '.join(repeated)}). Received: {spec!r}")
+    return betas
 
 
 def run_name(beta: float) -> str:

@@ -45,8 +45,9 @@ def rank_dimensions(mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, score[order]
 
 
-def parse_dims(spec: str, mu: np.ndarray) -> list[int]:
-    """``top:K`` (the K highest-ranked dims) or a comma list of dimension indices."""
+def parse_dims_spec(spec: str) -> int | list[int]:
+    """K of ``top:K``, or the dimension indices of a comma list (syntax only: checked before
+    any model is loaded; `parse_dims` checks the range)."""
     from statcell_tf.errors import UserError
 
     spec = spec.strip()
@@ -57,11 +58,23 @@ def parse_dims(spec: str, mu: np.ndarray) -> list[int]:
             raise UserError(f"--dims must be top:K or a comma list of ints. Received: {spec!r}") from None
         if k < 1:
             raise UserError(f"--dims top:K needs K >= 1. Received: {spec!r}")
-        return [int(d) for d in rank_dimensions(mu)[0][:k]]
+        return k
     try:
         dims = [int(part) for part in spec.split(",") if part.strip()]
     except ValueError:
         raise UserError(f"--dims must be top:K or a comma list of ints. Received: {spec!r}") from None
+    if not dims:
+        raise UserError(f"--dims names no dimension. Received: {spec!r}")
+    return dims
+
+
+def parse_dims(spec: str, mu: np.ndarray) -> list[int]:
+    """``top:K`` (the K highest-ranked dims) or a comma list of dimension indices."""
+    from statcell_tf.errors import UserError
+
+    dims = parse_dims_spec(spec)
+    if isinstance(dims, int):
+        return [int(d) for d in rank_dimensions(mu)[0][:dims]]
     bad = [d for d in dims if not 0 <= d < mu.shape[1]]
     if not dims or bad:
         raise UserError(f"--dims must name dimensions in [0, {mu.shape[1] - 1}]. Received: {spec!r}")

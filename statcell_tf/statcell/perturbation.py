@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from statcell_tf import atomic
+from statcell_tf.naming import file_stem
 
 
 def centroid_shift(untreated: np.ndarray, treated: np.ndarray) -> np.ndarray:
@@ -169,14 +170,10 @@ def write_perturbation(
                 col_labels=[f"{lab} {positions[i]:.2f}" for lab, i in zip(labels, chosen)],
                 title=f"{group['space']} {group['structure']}: untreated → {group['treatment']} (Fig. 6c)",
             )
-            name = f"fig6c_{group['space']}_{_slug(group['structure'])}_{_slug(group['treatment'])}.png"
+            name = f"fig6c_{group['space']}_{file_stem(group['structure'])}_{file_stem(group['treatment'])}.png"
             atomic.save_figure(out_dir / name, strip)
     figure.tight_layout()
     atomic.save_figure(out_dir / "fig6b_embedding.png", figure)
     for space, parts in tables.items():
         atomic.write_csv(out_dir / f"embedding_{space}.csv", pd.concat(parts, ignore_index=True))
     return frame
-
-
-def _slug(text: str) -> str:
-    return "".join(ch if ch.isalnum() else "-" for ch in str(text)).strip("-").lower() or "all"

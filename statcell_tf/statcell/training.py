@@ -81,14 +81,14 @@ class StatcellTrainConfig:
             raise UserError(f"--dims must be 2 or 3. Received: {self.dims!r}")
         if self.preset not in PRESETS:
             raise UserError(f"--preset must be one of {', '.join(PRESETS)}. Received: {self.preset!r}")
+        from statcell_tf.training.run_dir import check_number
+
+        check_number(self.beta, "--beta", minimum=0, allow_none=False)
         if self.objective == "reparameterised" and not 0.0 <= self.beta <= 1.0:
             raise UserError(f"--beta must be in [0, 1] for the reparameterised objective (Eq. 3). Received: {self.beta}")
         if self.beta < 0:
             raise UserError(f"--beta must be >= 0. Received: {self.beta}")
-        from statcell_tf.training.run_dir import check_number
-
         check_number(self.learning_rate, "--learning-rate", minimum=0, open_min=True, allow_none=False)
-        check_number(self.beta, "--beta", minimum=0, allow_none=False)
         if self.epochs < 1 or self.batch_size < 1 or self.eval_samples < 1:
             raise UserError(
                 "--epochs, --batch-size and eval_samples must be >= 1. Received: "
@@ -256,26 +256,46 @@ def train_statcell(
     return run.path
 
 
-def load_run(path, flag: str = "RUN"):
-    """(model, config, RunDirectory) of a trained run (its best-validation-ELBO model)."""
-    from statcell_tf.training import export
+def open_statcell_run(path, flag: str = "RUN"):
+    """(config, RunDirectory) of a Statistical Cell run folder, checked without loading the model."""
     from statcell_tf.training.run_dir import open_run
 
     run = open_run(path, flag, paper="statcell")
     config = StatcellTrainConfig.from_dict(run.read_config(), str(run.config))
     if not run.best_model.exists():
         raise UserError(f"{flag} {run.path} has no best.keras yet: train it first (train-statcell)")
+    return config, run
+
+
+def load_run(path, flag: str = "RUN"):
+    """(model, config, RunDirectory) of a trained run (its best-validation-ELBO model)."""
+    from statcell_tf.training import export
+
+    config, run = open_statcell_run(path, flag)
     model = export.load_keras(run.best_model, f"{flag} best.keras")
     return model, config, run
 
 
-def load_run_pair(ref_run, target_run):
-    """(reference model, target model, target config, target RunDirectory) of two matching runs."""
-    reference_model, ref_config, _ = load_run(ref_run, "REF_RUN")
-    model, config, run = load_run(target_run, "TARGET_RUN")
+def check_run_pair(ref_run, target_run):
+    """(reference config, target config, target RunDirectory) of a reference and a target run,
+    both folders checked (config, paper, role, best.keras) before any model is loaded."""
+    from statcell_tf.training.run_dir import open_run
+
+    for path, flag in ((ref_run, "REF_RUN"), (target_run, "TARGET_RUN")):
+        open_run(path, flag, paper="statcell")
+    ref_config, _ = open_statcell_run(ref_run, "REF_RUN")
+    config, run = open_statcell_run(target_run, "TARGET_RUN")
     if ref_config.model != "reference" or config.model != "target":
         raise UserError(f"REF_RUN must be a reference run and TARGET_RUN a target run. Received: "
                         f"{ref_config.model} and {config.model}")
+    return ref_config, config, run
+
+
+def load_run_pair(ref_run, target_run):
+    """(reference model, target model, target config, target RunDirectory) of two matching runs."""
+    check_run_pair(ref_run, target_run)
+    reference_model, _, _ = load_run(ref_run, "REF_RUN")
+    model, config, run = load_run(target_run, "TARGET_RUN")
     if tuple(reference_model.image_shape) != tuple(model.image_shape):
         raise UserError(f"REF_RUN and TARGET_RUN have different image sizes: "
                         f"{tuple(reference_model.image_shape)} vs {tuple(model.image_shape)}")

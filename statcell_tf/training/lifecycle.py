@@ -31,7 +31,8 @@ from pathlib import Path
 import pandas as pd
 
 from statcell_tf.errors import UserError
-from statcell_tf.training.run_dir import RunDirectory, check_out
+from statcell_tf.atomic import check_out
+from statcell_tf.training.run_dir import RunDirectory
 
 
 @dataclasses.dataclass

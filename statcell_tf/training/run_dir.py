@@ -151,7 +151,7 @@ class RunDirectory:
                 continue
             for entry in folder.iterdir():
                 name = entry.name
-                stale = (name.startswith(".") and (".tmp" in name or name.endswith(".old"))) or (
+                stale = (name.startswith(".") and (".tmp" in name or name.endswith((".old", ".bak")))) or (
                     folder == self.checkpoints and "_temp" in name
                 )
                 if stale:
@@ -274,30 +274,3 @@ def check_number(value, flag: str, minimum=None, maximum=None, open_min=False, a
     return value
 
 
-def check_out(out, flag: str = "--out", inputs=()) -> Path:
-    """`out` if a run folder can be written there; else one UserError line.
-
-    Refuses: a path under a regular file, the input data itself or a folder inside it (or
-    holding it), and a location that cannot be written (read-only filesystem or no
-    permission). Creates nothing.
-    """
-    out = Path(out)
-    absolute = Path(os.path.abspath(out))
-    for parent in [absolute, *absolute.parents]:
-        if parent.exists() and not parent.is_dir():
-            raise UserError(f"{flag} {out}: {parent} is a file, not a folder")
-    for source in inputs:
-        if source is None:
-            continue
-        source = Path(os.path.abspath(source))
-        if absolute == source or source in absolute.parents or absolute in source.parents:
-            raise UserError(f"{flag} {out} overlaps the input {source}; choose a folder outside the data")
-    existing = next(p for p in [absolute, *absolute.parents] if p.exists())
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{flag} {out}: cannot write to {existing} (read-only or no permission)")
-    try:
-        if os.statvfs(existing).f_flag & os.ST_RDONLY:
-            raise UserError(f"{flag} {out}: {existing} is on a read-only filesystem")
-    except (AttributeError, OSError):
-        pass
-    return out

@@ -107,7 +107,7 @@ def test_spectrum_files_ranking_and_cache(tiny_run):
     assert result.exit_code == 0, result.output
     out = tiny_run / "feature_spectrum"
     table = pd.read_csv(out / "NUCLEOLUS_1_spectrum.csv")
-    assert list(table.columns) == ["position", "code", "cluster", "cluster_name", "occurrence"]
+    assert list(table.columns) == ["protein", "position", "code", "cluster", "cluster_name", "occurrence"]
     assert sorted(table["code"]) == list(range(TINY["local_num_embeddings"]))
     assert table["occurrence"].sum() == pytest.approx(16.0)  # 4×4 local positions per image
     assert set(table.loc[table["cluster"] > 0, "cluster_name"]) <= {"i", "ii", "iii"}
@@ -134,6 +134,18 @@ def test_unknown_protein_lists_closest_names(tiny_run, capsys):
     message = capsys.readouterr().err
     assert message.startswith("Error: PROTEIN 'NUCLEOLUS-1'") and "closest: NUCLEOLUS_1" in message
     assert message.count("\n") == 1
+
+
+def test_protein_given_by_its_ensembl_id(tiny_run, tmp_path, capsys):
+    """OpenCell names its files by Ensembl id: either spelling finds the protein."""
+    from statcell_tf.cli import run_command
+
+    labels = pd.read_csv(next((tiny_run.parent / "data").glob("*_label.csv")))
+    ensg, protein = labels["ensg"].iloc[0], labels["protein"].iloc[0]
+    assert run_command("feature-spectrum", [ensg.lower(), "--run", str(tiny_run), "--out", str(tmp_path)]) == 0
+    table = pd.read_csv(tmp_path / f"{protein}_spectrum.csv")
+    assert set(table["protein"]) == {protein}
+    assert f"{protein} (family:" in capsys.readouterr().out
 
 
 def test_newest_run_default_embedding_from_data_and_cluster_examples(tiny, tmp_path, monkeypatch, capsys):

@@ -9,6 +9,7 @@ import tifffile
 from statcell_tf.statcell import coupling
 from statcell_tf.cli import run_command
 from statcell_tf.data.synthetic import write_allencell
+from statcell_tf.naming import file_stem
 
 TRAIN = ["--beta", "0.5", "--epochs", "1", "--batch-size", "8", "--preset", "tiny", "--eval-samples", "1"]
 
@@ -89,8 +90,8 @@ def test_generate_impute_walk_and_stats(runs):
     assert tifffile.imread(runs["ref"] / "generated" / "generated.tiff").shape == (3, 2, 16, 16)
     cell = pd.read_csv(runs["controls"])["CellId"].iloc[0]
     assert _invoke("impute-structures", runs["ref"], runs["tgt"], "--cell", cell, "-n", "2") == 0
-    folder = runs["tgt"] / "imputed" / str(cell)
-    assert tifffile.imread(folder / "control---dna.tiff").shape == (2, 3, 16, 16)
+    folder = runs["tgt"] / "imputed" / file_stem(cell)
+    assert tifffile.imread(folder / f"{file_stem('Control - DNA')}.tiff").shape == (2, 3, 16, 16)
     assert (folder / "imputed.png").exists()
     assert _invoke("latent-walk", runs["ref"], "--dims", "top:2", "--split", "all") == 0
     assert tifffile.imread(runs["ref"] / "latent_walk" / "latent_walk.tiff").shape == (18, 2, 16, 16)

@@ -160,7 +160,7 @@ def test_cluster_examples_pick_images_of_the_owning_family(data, spectrum):
 def test_spectrum_table_and_figures(data, spectrum, tmp_path):
     hist, proteins, _ = data
     table = spectrum.spectrum_table("P00")
-    assert list(table.columns) == ["position", "code", "cluster", "cluster_name", "occurrence"]
+    assert list(table.columns) == ["protein", "position", "code", "cluster", "cluster_name", "occurrence"]
     assert table["occurrence"].sum() == pytest.approx(625.0)
     np.testing.assert_allclose(table["occurrence"], hist[proteins == "P00"].mean(axis=0)[spectrum.order])
     fsm.plot_spectrum(spectrum, "P00", tmp_path / "spectrum.png")

@@ -45,4 +45,4 @@ def test_write_perturbation_outputs(tmp_path):
     assert table.loc["Microtubules", "significant"] and not table.loc["Golgi", "significant"]
     np.testing.assert_allclose(frame["p_bonferroni"], np.minimum(1, frame["p_value"] * 2))
     assert (tmp_path / "fig6b_embedding.png").exists() and (tmp_path / "embedding_target.csv").exists()
-    assert (tmp_path / "fig6c_target_microtubules_paclitaxel.png").exists()
+    assert (tmp_path / "fig6c_target_Microtubules_paclitaxel.png").exists()

@@ -1,0 +1,491 @@
+"""Every command against hostile input: one table row per (command, how the input is broken).
+
+Each row runs the command in-process (as ``bin/<command> ARGS``) and asserts the README's
+promise: the expected exit status, exactly one ``Error:`` line containing the row's
+fragment (the file or flag, and what was wrong), no traceback, no warning, and nothing new or
+changed on disk (every file under the row's folder and the shared inputs, by size and
+modification time). Usage errors (click's own) may add click's ``Usage:`` / ``Try`` lines.
+
+Failure classes: missing / empty / unrelated / file-instead-of-folder inputs; damaged run
+folders (config.json, best.keras); bad values in tables (text, NaN, inf, empty ids);
+``--out`` onto the input, non-empty, under a file, read-only or full (the last two on a
+small tmpfs when the tests run as root, skipped otherwise); list-valued flags checked
+before any work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import subprocess
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from statcell_tf.cli import command_names, run_command
+
+
+# ----- the shared inputs (built once, never changed by any row) -----------------------------------
+def _fake_run(folder: Path, paper: str, role: str | None = None, best: bytes | None = None) -> Path:
+    """A run folder with a valid config.json of `paper` (and optionally a best.keras)."""
+    folder.mkdir(parents=True)
+    config = {"format": 2, "paper": paper, "role": role or paper, "preset": None, "version": "0.1.0",
+              "settings": {}, "data": {}}
+    (folder / "config.json").write_text(json.dumps(config))
+    if best is not None:
+        (folder / "best.keras").write_bytes(best)
+    return folder
+
+
+def _write_bbbc021(folder: Path, plates=("Week1_1", "Week1_2"), size=68) -> Path:
+    """A BBBC021-layout folder: uint16 crops + metadata.csv (DMSO and two compounds)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for plate in plates:
+        for well, (compound, concentration, moa) in enumerate(
+            [("DMSO", 0.0, "DMSO"), ("taxol", 1.0, "Microtubule stabilizers"), ("cytochalasin B", 3.0, "Actin disruptors")]
+        ):
+            for cell in range(3):
+                name = f"{plate}_{well}_{cell}.npy"
+                path = folder / "crops" / moa.replace(" ", "_") / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                np.save(path, rng.integers(300, 4000, (size, size, 3)).astype(np.uint16))
+                rows.append({"file": name, "plate": plate, "well": f"W{well}", "site": 1, "replicate": 1,
+                             "compound": compound, "concentration": concentration, "moa": moa, "cell_index": cell})
+    pd.DataFrame(rows).to_csv(folder / "metadata.csv", index=False)
+    return folder
+
+
+def _embedding_table(path: Path, edit: Callable[[pd.DataFrame], None] | None = None) -> Path:
+    """A cell embedding CSV for profile-moa (4 plates, 3 MoAs + DMSO), optionally edited."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for plate in range(4):  # compounds a, c on plates 0-1 and b, d on 2-3: NSCB has references
+        for compound, moa in (("DMSO", "DMSO"), ("a", "A"), ("b", "A"), ("c", "B"), ("d", "B")):
+            if compound != "DMSO" and (plate < 2) != (compound in "ac"):
+                continue
+            for cell in range(3):
+                rows.append({"plate": f"P{plate}", "well": f"{compound}{plate}", "compound": compound,
+                             "concentration": 1.0, "moa": moa, **{f"z_{j}": rng.normal() for j in range(4)}})
+    table = pd.DataFrame(rows)
+    if edit is not None:
+        edit(table)
+    table.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Inputs every row may read: small data sets of each layout and damaged run folders."""
+    from statcell_tf.data.synthetic import write_allencell, write_fovs, write_opencell
+
+    root = tmp_path_factory.mktemp("world")
+    write_opencell(root / "opencell", n_families=2, proteins_per_family=2, cells_per_protein=6, size=16, seed=0)
+    write_allencell(root / "allen", n_families=2, cells_per_structure=4, dims=2, size=(16, 16), seed=0)
+    write_fovs(root / "fovs", n_families=1, fields_per_protein=1, cells_per_field=2, size=(256, 256), cell_size=64)
+    _write_bbbc021(root / "bbbc021")
+    (root / "empty").mkdir()
+    (root / "unrelated").mkdir()
+    (root / "unrelated" / "notes.txt").write_text("shopping list\n")
+    (root / "file.txt").write_text("not a folder\n")
+    for paper, role in (("cytoself", "cytoself"), ("statcell", "reference"), ("integrated_cell", "reference"),
+                        ("vaeplus", "vaeplus")):
+        _fake_run(root / "runs" / paper, paper, role)
+    _fake_run(root / "runs" / "truncated_best", "cytoself", best=b"PK\x03\x04 truncated")
+    for role in ("reference", "target"):  # config and (damaged) best.keras: checks before loading
+        _fake_run(root / "runs" / f"statcell_{role}", "statcell", role, best=b"PK\x03\x04 truncated")
+    (root / "runs" / "bad_config").mkdir()
+    (root / "runs" / "bad_config" / "config.json").write_text("{not json")
+    _embedding_table(root / "cells.csv")
+    return root
+
+
+@pytest.fixture(scope="module")
+def cytoself_run(tmp_path_factory):
+    """The tiny trained cytoself run shared with the other CLI tests (test_feature_spectrum.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fs_builder", Path(__file__).with_name("test_feature_spectrum.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_tiny_run(tmp_path_factory.getbasetemp() / "cytoself_tiny")
+
+
+# ----- the rows ---------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Row:
+    """One hostile input: `args(w, tmp)` builds the command line from the shared inputs `w`
+    and the row's own folder `tmp` (where `setup(w, tmp)` may put broken files first)."""
+
+    command: str
+    case: str
+    args: Callable[[Path, Path], list]
+    fragment: str
+    setup: Callable[[Path, Path], None] | None = None
+    code: int = 2
+    usage: bool = False  # a click usage error: Usage:/Try lines allowed
+    filesystem: str | None = None  # "readonly" or "full": `tmp` is a small tmpfs mounted so
+    needs_cytoself: bool = False
+
+    @property
+    def id(self) -> str:
+        return f"{self.command}:{self.case}"
+
+
+def _write(relative: str, text: str):
+    def setup(w, tmp):
+        path = tmp / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return setup
+
+
+def _table(relative: str, edit):
+    def setup(w, tmp):
+        _embedding_table(tmp / relative, edit)
+    return setup
+
+
+def _set(row: int, column: str, value):
+    def edit(table):
+        table[column] = table[column].astype(object)
+        table.loc[row, column] = value
+    return edit
+
+
+RUN_COMMANDS = {  # command → (paper whose run it takes, the other arguments)
+    "classify-structures": ("integrated_cell", lambda w: ["--data", w / "allen" / "manifest.csv"]),
+    "embed-cytoself": ("cytoself", lambda w: ["--data", w / "opencell", "--split", "all"]),
+    "feature-interpret": ("cytoself", lambda w: ["ER_1", "--feature", "1", "--data", w / "opencell"]),
+    "generate-cells": ("statcell", lambda w: []),
+    "integrate-structures": ("integrated_cell", lambda w: ["--cell", "x"]),
+    "interpolate": ("vaeplus", lambda w: ["--from-cell", "x", "--to-compound", "taxol", "--data", w / "bbbc021"]),
+    "latent-stats": ("statcell", lambda w: []),
+    "latent-walk": ("statcell", lambda w: []),
+    "realism-quiz": ("statcell", lambda w: ["--data", w / "allen", "--out", w.parent / "quiz-never-written"]),
+    "umap-cytoself": ("cytoself", lambda w: ["--color-by", "family"]),
+}
+TWO_RUN_COMMANDS = {
+    "coupling": lambda w: ["--data", w / "allen" / "manifest.csv"],
+    "impute-structures": lambda w: ["--cell", "x"],
+}
+
+
+def _run_rows() -> list[Row]:
+    """Damaged or wrong run folders given to every command that reads a run."""
+    rows = []
+    wrong = {"cytoself": "vaeplus", "statcell": "cytoself", "integrated_cell": "statcell", "vaeplus": "cytoself"}
+    for command, (paper, rest) in RUN_COMMANDS.items():
+        first = (lambda rest: lambda run: lambda w, tmp: [run(w), *rest(w)])(rest)
+        rows += [
+            Row(command, "run-missing", first(lambda w: w / "nowhere"), "does not exist", usage=True),
+            Row(command, "run-is-a-file", first(lambda w: w / "file.txt"), "file.txt", usage=True),
+            Row(command, "run-empty-folder", first(lambda w: w / "empty"), "config.json"),
+            Row(command, "run-unrelated-folder", first(lambda w: w / "unrelated"), "config.json"),
+            Row(command, "run-bad-config", first(lambda w: w / "runs" / "bad_config"), "config.json"),
+            Row(command, "run-of-another-paper", first((lambda o: lambda w: w / "runs" / o)(wrong[paper])),
+                "run"),
+            # a config.json alone: the error names a file of that run folder
+            Row(command, "run-config-only", first((lambda p: lambda w: w / "runs" / p)(paper)), f"runs/{paper}"),
+        ]
+    for command, rest in TWO_RUN_COMMANDS.items():
+        rows += [
+            Row(command, "reference-run-unrelated",
+                (lambda rest: lambda w, tmp: [w / "unrelated", w / "runs" / "statcell", *rest(w)])(rest), "config.json"),
+            Row(command, "target-run-of-another-paper",
+                (lambda rest: lambda w, tmp: [w / "runs" / "statcell", w / "runs" / "cytoself", *rest(w)])(rest),
+                "cytoself"),
+        ]
+    rows.append(Row("embed-cytoself", "truncated-best-keras",
+                    lambda w, tmp: [w / "runs" / "truncated_best", "--data", w / "opencell", "--split", "all"],
+                    "best.keras"))
+    rows.append(Row("feature-spectrum", "run-unrelated", lambda w, tmp: ["ER_1", "--run", w / "unrelated"],
+                    "config.json"))
+    rows.append(Row("perturbation-embed", "run-unrelated",
+                    lambda w, tmp: [w / "unrelated", "--treated", w / "allen" / "manifest.csv"], "config.json"))
+    return rows
+
+
+TRAINERS = {  # command → arguments besides --data and --out
+    "train-cytoself": [],
+    "train-statcell": ["--model", "reference", "--beta", "1"],
+    "train-integrated-cell": ["--stage", "reference"],
+    "train-vaeplus": [],
+}
+# Settings that keep a trainer short should a row's input wrongly be accepted.
+QUICK = {
+    "train-cytoself": ["--preset", "demo", "--epochs", "1"],
+    "train-statcell": ["--preset", "tiny", "--epochs", "1", "--batch-size", "4", "--eval-samples", "1"],
+    "train-integrated-cell": ["--epochs", "1", "--batch-size", "4", "--quiet", "--size", "16", "--filters", "2"],
+    "train-vaeplus": ["--preset", "demo", "--iterations", "2", "--quiet"],
+}
+TRAINER_DATA = {"train-cytoself": "opencell", "train-statcell": "allen/manifest.csv",
+                "train-integrated-cell": "allen/manifest.csv", "train-vaeplus": "bbbc021"}
+
+
+def _data_rows() -> list[Row]:
+    """Missing, empty, unrelated and wrongly typed data inputs; --out problems."""
+    rows = []
+    for command, rest in TRAINERS.items():
+        data, rest = TRAINER_DATA[command], rest + QUICK[command]
+        rows += [
+            Row(command, "data-missing", lambda w, tmp, r=rest: ["--data", w / "nowhere", *r, "--out", tmp / "o"],
+                "does not exist", usage=True),
+            Row(command, "data-empty-folder", lambda w, tmp, r=rest: ["--data", w / "empty", *r, "--out", tmp / "o"],
+                "empty"),
+            Row(command, "data-unrelated-folder",
+                lambda w, tmp, r=rest: ["--data", w / "unrelated", *r, "--out", tmp / "o"], "unrelated"),
+            Row(command, "out-under-a-file",
+                lambda w, tmp, r=rest, d=data: ["--data", w / d, *r, "--out", w / "file.txt" / "run"], "is a file"),
+            Row(command, "out-is-the-input",
+                lambda w, tmp, r=rest, d=data: ["--data", w / d, *r, "--out", (w / d) if (w / d).is_dir() else (w / d).parent],
+                "overlaps the input"),
+            Row(command, "out-read-only",
+                lambda w, tmp, r=rest, d=data: ["--data", w / d, *r, "--out", tmp / "run"], "read-only",
+                filesystem="readonly"),
+        ]
+    rows += [
+        Row("inspect-data", "path-missing", lambda w, tmp: [w / "nowhere"], "does not exist", usage=True),
+        Row("inspect-data", "empty-folder", lambda w, tmp: [w / "empty"], "PATH"),
+        Row("inspect-data", "unrelated-folder", lambda w, tmp: [w / "unrelated"], "PATH"),
+        Row("inspect-data", "bbbc021-without-well",
+            lambda w, tmp: [tmp / "b"], "well",
+            setup=lambda w, tmp: _copy_bbbc021(w, tmp / "b", drop="well")),
+        Row("inspect-data", "manifest-path-is-a-folder", lambda w, tmp: [tmp / "m" / "manifest.csv"],
+            "is an empty folder", setup=lambda w, tmp: (tmp / "m" / "manifest.csv").mkdir(parents=True)),
+        Row("add-control-structures", "data-missing", lambda w, tmp: [w / "nowhere", "--out", tmp / "o"],
+            "does not exist", usage=True),
+        Row("add-control-structures", "data-is-a-folder-without-manifest", lambda w, tmp: [w / "empty", "--out", tmp / "o"],
+            "manifest"),
+        Row("add-control-structures", "out-is-the-input-folder",
+            lambda w, tmp: [w / "allen" / "manifest.csv", "--out", w / "allen"], "overlaps the input"),
+        Row("add-control-structures", "out-not-empty",
+            lambda w, tmp: [w / "allen" / "manifest.csv", "--out", w / "unrelated"], "not empty"),
+        Row("add-control-structures", "out-under-a-file",
+            lambda w, tmp: [w / "allen" / "manifest.csv", "--out", w / "file.txt" / "o"], "is a file"),
+        Row("add-control-structures", "unknown-kind",
+            lambda w, tmp: [w / "allen" / "manifest.csv", "--out", tmp / "o", "--kinds", "blank,purple"], "--kinds"),
+        Row("add-control-structures", "out-full", lambda w, tmp: [w / "allen" / "manifest.csv", "--out", tmp / "o"],
+            "space", filesystem="full"),
+        Row("make-synthetic-data", "out-under-a-file",
+            lambda w, tmp: ["--out", w / "file.txt" / "d", "--format", "opencell"], "is a file"),
+        Row("make-synthetic-data", "out-not-empty",
+            lambda w, tmp: ["--out", w / "unrelated", "--format", "opencell"], "not empty"),
+        Row("make-synthetic-data", "out-read-only",
+            lambda w, tmp: ["--out", tmp / "d", "--format", "opencell"], "read-only", filesystem="readonly"),
+        Row("make-synthetic-data", "out-full",
+            lambda w, tmp: ["--out", tmp / "d", "--format", "opencell", "--size", "100"], "space", filesystem="full"),
+        Row("prepare-crops", "fovs-missing", lambda w, tmp: [w / "nowhere.csv", "--layout", "opencell", "--out", tmp / "o"],
+            "does not exist", usage=True),
+        Row("prepare-crops", "fovs-unrelated-file",
+            lambda w, tmp: [w / "unrelated" / "notes.txt", "--layout", "opencell", "--out", tmp / "o"], "notes.txt"),
+        Row("prepare-crops", "out-under-a-file",
+            lambda w, tmp: [w / "fovs" / "fovs_opencell.csv", "--layout", "opencell", "--out", w / "file.txt" / "o"],
+            "is a file"),
+        Row("prepare-crops", "out-is-the-input",
+            lambda w, tmp: [w / "fovs" / "fovs_opencell.csv", "--layout", "opencell", "--out", w / "fovs"],
+            "overlaps the input"),
+        Row("prepare-crops", "unknown-channel",
+            lambda w, tmp: [w / "fovs" / "fovs_opencell.csv", "--layout", "opencell", "--out", tmp / "o",
+                            "--channels", "pro,purple"], "purple"),
+    ]
+    return rows
+
+
+def _copy_bbbc021(w: Path, out: Path, drop: str | None = None, edit=None) -> None:
+    import shutil
+
+    shutil.copytree(w / "bbbc021", out)
+    table = pd.read_csv(out / "metadata.csv", dtype=str, keep_default_na=False)
+    if drop:
+        table = table.drop(columns=[drop])
+    if edit:
+        edit(table)
+    table.to_csv(out / "metadata.csv", index=False)
+
+
+def _table_rows() -> list[Row]:
+    """Bad values in the tables a command reads."""
+    moa = lambda name: (lambda w, tmp: ["--embeddings", tmp / name, "--out", tmp / "moa"])  # noqa: E731
+    return [
+        Row("profile-moa", "embeddings-missing", lambda w, tmp: ["--embeddings", w / "nowhere.csv", "--out", tmp / "o"],
+            "does not exist", usage=True),
+        Row("profile-moa", "embeddings-is-a-folder", lambda w, tmp: ["--embeddings", w / "empty", "--out", tmp / "o"],
+            "folder"),
+        Row("profile-moa", "embeddings-empty-file", moa("e.csv"), "e.csv", setup=_write("e.csv", "")),
+        Row("profile-moa", "embeddings-unrelated-text", moa("e.csv"), "e.csv",
+            setup=_write("e.csv", "hello world\nthis is not a table\n")),
+        Row("profile-moa", "text-cell-in-feature", moa("t.csv"), "'z_2' must hold numbers",
+            setup=_table("t.csv", _set(5, "z_2", "abc"))),
+        Row("profile-moa", "inf-in-feature", moa("t.csv"), "'z_1' must hold finite numbers",
+            setup=_table("t.csv", _set(5, "z_1", np.inf))),
+        Row("profile-moa", "nan-in-feature", moa("t.csv"), "'z_0' must hold finite numbers",
+            setup=_table("t.csv", _set(7, "z_0", np.nan))),
+        Row("profile-moa", "empty-plate", moa("t.csv"), "'plate' must name every row",
+            setup=_table("t.csv", _set(3, "plate", ""))),
+        Row("profile-moa", "text-concentration", moa("t.csv"), "'concentration' must hold numbers",
+            setup=_table("t.csv", _set(3, "concentration", "high"))),
+        Row("profile-moa", "missing-moa-column", moa("t.csv"), "moa",
+            setup=_table("t.csv", lambda t: t.drop(columns=["moa"], inplace=True))),
+        Row("profile-moa", "out-is-the-input", lambda w, tmp: ["--embeddings", w / "cells.csv", "--out", w / "cells.csv"],
+            "overlaps the input"),
+        Row("profile-moa", "out-under-a-file", lambda w, tmp: ["--embeddings", w / "cells.csv", "--out", w / "file.txt" / "o"],
+            "is a file"),
+        Row("profile-moa", "out-read-only", lambda w, tmp: ["--embeddings", w / "cells.csv", "--out", tmp / "o"],
+            "read-only", filesystem="readonly"),
+        Row("profile-moa", "out-full", lambda w, tmp: ["--embeddings", w / "cells.csv", "--out", tmp / "o"],
+            "space", filesystem="full"),
+        Row("train-vaeplus", "metadata-text-concentration",
+            lambda w, tmp: ["--data", tmp / "b", "--out", tmp / "run", *QUICK["train-vaeplus"]], "concentration",
+            setup=lambda w, tmp: _copy_bbbc021(w, tmp / "b", edit=lambda t: t.__setitem__("concentration", "lots"))),
+        Row("train-statcell", "manifest-empty-structure-name",
+            lambda w, tmp: ["--data", tmp / "m.csv", "--model", "reference", "--beta", "1", "--out", tmp / "run",
+                            *QUICK["train-statcell"]],
+            "structure_name", setup=lambda w, tmp: _edit_manifest(w, tmp / "m.csv", "structure_name", "")),
+        Row("coupling", "manifest-empty-structure-name",
+            lambda w, tmp: [w / "runs" / "statcell_reference", w / "runs" / "statcell_target", "--data", tmp / "m.csv"],
+            "structure_name", setup=lambda w, tmp: _edit_manifest(w, tmp / "m.csv", "structure_name", "")),
+    ]
+
+
+def _edit_manifest(w: Path, out: Path, column: str, value) -> None:
+    table = pd.read_csv(w / "allen" / "manifest.csv", dtype=str, keep_default_na=False)
+    table.loc[1, column] = value
+    table["path"] = [str(w / "allen" / p) for p in table["path"]]
+    table.to_csv(out, index=False)
+
+
+def _list_flag_rows() -> list[Row]:
+    """Every list-valued flag is checked whole before any work starts."""
+    sweep = lambda betas: (lambda w, tmp: ["--data", w / "allen" / "manifest.csv", "--betas", betas,  # noqa: E731
+                                           "--preset", "tiny", "--epochs", "1", "--out", tmp / "sweep"])
+    return [
+        Row("beta-sweep", "betas-second-not-a-number", sweep("0.5,abc"), "--betas"),
+        Row("beta-sweep", "betas-second-negative", sweep("0.5,-2"), "--betas"),
+        Row("beta-sweep", "betas-second-nan", sweep("0.5,nan"), "--betas"),
+        Row("beta-sweep", "betas-duplicate", sweep("0.5,0.5"), "--betas"),
+        Row("beta-sweep", "betas-empty", sweep(""), "--betas"),
+        Row("latent-walk", "dims-not-numbers", lambda w, tmp: [w / "runs" / "statcell_reference", "--dims", "1,x"],
+            "--dims"),
+        Row("latent-walk", "truncated-best-keras", lambda w, tmp: [w / "runs" / "statcell_reference"], "best.keras"),
+        Row("train-cytoself", "channels-unknown",
+            lambda w, tmp: ["--data", w / "opencell", "--channels", "pro,purple", "--out", tmp / "run"], "purple"),
+        Row("train-statcell", "size-not-numbers",
+            lambda w, tmp: ["--data", w / "allen" / "manifest.csv", "--model", "reference", "--beta", "1",
+                            "--size", "16,x", "--out", tmp / "run"], "--size"),
+        Row("train-statcell", "beta-nan",
+            lambda w, tmp: ["--data", w / "allen" / "manifest.csv", "--model", "reference", "--beta", "nan",
+                            "--out", tmp / "run"], "--beta"),
+        Row("umap-cytoself", "exclude-without-run",
+            lambda w, tmp: [w / "unrelated", "--exclude", "a", "--color-by", "family"], "config.json"),
+    ]
+
+
+def _cytoself_rows() -> list[Row]:
+    """Rows that need a trained run (the shared tiny cytoself run)."""
+    return [
+        Row("feature-spectrum", "unknown-protein", lambda w, tmp: ["NOT_A_PROTEIN", "--run", w, "--out", tmp / "fs"],
+            "NOT_A_PROTEIN", needs_cytoself=True),
+        Row("feature-spectrum", "out-under-a-file", lambda w, tmp: ["NUCLEOLUS_1", "--run", w, "--out", tmp / "f.txt" / "fs"],
+            "is a file", setup=_write("f.txt", "x"), needs_cytoself=True),
+        Row("feature-spectrum", "out-full", lambda w, tmp: ["NUCLEOLUS_1", "--run", w, "--out", tmp / "fs", "--heatmap"],
+            "space", filesystem="full", needs_cytoself=True),
+        Row("embed-cytoself", "out-read-only",
+            lambda w, tmp: [w, "--data", w.parent / "data", "--out", tmp / "e.h5"], "read-only",
+            filesystem="readonly", needs_cytoself=True),
+        Row("embed-cytoself", "out-is-the-data",
+            lambda w, tmp: [w, "--data", w.parent / "data", "--out", w.parent / "data"], "overlaps the input",
+            needs_cytoself=True),
+        Row("embed-cytoself", "data-of-another-layout",
+            lambda w, tmp: [w, "--data", tmp / "b", "--split", "all"], "channel",
+            setup=lambda w, tmp: _write_bbbc021(tmp / "b"), needs_cytoself=True),
+    ]
+
+
+ROWS = _run_rows() + _data_rows() + _table_rows() + _list_flag_rows() + _cytoself_rows()
+
+
+def test_every_command_has_rows():
+    covered = {row.command for row in ROWS}
+    missing = set(command_names()) - covered - {"embed", "embed-classical"}
+    assert not missing, f"commands without hostile-input rows: {sorted(missing)}"
+
+
+def test_row_ids_are_unique():
+    ids = [row.id for row in ROWS]
+    assert len(ids) == len(set(ids))
+
+
+# ----- running a row -----------------------------------------------------------------------------------
+def _snapshot(*roots: Path) -> dict:
+    state = {}
+    for root in roots:
+        for folder, dirs, files in os.walk(root):
+            for name in dirs + files:
+                path = Path(folder) / name
+                info = path.lstat()
+                state[str(path)] = (path.is_dir(), info.st_size if not path.is_dir() else 0, info.st_mtime_ns
+                                    if not path.is_dir() else 0)
+    return state
+
+
+@contextlib.contextmanager
+def _filesystem(kind: str | None, folder: Path):
+    """Mount a read-only or tiny tmpfs at `folder` (root only; the row is skipped otherwise)."""
+    if kind is None:
+        yield
+        return
+    options = "ro,size=1m" if kind == "readonly" else "size=200k"
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.decode().strip()}")
+    try:
+        if kind == "full":  # leave 8 KiB: the first output of any size fills the disk
+            stat = os.statvfs(folder)
+            (folder / "filler").write_bytes(b"\0" * max(0, stat.f_bavail * stat.f_frsize - 8192))
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
+def test_hostile_input(row, world, tmp_path, capfd, request):
+    base = world
+    roots = [world, tmp_path]
+    if row.needs_cytoself:
+        run_dir, data_dir = request.getfixturevalue("cytoself_run")
+        base = run_dir
+        roots += [run_dir, data_dir]
+    case = tmp_path / "case"
+    case.mkdir()
+    with _filesystem(row.filesystem, case):
+        if row.setup is not None:
+            row.setup(base, case)
+        args = [str(a) for a in row.args(base, case)]
+        before = _snapshot(*roots)
+        capfd.readouterr()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            code = run_command(row.command, args)
+        out, err = capfd.readouterr()
+        after = _snapshot(*roots)
+    shown = f"$ {row.command} {' '.join(args)}\n--- stdout\n{out}\n--- stderr\n{err}"
+    assert code == row.code, shown
+    errors = [line for line in err.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, shown
+    assert row.fragment in errors[0], shown
+    assert "Traceback" not in out + err, shown
+    noise = [line for line in (out + err).splitlines() if "warning" in line.lower() or "Traceback" in line]
+    assert not noise, shown
+    if not row.usage:
+        assert not any(line.startswith(("Usage:", "Try ")) for line in err.splitlines()), shown
+    leaked = [w for w in caught if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning))]
+    assert not leaked, [str(w.message) for w in leaked]
+    changed = {k: (before.get(k), after.get(k)) for k in set(before) | set(after) if before.get(k) != after.get(k)}
+    assert not changed, f"files changed on disk: {changed}\n{shown}"
