@@ -47,6 +47,11 @@ TREATMENT_STRATA = ["Metadata_compound", "Metadata_concentration", "Metadata_moa
 _REFERENCE = "Metadata_normalisation_reference"
 
 
+class NoInformativeFeatures(UserError):
+    """Every feature is constant across the profiles: nothing to compare (an untrained
+    vector-quantised model can map every cell to one code)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class ProfileSettings:
     """How cells become profiles (see the module docstring).
@@ -173,16 +178,20 @@ def _against_controls(frame: pd.DataFrame, features: list, settings: ProfileSett
 
 
 def select_features(frame: pd.DataFrame, features: list, settings: ProfileSettings) -> list[str]:
-    """The features `pycytominer.feature_select` keeps (none of the operations: all)."""
+    """The features `pycytominer.feature_select` keeps (none of the operations: all but the
+    constant ones). Raises `NoInformativeFeatures` when every feature is constant."""
+    varying = [f for f, v in zip(features, frame[list(features)].to_numpy(np.float64).std(axis=0)) if v > 0]
+    if not varying:
+        raise NoInformativeFeatures(f"every one of the {len(features)} features is constant across the profiles")
     if not settings.feature_select:
-        return list(features)
+        return varying
     feature_select = pycytominer().feature_select
     options = {}
     if "blocklist" in settings.feature_select and settings.blocklist:
         options["blocklist"] = list(settings.blocklist)
-    kept = feature_select(frame[metadata_columns(frame) + list(features)], features=list(features),
+    kept = feature_select(frame[metadata_columns(frame) + varying], features=varying,
                           operation=list(settings.feature_select), corr_threshold=settings.corr_threshold, **options)
-    kept = [f for f in features if f in kept.columns]
+    kept = [f for f in varying if f in kept.columns]
     if not kept:
         raise UserError(f"feature selection ({', '.join(settings.feature_select)}) removed every one of "
                         f"{len(features)} features; choose fewer --feature-select operations")
