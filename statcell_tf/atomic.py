@@ -53,6 +53,27 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             tmp.unlink()
 
 
+def check_destination(out: str | os.PathLike, flag: str = "--out") -> Path:
+    """The absolute form of `out` if it can be created: no regular file on its path above it,
+    and its nearest existing folder writable (not read-only, permission granted). Creates
+    nothing; otherwise one `UserError` line naming `flag`."""
+    from statcell_tf.errors import UserError
+
+    absolute = Path(os.path.abspath(out))
+    for parent in absolute.parents:
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"{flag} {out}: {parent} is a file, not a folder")
+    existing = next(p for p in [absolute, *absolute.parents] if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK if existing.is_dir() else os.W_OK):
+        raise UserError(f"{flag} {out}: cannot write to {existing} (read-only or no permission)")
+    try:
+        if os.statvfs(existing).f_flag & os.ST_RDONLY:
+            raise UserError(f"{flag} {out}: {existing} is on a read-only filesystem")
+    except (AttributeError, OSError):
+        pass
+    return absolute
+
+
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write `text` to `path` atomically."""
     with atomic_path(path) as tmp:

@@ -63,7 +63,8 @@ def read_bbbc021(path, expected_shape: tuple[int, int] | None = None, check_fini
     folder = csv.parent
     if not csv.exists():
         raise UserError(f"{csv} is missing: a BBBC021 folder needs metadata.csv next to its crops")
-    metadata = validation.read_csv(csv)
+    # identifiers are text as written: a compound or well literally named NA stays "NA"
+    metadata = validation.read_csv(csv, keep_default_na=False, na_values=[""])
     validation.require_columns(metadata, REQUIRED_COLUMNS, csv)
     if metadata.empty:
         raise UserError(f"{csv} must list at least one crop. Received: a header without rows")

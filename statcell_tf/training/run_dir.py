@@ -292,12 +292,5 @@ def check_out(out, flag: str = "--out", inputs=()) -> Path:
         source = Path(os.path.abspath(source))
         if absolute == source or source in absolute.parents or absolute in source.parents:
             raise UserError(f"{flag} {out} overlaps the input {source}; choose a folder outside the data")
-    existing = next(p for p in [absolute, *absolute.parents] if p.exists())
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{flag} {out}: cannot write to {existing} (read-only or no permission)")
-    try:
-        if os.statvfs(existing).f_flag & os.ST_RDONLY:
-            raise UserError(f"{flag} {out}: {existing} is on a read-only filesystem")
-    except (AttributeError, OSError):
-        pass
+    atomic.check_destination(out, flag)
     return out
