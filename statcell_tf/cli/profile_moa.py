@@ -39,6 +39,9 @@ FEATURE_SELECT = ("variance_threshold", "correlation_threshold", "drop_outliers"
               help="NSC/NSCB whitening regulariser, relative to the mean eigenvalue of the control covariance.")
 @click.option("--map-level", type=click.Choice(["well", "cell"]), default="well", show_default=True,
               help="Replicates of phenotypic activity: well profiles, or single cells (treatments imaged in one well).")
+@click.option("--cells-per-replicate", type=click.IntRange(1), default=1, show_default=True,
+              help="--map-level cell: average the cells of each well in random groups of about this many (sub-well "
+                   "replicates, far less noisy than single cells); 1 = single cells.")
 @click.option("--normalize", type=click.Choice(["standardize", "mad_robustize", "none"]), default="standardize",
               show_default=True, help="Normalisation against the controls (pycytominer).")
 @click.option("--normalize-on", type=click.Choice(["cells", "wells"]), default="cells", show_default=True,
@@ -70,7 +73,7 @@ FEATURE_SELECT = ("variance_threshold", "correlation_threshold", "drop_outliers"
               help="A cell with a NaN/inf/empty feature: stop (error) or drop the cell and count it (drop).")
 @click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True, help="Crops per encoder call (--run).")
 def command(embeddings, names, vectors, run, data, control, out, feature_prefix, evaluate, metric, drop_unreferenced,
-            whiten_epsilon, map_level, normalize, normalize_on, scope, min_controls, feature_select, corr_threshold,
+            whiten_epsilon, map_level, cells_per_replicate, normalize, normalize_on, scope, min_controls, feature_select, corr_threshold,
             blocklist, spherize, aggregate, consensus, null_size, fdr, seed, nonfinite, batch_size):
     """Profile cell embeddings and compare them side by side (VAE+ Table 1 and mAP).
 
@@ -95,7 +98,7 @@ def command(embeddings, names, vectors, run, data, control, out, feature_prefix,
     from statcell_tf.profiling import cells as cell_tables
     from statcell_tf.profiling import mean_ap, report
     from statcell_tf.profiling import moa as profiling
-    from statcell_tf.profiling.profiles import NoInformativeFeatures, ProfileSettings, build_profiles
+    from statcell_tf.profiling.profiles import NoInformativeFeatures, ProfileSettings, build_profiles, pseudo_replicates
     from statcell_tf.profiling.references import describe_fallbacks
 
     if bool(embeddings) == (run is not None):
@@ -109,6 +112,8 @@ def command(embeddings, names, vectors, run, data, control, out, feature_prefix,
     if names and len(names) != max(len(embeddings), 1):
         raise click.UsageError(f"give one --name per --embeddings. Received: {len(names)} --name for "
                                f"{max(len(embeddings), 1)} embedding(s)")
+    if cells_per_replicate > 1 and map_level != "cell":
+        raise click.UsageError(f"--cells-per-replicate needs --map-level cell. Received: --map-level {map_level}")
     if "none" in feature_select and len(feature_select) > 1:
         raise click.UsageError(f"--feature-select none excludes other operations. Received: {', '.join(feature_select)}")
     settings = ProfileSettings(
@@ -171,7 +176,8 @@ def command(embeddings, names, vectors, run, data, control, out, feature_prefix,
             notes.append(f"{label}: {len(built.features)} of {len(cells.features)} features kept by feature selection")
             timings.append((f"{label}: profiles", time.perf_counter() - start))
             start = time.perf_counter()
-            replicates = built.wells if map_level == "well" else built.cells
+            replicates = (built.wells if map_level == "well"
+                          else pseudo_replicates(built.cells, built.features, cells_per_replicate, seed, aggregate))
             options = dict(control=control, null_size=null_size, threshold=fdr, seed=seed, source=cells.source)
             activity += [
                 mean_ap.phenotypic_activity(replicates, built.features, **options).assign(method=label),

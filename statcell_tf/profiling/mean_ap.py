@@ -36,7 +36,7 @@ from statcell_tf.errors import UserError
 TREATMENT = ["Metadata_compound", "Metadata_concentration"]
 _KEY = "Metadata_treatment_key"
 _REFERENCE = "Metadata_reference_index"
-ACTIVITY_COLUMNS = ["Metadata_compound", "Metadata_concentration", "Metadata_moa", "replicates",
+ACTIVITY_COLUMNS = ["kind", "Metadata_compound", "Metadata_concentration", "Metadata_moa", "replicates",
                     "mean_average_precision", "p_value", "corrected_p_value", "active", "note"]
 CONSISTENCY_COLUMNS = ["Metadata_moa", "treatments", "compounds", "mean_average_precision", "p_value",
                        "corrected_p_value", "consistent", "note"]
@@ -119,7 +119,7 @@ def phenotypic_activity(
     if maps is None:
         maps = pd.DataFrame({_KEY: pd.Series(dtype=str)})
     result = treatments.merge(maps, on=_KEY, how="left")
-    result = _scores(result, "active", {"replicates": "one replicate: nothing to retrieve"})
+    result = _scores(result, "active", {"replicates": "one replicate: nothing to retrieve"}).assign(kind="treatment")
     return result.sort_values(TREATMENT, kind="stable").reset_index(drop=True)[ACTIVITY_COLUMNS]
 
 
@@ -131,14 +131,14 @@ def control_half_split(
     the null check (must not be active). One row, compound ``<control> (random half)``."""
     frame = profiles[profiles["Metadata_compound"] == control].reset_index(drop=True)
     if len(frame) < 4:
-        return pd.DataFrame([{"Metadata_compound": f"{control} (random half)", "Metadata_concentration": 0.0,
+        return pd.DataFrame([{"kind": "null check", "Metadata_compound": f"{control} (random half)", "Metadata_concentration": 0.0,
                               "Metadata_moa": control, "replicates": len(frame) // 2,
                               "note": f"{len(frame)} control replicate(s): too few to split"}],
                             columns=ACTIVITY_COLUMNS)
     half = np.zeros(len(frame), bool)
     half[np.random.default_rng(seed).permutation(len(frame))[: len(frame) // 2]] = True
     frame.loc[half, "Metadata_compound"] = f"{control} (random half)"
-    return phenotypic_activity(frame, features, control, null_size, threshold, seed, source)
+    return phenotypic_activity(frame, features, control, null_size, threshold, seed, source).assign(kind="null check")
 
 
 def phenotypic_consistency(

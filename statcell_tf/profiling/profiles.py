@@ -206,6 +206,29 @@ def aggregate_wells(cells: pd.DataFrame, features: list, operation: str) -> pd.D
                      compute_object_count=True, object_feature="Metadata_cell")
 
 
+def pseudo_replicates(cells: pd.DataFrame, features: list, size: int, seed: int = 0,
+                      operation: str = "mean") -> pd.DataFrame:
+    """Sub-well replicates: the cells of every well shuffled and cut into groups of about
+    `size` cells (``ceil(n / size)`` groups per well; a well with fewer cells is one group),
+    each group aggregated (`pycytominer.aggregate`). For treatments imaged in one well:
+    averaging a few cells gives replicates far less noisy than single cells (they still
+    share their well's conditions). ``Metadata_replicate`` numbers the groups of a well.
+    """
+    if size < 1:
+        raise ValueError(f"`size` must be >= 1. Received: size={size}")
+    if size == 1:
+        return cells.assign(Metadata_replicate=np.arange(len(cells)))
+    groups = np.empty(len(cells), dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    for rows in cells.groupby(WELL_STRATA, sort=True, dropna=False).indices.values():
+        count = int(np.ceil(len(rows) / size))
+        groups[rng.permutation(rows)] = np.arange(len(rows)) % count
+    aggregate = pycytominer().aggregate
+    grouped = cells.reset_index(drop=True).assign(Metadata_replicate=groups, Metadata_cell=np.arange(len(cells)))
+    return aggregate(grouped, strata=WELL_STRATA + ["Metadata_replicate"], features=list(features),
+                     operation=operation, compute_object_count=True, object_feature="Metadata_cell")
+
+
 def aggregate_treatments(wells: pd.DataFrame, features: list, operation: str) -> pd.DataFrame:
     """Wells → one profile per treatment (`pycytominer.consensus`) with ``Metadata_wells``."""
     consensus = pycytominer().consensus

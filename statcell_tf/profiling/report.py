@@ -32,7 +32,11 @@ def _wide(table: pd.DataFrame, keys: list, labels: list, flag: str) -> list[str]
     fractions = []
     for method in methods:
         scored = table[(table["method"] == method) & table["mean_average_precision"].notna()]
+        scored = scored[scored["kind"] != "null check"] if "kind" in scored.columns else scored
         fractions.append(f"{method}: {int(scored[flag].sum())}/{len(scored)}")
+    checks = table[table["kind"] == "null check"] if "kind" in table.columns else table.iloc[:0]
+    if len(checks):
+        lines += ["", "The random half of the controls is the null check: it must not be active."]
     return lines + ["", f"Fraction {'active' if flag == 'active' else 'consistent'} (FDR < threshold): "
                     + "; ".join(fractions) + "."]
 
