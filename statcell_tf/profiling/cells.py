@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pandas as pd
 
 from statcell_tf.data import tables
@@ -104,10 +103,3 @@ def as_metadata_names(table: pd.DataFrame, features) -> pd.DataFrame:
     return table.rename(columns={c: f"{METADATA_PREFIX}{c}" for c in table.columns
                                  if c not in features and not str(c).startswith(METADATA_PREFIX)})
 
-
-def random_halves(keys: np.ndarray, seed: int) -> np.ndarray:
-    """Boolean mask choosing a random half of the distinct `keys` (rows sharing a key stay
-    together): the half-split of the controls, the null check of phenotypic activity."""
-    unique = np.unique(np.asarray(keys).astype(str))
-    chosen = np.random.default_rng(seed).permutation(len(unique))[: len(unique) // 2]
-    return np.isin(np.asarray(keys).astype(str), unique[chosen])

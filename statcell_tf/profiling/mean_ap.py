@@ -4,20 +4,25 @@ The retrieval framework of Kalinin et al. 2025 (copairs): each profile queries t
 ranked by cosine similarity; its average precision (AP) says how high its positives rank
 among its negatives; a group's mAP is the mean AP of its profiles, and its p-value is the
 fraction of a permutation null (random ranks with the same numbers of positives and
-negatives, ``null_size`` draws) at or above it; p-values are Benjamini–Hochberg corrected
+negatives, ``null_size`` draws) above it; p-values are Benjamini–Hochberg corrected
 across groups.
 
 - **Phenotypic activity** of a treatment (compound, concentration): positives are its other
   replicates, negatives the control (DMSO) replicates; controls are never each other's
   positives (copairs' reference index). Replicates are the rows given: well profiles (the
-  standard) or single cells (for treatments imaged in one well; cells of one well share
-  that well's conditions, so their activity includes well effects). A treatment with one
+  standard) or single cells / groups of cells of a well (`profiles.pseudo_replicates`; for
+  treatments imaged in one well: cells of one well share that well's conditions, so their
+  activity includes well effects). A treatment with one
   replicate has nothing to retrieve: its mAP is reported as missing, with a note.
 - **Control half-split**, the null check: a random half of the control replicates posing as
   a treatment against the other half must not be active.
 - **Phenotypic consistency** of a mechanism (MoA): treatment profiles query each other;
   positives are treatments of the same MoA and another compound, negatives treatments of
   other MoAs. A MoA with one compound has no positive.
+
+copairs counts the null draws strictly above the observed mAP, so with very few replicates
+an mAP of 1, which chance reaches often (2 positives among 8 ranks: 1 in 28), still gets
+p = 1 / (null_size + 1): read the p-values of 2–3 well replicates with that in mind.
 
 We call copairs (`copairs.map.average_precision`, `copairs.map.mean_average_precision`,
 `copairs.matching.assign_reference_index`) with its null distributions cached in a
@@ -102,6 +107,8 @@ def phenotypic_activity(
         One row per non-control treatment (`ACTIVITY_COLUMNS`); ``mean_average_precision``
         and the p-values are NaN, with a ``note``, for a treatment with one replicate.
     """
+    from copairs.matching import assign_reference_index
+
     _check(profiles, features, TREATMENT + ["Metadata_moa"], source)
     frame = profiles.reset_index(drop=True)
     is_control = (frame["Metadata_compound"] == control).to_numpy()
@@ -110,7 +117,8 @@ def phenotypic_activity(
                         f"measured against them. Pass --control NAME")
     meta = frame[TREATMENT + ["Metadata_moa"]].copy()
     meta[_KEY] = meta["Metadata_compound"].astype(str) + " @ " + meta["Metadata_concentration"].map("{:g}".format)
-    meta[_REFERENCE] = np.where(is_control, np.arange(len(meta)), -1)  # copairs.matching.assign_reference_index
+    # Every control gets its own reference index: controls are negatives, never positives.
+    meta = assign_reference_index(meta, meta.index[is_control], reference_col=_REFERENCE, default_value=-1)
     _, maps = copairs_map(meta, _feature_values(frame, features), [_KEY, _REFERENCE], [], [_KEY, _REFERENCE], [_KEY],
                           null_size, threshold, seed)
     treatments = (meta[~is_control].groupby(_KEY, sort=False)

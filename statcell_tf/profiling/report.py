@@ -65,12 +65,18 @@ def _pyplot():
 
 
 def plot_activity(activity: pd.DataFrame, path: str | os.PathLike, threshold: float) -> None:
-    """mAP vs −log10(FDR-corrected p), one colour per embedding, the FDR threshold dashed."""
+    """mAP vs −log10(FDR-corrected p), one colour per embedding (× = the control half-split
+    null check), the FDR threshold dashed."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    for method, group in activity[activity["mean_average_precision"].notna()].groupby("method", sort=False):
-        ax.scatter(group["mean_average_precision"], -np.log10(group["corrected_p_value"].astype(float)), label=method,
-                   alpha=0.8, s=30)
+    scored = activity[activity["mean_average_precision"].notna()]
+    kinds = scored["kind"] if "kind" in scored.columns else pd.Series("treatment", index=scored.index)
+    for j, (method, group) in enumerate(scored.groupby("method", sort=False)):
+        for kind, marker, suffix in (("treatment", "o", ""), ("null check", "x", " (control half: null check)")):
+            part = group[kinds[group.index] == kind]
+            if len(part):
+                ax.scatter(part["mean_average_precision"], -np.log10(part["corrected_p_value"].astype(float)),
+                           label=method + suffix, alpha=0.8, s=30, marker=marker, color=f"C{j}")
     ax.axhline(-np.log10(threshold), color="black", linestyle="--", lw=0.8)
     ax.set_xlim(0, 1.02)
     ax.set_xlabel("mAP (replicates vs controls)")

@@ -312,17 +312,24 @@ def test_profile_moa_reports_several_embeddings_side_by_side(tmp_path, capsys):
 
 
 def test_profile_moa_falls_back_on_plates_with_0_or_1_control_cell_and_says_so(tmp_path, capsys):
+    # One plate with 1 control cell, the other with all 40: the first borrows the pooled controls.
+    table = _metadata_table(tmp_path, controls_per_plate={"Week1_11": 1, "Week2_21": 40})
+    assert run_command("profile-moa", ["--embeddings", str(table), "--null-size", "1000", "--out",
+                                       str(tmp_path / "a")]) == 0
+    printed = capsys.readouterr().out
+    for what in ("whitened", "normalised"):
+        assert f"cells: plate Week1_11 has 1 control cell(s): {what} against all 41 control cells (pooled)" in printed
+    assert "plate Week2_21" not in printed
+    # 0 and 1 control cell: fewer than 2 anywhere -> every plate against all its own cells.
     table = _metadata_table(tmp_path, controls_per_plate={"Week1_11": 1, "Week2_21": 0})
-    out = tmp_path / "out"
+    out = tmp_path / "b"
     assert run_command("profile-moa", ["--embeddings", str(table), "--null-size", "1000", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert ("cells: plate Week1_11 has 1 control cell(s): whitened against all 1 control cells (pooled)" not in printed)
-    assert "plate Week2_21 has 0 control cell(s): whitened against all 1 cells of the plate" in printed or \
-        "plate Week2_21 has 0 control cell(s)" in printed
-    assert "plate Week1_11 has 1 control cell(s): normalised against all" in printed
+    assert ("cells: plate Week2_21 has 0 control cell(s): normalised against all 40 cells of the plate "
+            "(too few controls anywhere)") in printed
     references = pd.read_csv(out / "references.csv")
     assert set(references["step"]) == {"whiten (NSC/NSCB)", "normalize"}
-    assert references["fallback"].all()
+    assert references["fallback"].all() and set(references["reference"]) == {"all samples"}
 
 
 def test_profile_moa_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
