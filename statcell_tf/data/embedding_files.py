@@ -5,7 +5,8 @@ Two formats, chosen by the output's suffix:
 - **Parquet** (``.parquet``, ``.pq``): one row per cell, the exchange format of image-based
   profiling (pycytominer, copairs read it as it is).
 
-  - every metadata column of the data → ``Metadata_<column>``. Float columns stay float64,
+  - every metadata column of the data → ``Metadata_<column>`` (a column already named
+    ``Metadata_…``, as in CellProfiler tables, keeps its name). Float columns stay float64,
     booleans stay booleans; every other column (text, integers, categories: plates, wells,
     compounds, cell indices, replicates) is written as **text**, exactly as the reader gave it
     (a compound literally named ``NA`` stays the text ``NA``; a missing value is a null);
@@ -127,8 +128,14 @@ def metadata_schema(metadata: pd.DataFrame):
             kind = pa.float64()
         else:
             kind = pa.string()
-        fields.append(pa.field(f"{METADATA_PREFIX}{column}", kind))
+        fields.append(pa.field(metadata_column(column), kind))
     return fields
+
+
+def metadata_column(column) -> str:
+    """``Metadata_<column>``; a column already named ``Metadata_…`` keeps its name."""
+    column = str(column)
+    return column if column.startswith(METADATA_PREFIX) else f"{METADATA_PREFIX}{column}"
 
 
 def _metadata_arrays(chunk: pd.DataFrame, fields) -> list:
