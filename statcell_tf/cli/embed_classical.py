@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from statcell_tf.cli._options import allow_pickle_option, existing_path, out_path
+from statcell_tf.cli._progress import counter_bar
 
 
 @click.command("embed-classical")
@@ -45,13 +46,7 @@ def command(data, out, groups, nucleus_channel, texture_scale, min_area, chunk_s
     cells = read_cells(data, allow_pickle)
     nucleus_channel_index(cells.channel_names, nucleus_channel)
     started = time.perf_counter()
-    with click.progressbar(length=len(cells), label="Measuring cells", file=click.get_text_stream("stderr")) as bar:
-        done = [0]
-
-        def advance(count):
-            bar.update(count - done[0])
-            done[0] = count
-
+    with counter_bar(len(cells), "Measuring cells") as advance:
         result = write_classical(cells, out, settings, chunk_size=chunk_size, progress=advance)
     seconds = time.perf_counter() - started
     click.echo(

@@ -5,7 +5,8 @@ Two formats, chosen by the output's suffix:
 - **Parquet** (``.parquet``, ``.pq``): one row per cell, the exchange format of image-based
   profiling (pycytominer, copairs read it as it is).
 
-  - every metadata column of the data → ``Metadata_<column>``. Float columns stay float64,
+  - every metadata column of the data → ``Metadata_<column>`` (a column already named
+    ``Metadata_…``, as in CellProfiler tables, keeps its name). Float columns stay float64,
     booleans stay booleans; every other column (text, integers, categories: plates, wells,
     compounds, cell indices, replicates) is written as **text**, exactly as the reader gave it
     (a compound literally named ``NA`` stays the text ``NA``; a missing value is a null);
@@ -127,8 +128,14 @@ def metadata_schema(metadata: pd.DataFrame):
             kind = pa.float64()
         else:
             kind = pa.string()
-        fields.append(pa.field(f"{METADATA_PREFIX}{column}", kind))
+        fields.append(pa.field(metadata_column(column), kind))
     return fields
+
+
+def metadata_column(column) -> str:
+    """``Metadata_<column>``; a column already named ``Metadata_…`` keeps its name."""
+    column = str(column)
+    return column if column.startswith(METADATA_PREFIX) else f"{METADATA_PREFIX}{column}"
 
 
 def _metadata_arrays(chunk: pd.DataFrame, fields) -> list:
@@ -387,3 +394,82 @@ def read_embeddings(path, vectors: Sequence[str] | None = None, flag: str = "--e
     if frames:
         tables.numeric_matrix(features, list(features.columns), where)
     return metadata, features
+
+
+# ----- streaming a model's encodings ------------------------------------------------------------
+class CellEncoder:
+    """What a paper's embedding function hands the shared writer: which cells, how to encode them.
+
+    Args:
+        metadata: DataFrame. One row per cell to embed, in output order.
+        encode: callable. ``encode(positions) -> {vector name: array (B, ...)}`` for the cells
+            at these positions of `metadata` (a 1-D int array; consecutive in practice).
+        vectors: sequence of str. Names of the vectors `encode` returns, in order.
+        attrs: mapping. Attributes stored with the file (run, paper, source, ...).
+        parquet_default: sequence of str or None. Vectors written to Parquet when the user
+            does not choose (None = every vector).
+        hdf5_dtypes: mapping. HDF5 stored dtype per vector (see `EmbeddingWriter`).
+        hdf5_extra: mapping. Extra HDF5 datasets (see `EmbeddingWriter`).
+    """
+
+    def __init__(self, metadata, encode, vectors, attrs=None, parquet_default=None, hdf5_dtypes=None, hdf5_extra=None):
+        self.metadata = metadata.reset_index(drop=True)
+        self.encode = encode
+        self.vectors = list(vectors)
+        self.attrs = dict(attrs or {})
+        self.parquet_default = None if parquet_default is None else list(parquet_default)
+        self.hdf5_dtypes = dict(hdf5_dtypes or {})
+        self.hdf5_extra = dict(hdf5_extra or {})
+
+    def __len__(self) -> int:
+        return len(self.metadata)
+
+    def parquet_vectors(self, chosen: Sequence[str] | None, flag: str = "--vectors") -> list[str]:
+        """The vectors written as Parquet columns: `chosen` (checked) or the default."""
+        if not chosen:
+            return list(self.parquet_default or self.vectors)
+        unknown = [v for v in chosen if v not in self.vectors]
+        if unknown:
+            raise UserError(f"{flag} {','.join(chosen)}: this run gives vectors {', '.join(self.vectors)}. "
+                            f"Received unknown: {', '.join(unknown)}")
+        return list(chosen)
+
+
+def write_embeddings(
+    out,
+    encoder: CellEncoder,
+    chunk_size: int = 256,
+    vectors: Sequence[str] | None = None,
+    progress=None,
+) -> Path:
+    """Encode every cell of `encoder` in chunks of `chunk_size` and stream them into `out`.
+
+    Memory holds one chunk of images and vectors at a time. Parquet gets the `vectors`
+    chosen (default: the encoder's `parquet_default`); HDF5 gets every vector (`vectors`
+    selects there too when given).
+
+    Args:
+        out: str or Path. ``.parquet`` / ``.pq`` or ``.h5`` / ``.hdf5``.
+        encoder: CellEncoder.
+        chunk_size: int. Cells per encoder call. Defaults to 256.
+        vectors: sequence of str or None. Vectors to write.
+        progress: callable or None. Called with the number of cells done after each chunk.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"`chunk_size` must be >= 1. Received: chunk_size={chunk_size}")
+    kind = file_format(out)
+    chosen = encoder.parquet_vectors(vectors) if (kind == "parquet" or vectors) else list(encoder.vectors)
+    n = len(encoder)
+    writer = EmbeddingWriter(out, encoder.metadata, attrs=encoder.attrs, parquet_vectors=chosen,
+                             hdf5_dtypes=encoder.hdf5_dtypes, hdf5_extra=encoder.hdf5_extra)
+    with writer:
+        for start in range(0, n, chunk_size):
+            positions = np.arange(start, min(n, start + chunk_size))
+            result = encoder.encode(positions)
+            writer.write({name: result[name] for name in result if name in chosen})
+            if progress is not None:
+                progress(int(positions[-1]) + 1)
+        if n == 0:  # an empty file still has every vector (HDF5: datasets of length 0)
+            result = encoder.encode(np.arange(0))
+            writer.write({name: result[name] for name in result if name in chosen})
+    return Path(out)
