@@ -438,7 +438,10 @@ def nearest_neighbor_moa(
         dropped = sorted(missing["moa"].unique())
         treatments = treatments[~treatments["moa"].isin(dropped)].reset_index(drop=True)
     if len(treatments) < 2:
-        raise UserError(f"the {holdout} benchmark needs at least 2 non-control treatments. Received: {len(treatments)}")
+        raise UserError(
+            f"the {holdout} benchmark needs at least 2 non-control treatments (--evaluate map measures mAP without "
+            f"it). Received: {len(treatments)}"
+        )
     values = treatments[list(profile_columns)].to_numpy(np.float64)
     distances = _distances(values, values, metric)
     distances = np.where(holdout_mask(treatments, holdout), distances, np.inf)
