@@ -6,6 +6,8 @@ Library functions take an optional ``progress`` (a callable wrapping an iterable
 
 from __future__ import annotations
 
+import contextlib
+
 import click
 
 
@@ -23,3 +25,17 @@ def progress(label: str):
 def echo_err(message: str) -> None:
     """Print one line to stderr (a ``log`` callable for library functions)."""
     click.echo(message, err=True)
+
+
+@contextlib.contextmanager
+def counter_bar(total: int, label: str):
+    """A click progress bar on stderr, yielded as a callable taking the number of items done
+    so far (the ``progress`` argument of the streaming writers)."""
+    with click.progressbar(length=total, label=label, file=click.get_text_stream("stderr")) as bar:
+        done = [0]
+
+        def advance(count: int) -> None:
+            bar.update(count - done[0])
+            done[0] = count
+
+        yield advance

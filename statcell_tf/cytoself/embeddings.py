@@ -1,4 +1,4 @@
-"""Embeddings of a trained cytoself run, streamed to HDF5, and reading them back.
+"""Embeddings of a trained cytoself run, streamed to HDF5 (or Parquet), and reading them back.
 
 Layout of an embeddings file (written to a temporary file, renamed when complete):
 
@@ -12,7 +12,10 @@ Layout of an embeddings file (written to a temporary file, renamed when complete
 - group ``metadata``: one dataset per metadata column (text as UTF-8 strings, numbers as
   numbers);
 - attributes ``run``, ``num_embeddings`` (local codebook size), ``global_num_embeddings``,
-  ``channels``, ``label_column``, ``label_values`` (JSON list) and ``source``.
+  ``channels``, ``label_column``, ``label_values`` (JSON list), ``source`` and ``paper``.
+
+The same cells as Parquet (``bin/embed``): one row per cell, ``Metadata_*`` columns and the
+chosen vectors flattened into ``global_0 …`` columns (`statcell_tf.data.embedding_files`).
 """
 
 from __future__ import annotations
@@ -24,8 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from statcell_tf.atomic import atomic_path
-from statcell_tf.data.embedding_files import read_metadata, write_metadata
+from statcell_tf.data.embedding_files import read_metadata
 from statcell_tf.errors import UserError
 
 ARRAY_KEYS = (
@@ -67,40 +69,20 @@ def label_indices(metadata: pd.DataFrame, config: dict) -> np.ndarray:
     return np.array([lookup.get(str(v), -1) for v in metadata[column]], dtype=np.int32)
 
 
-def embed_cytoself(
-    run_dir,
-    cells,
-    out_path,
-    batch_size: int = 64,
-    indices: Sequence[int] | None = None,
-    dtype: str = "float32",
-    include_local: bool = True,
-    progress: bool = True,
-) -> Path:
-    """Embed `cells` with the best model of a cytoself run, streaming into an HDF5 file.
+def cytoself_encoder(run_dir, cells, indices: Sequence[int] | None = None, dtype: str = "float32",
+                     include_local: bool = True):
+    """The cells of `cells` (rows `indices`) as a `CellEncoder` of a cytoself run's best model.
 
-    Args:
-        run_dir: str or Path. Run folder written by ``bin/train-cytoself``.
-        cells: CellImages. Any reader's output; the run's channels are selected by name.
-        out_path: str or Path. HDF5 file to write (atomically: temp file, then rename).
-        batch_size: int. Images per inference batch. Defaults to 64.
-        indices: sequence of int or None. Rows of `cells` to embed; None = all.
-        dtype: str. ``"float32"`` or ``"float16"`` for the quantised vectors.
-        include_local: bool. Write the (large) local vectors. Defaults to True.
-        progress: bool. Show a progress bar.
-
-    Returns:
-        Path of the written file.
+    Vectors: ``global`` (N, 4, 4, 576), ``local`` (N, 25, 25, 64) unless `include_local` is
+    False, ``global_indices``, ``local_indices``, ``global_hist``, ``local_hist`` and
+    ``probabilities`` (those the model has). Parquet gets ``global`` unless told otherwise
+    (``local`` is 40,000 columns per cell).
     """
-    import h5py
-
-    from statcell_tf.backend import keras
     from statcell_tf.cytoself.model import load_run
+    from statcell_tf.data.embedding_files import CellEncoder
 
     if dtype not in ("float32", "float16"):
         raise ValueError(f"`dtype` must be 'float32' or 'float16'. Received: dtype={dtype!r}")
-    if batch_size < 1:
-        raise ValueError(f"`batch_size` must be >= 1. Received: batch_size={batch_size}")
     model, config = load_run(run_dir)
     cells = select_run_channels(cells, config)
     if tuple(cells.image_shape) != tuple(model.image_shape):
@@ -112,52 +94,71 @@ def embed_cytoself(
     if rows.size and (rows.min() < 0 or rows.max() >= len(cells)):
         raise ValueError(f"`indices` must be in [0, {len(cells)}). Received: min={rows.min()}, max={rows.max()}")
     metadata = cells.metadata.iloc[rows].reset_index(drop=True)
-    labels = label_indices(metadata, config)
 
-    out_path = Path(out_path)
-    bar = keras.utils.Progbar(len(rows), verbose=1, unit_name="cell") if progress else None
-    with atomic_path(out_path, suffix=".h5") as tmp, h5py.File(tmp, "w") as handle:
-        datasets = {}
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start:start + batch_size]
-            result = model.embed(cells.images[chunk])  # the model normalises (its own layer)
-            if not include_local:
-                result.pop("local", None)
-            for key, value in result.items():
-                if key not in datasets:
-                    datasets[key] = _create(handle, key, value, len(rows), dtype, model)
-                datasets[key][start:start + len(chunk)] = value
-            if bar is not None:
-                bar.update(start + len(chunk))
-        if not len(rows):  # empty selection: still a valid, empty file
-            for key, value in model.embed(np.zeros((1,) + model.image_shape, np.float32)).items():
-                if include_local or key != "local":
-                    _create(handle, key, value, 0, dtype, model)
-        handle.create_dataset("label", data=labels)
-        handle.create_dataset("index", data=rows)
-        write_metadata(handle.create_group("metadata"), metadata)
-        handle.attrs["run"] = str(Path(run_dir).resolve())
-        handle.attrs["num_embeddings"] = model.local_num_embeddings
-        handle.attrs["global_num_embeddings"] = model.global_num_embeddings
-        handle.attrs["channels"] = json.dumps(list(cells.channel_names))
-        handle.attrs["label_column"] = str(config.get("label_column", "label"))
-        handle.attrs["label_values"] = json.dumps([str(v) for v in config.get("label_values", [])])
-        handle.attrs["source"] = str(cells.source)
-    return out_path
+    def encode(positions):
+        if len(positions):
+            result = model.embed(cells.images[rows[positions]])  # the model normalises (its own layer)
+        else:  # no cells: the shapes of every vector, zero rows
+            result = {k: v[:0] for k, v in model.embed(np.zeros((1,) + model.image_shape, np.float32)).items()}
+        if not include_local:
+            result.pop("local", None)
+        return result
 
-
-def _create(handle, key, value, n, dtype, model):
-    value = np.asarray(value)
-    if value.dtype.kind == "f":
-        store = dtype if key in ("global", "local") else "float32"
-    else:  # indices < K, counts ≤ 625: the smallest integer type that holds them
-        top = max(model.local_num_embeddings, model.global_num_embeddings, int(np.prod(model.local_shape[:2])))
-        store = "int16" if top < 2**15 else "int32"
-    chunk = (max(1, min(n, 64)),) + value.shape[1:]
-    return handle.create_dataset(
-        key, shape=(n,) + value.shape[1:], dtype=store, chunks=chunk if n else None,
-        compression="gzip" if n else None, compression_opts=1 if n else None,
+    top = max(model.local_num_embeddings, model.global_num_embeddings, int(np.prod(model.local_shape[:2])))
+    integer = "int16" if top < 2**15 else "int32"  # indices < K, counts <= 625
+    vectors = list(encode(np.arange(0)))
+    attrs = {
+        "run": str(Path(run_dir).resolve()), "paper": "cytoself",
+        "num_embeddings": model.local_num_embeddings, "global_num_embeddings": model.global_num_embeddings,
+        "channels": json.dumps(list(cells.channel_names)),
+        "label_column": str(config.get("label_column", "label")),
+        "label_values": json.dumps([str(v) for v in config.get("label_values", [])]),
+        "source": str(cells.source),
+    }
+    dtypes = {k: (dtype if k in ("global", "local") else "float32" if k == "probabilities" else integer) for k in vectors}
+    return CellEncoder(
+        metadata, encode, vectors, attrs, parquet_default=["global"], hdf5_dtypes=dtypes,
+        hdf5_extra={"label": label_indices(metadata, config), "index": rows},
     )
+
+
+def embed_cytoself(
+    run_dir,
+    cells,
+    out_path,
+    batch_size: int = 64,
+    indices: Sequence[int] | None = None,
+    dtype: str = "float32",
+    include_local: bool = True,
+    progress: bool = True,
+    vectors: Sequence[str] | None = None,
+) -> Path:
+    """Embed `cells` with the best model of a cytoself run, streaming into an HDF5 (or Parquet) file.
+
+    Args:
+        run_dir: str or Path. Run folder written by ``bin/train-cytoself``.
+        cells: CellImages. Any reader's output; the run's channels are selected by name.
+        out_path: str or Path. File to write (atomically: temp file, then rename); ``.h5``
+            gives the layout of the module docstring, ``.parquet`` one row per cell
+            (`statcell_tf.data.embedding_files`).
+        batch_size: int. Images per inference batch. Defaults to 64.
+        indices: sequence of int or None. Rows of `cells` to embed; None = all.
+        dtype: str. ``"float32"`` or ``"float16"`` for the quantised vectors (HDF5).
+        include_local: bool. Write the (large) local vectors. Defaults to True.
+        progress: bool. Show a progress bar.
+        vectors: sequence of str or None. Vectors to write (Parquet default: ``global``).
+
+    Returns:
+        Path of the written file.
+    """
+    from statcell_tf.backend import keras
+    from statcell_tf.data.embedding_files import write_embeddings
+
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be >= 1. Received: batch_size={batch_size}")
+    encoder = cytoself_encoder(run_dir, cells, indices, dtype, include_local)
+    bar = keras.utils.Progbar(len(encoder), verbose=1, unit_name="cell") if progress else None
+    return write_embeddings(out_path, encoder, batch_size, vectors, progress=bar.update if bar else None)
 
 
 def load_embeddings(path, keys: Sequence[str] | None = None) -> tuple[dict, pd.DataFrame]:

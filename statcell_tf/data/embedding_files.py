@@ -1,18 +1,53 @@
-"""The ``metadata`` group of HDF5 embedding files: one 1-D dataset per column.
+"""Per-cell embedding files: one writer and one reader for every model and for classical features.
 
-Shared by the writers and readers of cell embeddings (`statcell_tf.cytoself.embeddings`
-writes them, `statcell_tf.profiling.moa` reads any such table). Text columns are stored as
-UTF-8 strings, numbers and booleans as numbers; the group's ``columns`` attribute keeps the
-column order.
+Two formats, chosen by the output's suffix:
+
+- **Parquet** (``.parquet``, ``.pq``): one row per cell, the exchange format of image-based
+  profiling (pycytominer, copairs read it as it is).
+
+  - every metadata column of the data → ``Metadata_<column>`` (a column already named
+    ``Metadata_…``, as in CellProfiler tables, keeps its name). Float columns stay float64,
+    booleans stay booleans; every other column (text, integers, categories: plates, wells,
+    compounds, cell indices, replicates) is written as **text**, exactly as the reader gave it
+    (a compound literally named ``NA`` stays the text ``NA``; a missing value is a null);
+  - every other column is a **float32 feature**: ``<vector>_<j>`` for a model's vector
+    flattened in C order (``global_0``, ``mu_12``, ``z_ref_3``), or a CellProfiler-style name
+    for classical features (``Cells_Intensity_MeanIntensity_DNA``), so pycytominer's
+    ``infer_cp_features`` finds them;
+  - each written chunk is one row group (the file streams in and out); the writer's
+    attributes (run, source, ...) sit in the schema metadata under ``statcell_tf``.
+
+- **HDF5** (``.h5``, ``.hdf5``): one dataset per vector (N, ...) in its own shape and dtype, and
+  group ``metadata`` with one 1-D dataset per metadata column under its original name (text
+  as UTF-8 strings, numbers as numbers; the group's ``columns`` attribute keeps the order),
+  plus file attributes. `statcell_tf.profiling.moa.read_embedding_table` and
+  `statcell_tf.cytoself.embeddings.load_embeddings` read this layout.
+
+Every file is written under a temporary name and renamed when complete
+(`statcell_tf.atomic`): a failure leaves nothing behind. `check_out_file` validates the
+destination before anything is computed.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from statcell_tf.errors import UserError
 
+PARQUET_SUFFIXES = (".parquet", ".pq")
+HDF5_SUFFIXES = (".h5", ".hdf5")
+SUFFIXES = PARQUET_SUFFIXES + HDF5_SUFFIXES
+METADATA_PREFIX = "Metadata_"
+ATTRS_KEY = b"statcell_tf"
+
+
+# ----- the metadata group of HDF5 files ---------------------------------------------------------
 def write_metadata(group, metadata: pd.DataFrame) -> None:
     """Write `metadata` into an open HDF5 group, one dataset per column (see module docstring)."""
     import h5py
@@ -39,3 +74,394 @@ def read_metadata(group) -> pd.DataFrame:
     return pd.DataFrame(
         {c: (group[c].asstr()[()] if h5py.check_string_dtype(group[c].dtype) else group[c][()]) for c in columns}
     )
+
+
+# ----- destination --------------------------------------------------------------------------------
+def file_format(path, flag: str = "--out") -> str:
+    """``"parquet"`` or ``"hdf5"`` from the suffix of `path`, else a UserError naming `flag`."""
+    suffix = Path(path).suffix.lower()
+    if suffix in PARQUET_SUFFIXES:
+        return "parquet"
+    if suffix in HDF5_SUFFIXES:
+        return "hdf5"
+    raise UserError(
+        f"{flag} {path}: expected a file ending in {', '.join(SUFFIXES)} (the suffix chooses the format). "
+        f"Received suffix: {suffix or 'none'!r}"
+    )
+
+
+def check_out_file(out, flag: str = "--out", inputs: Sequence = ()) -> Path:
+    """`out` if an embedding file can be written there; else one UserError line. Creates nothing.
+
+    Refuses: an unknown suffix, a folder, a path under a regular file, an input (a file of
+    the data or the run, or a path inside an input folder), and a location that cannot be
+    written (read-only filesystem or no permission).
+    """
+    from statcell_tf.atomic import check_out
+
+    out = Path(out)
+    file_format(out, flag)
+    if out.is_dir():
+        raise UserError(f"{flag} {out} is a folder; expected a file path ending in {', '.join(SUFFIXES)}")
+    return check_out(out, flag, inputs=[source for source in inputs if source is not None])
+
+
+# ----- the one writer -----------------------------------------------------------------------------
+def metadata_schema(metadata: pd.DataFrame):
+    """The pyarrow schema of the ``Metadata_*`` columns of `metadata` (module docstring rule)."""
+    import pyarrow as pa
+
+    fields = []
+    for column in metadata.columns:
+        values = metadata[column]
+        if pd.api.types.is_bool_dtype(values):
+            kind = pa.bool_()
+        elif pd.api.types.is_float_dtype(values):
+            kind = pa.float64()
+        else:
+            kind = pa.string()
+        fields.append(pa.field(metadata_column(column), kind))
+    return fields
+
+
+def metadata_column(column) -> str:
+    """``Metadata_<column>``; a column already named ``Metadata_…`` keeps its name."""
+    column = str(column)
+    return column if column.startswith(METADATA_PREFIX) else f"{METADATA_PREFIX}{column}"
+
+
+def _metadata_arrays(chunk: pd.DataFrame, fields) -> list:
+    import pyarrow as pa
+
+    arrays = []
+    for column, field in zip(chunk.columns, fields):
+        values = chunk[column]
+        if pa.types.is_string(field.type):
+            text = [None if _missing(v) else str(v) for v in values.tolist()]
+            arrays.append(pa.array(text, type=pa.string()))
+        else:
+            arrays.append(pa.array(values.to_numpy(), type=field.type))
+    return arrays
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA or value is pd.NaT
+
+
+def feature_names(name: str, shape: Sequence[int]) -> list[str]:
+    """Column names of vector `name` with per-cell shape `shape`, flattened in C order."""
+    return [f"{name}_{j}" for j in range(int(np.prod(shape, dtype=np.int64)))]
+
+
+class EmbeddingWriter:
+    """Stream per-cell vectors and their metadata into one Parquet or HDF5 file, atomically.
+
+    Use as a context manager; call `write` once per chunk, in cell order. The file appears
+    under its name only when the block ends without an exception.
+
+    Args:
+        path: str or Path. Destination; its suffix chooses the format (`file_format`).
+        metadata: DataFrame. One row per cell to be written, in order.
+        attrs: mapping or None. Attributes stored with the file (HDF5 attributes; Parquet
+            schema metadata as JSON under ``statcell_tf``).
+        parquet_vectors: sequence of str or None. Parquet only: the vectors written as
+            feature columns (the others are left out); None = every vector.
+        named_columns: mapping or None. Vector → its column names (e.g. CellProfiler-style
+            names); other vectors get ``<vector>_<j>``.
+        hdf5_dtypes: mapping or None. HDF5 only: vector → stored dtype (e.g. ``float16``);
+            default float32 for floats, the array's own dtype for integers.
+        hdf5_extra: mapping or None. HDF5 only: extra 1-D datasets written whole at the end
+            (e.g. ``label``, ``index``).
+    """
+
+    def __init__(
+        self,
+        path,
+        metadata: pd.DataFrame,
+        attrs: Mapping | None = None,
+        parquet_vectors: Sequence[str] | None = None,
+        named_columns: Mapping[str, Sequence[str]] | None = None,
+        hdf5_dtypes: Mapping[str, str] | None = None,
+        hdf5_extra: Mapping[str, np.ndarray] | None = None,
+    ):
+        self.path = Path(path)
+        self.format = file_format(self.path)
+        self.metadata = metadata.reset_index(drop=True)
+        self.attrs = dict(attrs or {})
+        self.parquet_vectors = None if parquet_vectors is None else list(parquet_vectors)
+        self.named_columns = {k: list(v) for k, v in (named_columns or {}).items()}
+        self.hdf5_dtypes = dict(hdf5_dtypes or {})
+        self.hdf5_extra = dict(hdf5_extra or {})
+        self.rows_written = 0
+        self._context = None
+        self._handle = None
+        self._datasets: dict = {}
+        self._parquet = None
+        self._schema = None
+
+    # ----- context ----------------------------------------------------------------------------
+    def __enter__(self) -> "EmbeddingWriter":
+        from statcell_tf.atomic import atomic_path
+
+        self._context = atomic_path(self.path)
+        self._tmp = self._context.__enter__()
+        if self.format == "hdf5":
+            import h5py
+
+            self._handle = h5py.File(self._tmp, "w")
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        try:
+            if kind is None:
+                if self.rows_written != len(self.metadata):
+                    raise RuntimeError(f"{self.rows_written} rows written for {len(self.metadata)} metadata rows")
+                self._finish()
+        except BaseException as failure:
+            self._close()
+            self._context.__exit__(type(failure), failure, failure.__traceback__)  # removes the temporary
+            raise
+        self._close()
+        return self._context.__exit__(kind, error, traceback)
+
+    def _close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+        if self._parquet is not None:
+            self._parquet.close()
+            self._parquet = None
+
+    # ----- writing ----------------------------------------------------------------------------
+    def write(
+        self,
+        vectors: Mapping[str, np.ndarray],
+        metadata: Mapping[str, Sequence] | None = None,
+        columns: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        """Append the next chunk: every vector (B, ...) for the next B cells.
+
+        Args:
+            vectors: name → array (B, ...). The same names in every chunk.
+            metadata: column → B values for these cells, for metadata known only once the
+                cells are processed (e.g. a QC flag); the column must exist in the writer's
+                metadata (with a placeholder) so that its type is fixed from the start.
+            columns: vector → column names (Parquet), when only known at the first chunk.
+        """
+        sizes = {name: len(value) for name, value in vectors.items()}
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"vectors of one chunk must have the same number of rows. Received: {sizes}")
+        count = next(iter(sizes.values()), 0)
+        start = self.rows_written
+        if start + count > len(self.metadata):
+            raise ValueError(f"{start + count} rows written for {len(self.metadata)} metadata rows")
+        for column, values in (metadata or {}).items():
+            if column not in self.metadata:
+                raise ValueError(f"metadata column {column!r} is not in the writer's metadata")
+            if count:
+                self.metadata.loc[start:start + count - 1, column] = list(values)
+        for name, names in (columns or {}).items():
+            self.named_columns.setdefault(name, list(names))
+        if self.format == "hdf5":
+            self._write_hdf5(start, vectors)
+        else:
+            self._write_parquet(self.metadata.iloc[start:start + count], vectors)
+        self.rows_written = start + count
+
+    def _write_hdf5(self, start: int, vectors) -> None:
+        n = len(self.metadata)
+        for name, value in vectors.items():
+            value = np.asarray(value)
+            if name not in self._datasets:
+                dtype = self.hdf5_dtypes.get(name, "float32" if value.dtype.kind == "f" else value.dtype)
+                chunk = (max(1, min(n, 64)),) + value.shape[1:]
+                self._datasets[name] = self._handle.create_dataset(
+                    name, shape=(n,) + value.shape[1:], dtype=dtype, chunks=chunk if n else None,
+                    compression="gzip" if n else None, compression_opts=1 if n else None,
+                )
+            self._datasets[name][start:start + len(value)] = value
+
+    def _write_parquet(self, chunk: pd.DataFrame, vectors) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        chosen = [name for name in vectors if self.parquet_vectors is None or name in self.parquet_vectors]
+        flat = {name: np.asarray(vectors[name], dtype=np.float32).reshape(len(chunk), -1) for name in chosen}
+        if self._schema is None:
+            fields = metadata_schema(self.metadata)
+            self._metadata_fields = fields
+            self._columns = {}
+            for name in chosen:
+                names = self.named_columns.get(name) or feature_names(name, np.asarray(vectors[name]).shape[1:])
+                if len(names) != flat[name].shape[1]:
+                    raise ValueError(f"{len(names)} column names for {flat[name].shape[1]} values of {name!r}")
+                self._columns[name] = names
+            features = [pa.field(c, pa.float32()) for name in chosen for c in self._columns[name]]
+            clash = sorted({f.name for f in fields} & {f.name for f in features})
+            if clash:
+                raise UserError(f"metadata column(s) and feature column(s) share names: {', '.join(clash)}")
+            meta = {ATTRS_KEY: json.dumps(self.attrs, default=str).encode()}
+            self._schema = pa.schema(fields + features, metadata=meta)
+            self._parquet = pq.ParquetWriter(self._tmp, self._schema, compression="zstd")
+        if list(flat) != list(self._columns):
+            raise ValueError(f"every chunk must hold the vectors {list(self._columns)}. Received: {list(flat)}")
+        arrays = _metadata_arrays(chunk, self._metadata_fields)
+        for name in self._columns:
+            arrays += [pa.array(column) for column in flat[name].T]
+        self._parquet.write_table(pa.Table.from_arrays(arrays, schema=self._schema))
+
+    def _finish(self) -> None:
+        if self.format == "hdf5":
+            for name, value in self.hdf5_extra.items():
+                self._handle.create_dataset(name, data=np.asarray(value))
+            write_metadata(self._handle.create_group("metadata"), self.metadata)
+            for key, value in self.attrs.items():
+                self._handle.attrs[key] = value if isinstance(value, (int, float, np.integer, np.floating)) else str(value)
+        elif self._parquet is None:  # no chunk at all: an empty table with the metadata columns
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            schema = pa.schema(metadata_schema(self.metadata), metadata={ATTRS_KEY: json.dumps(self.attrs, default=str).encode()})
+            self._parquet = pq.ParquetWriter(self._tmp, schema, compression="zstd")
+
+
+# ----- reading back ------------------------------------------------------------------------------
+def read_embeddings(path, vectors: Sequence[str] | None = None, flag: str = "--embeddings") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read an embedding file of either format as (metadata, features), one row per cell.
+
+    Args:
+        path: str or Path. A Parquet file (``Metadata_*`` columns + float features) or an
+            HDF5 file (vector datasets + group ``metadata``).
+        vectors: sequence of str or None. Keep only these vectors: Parquet features whose
+            name starts with ``<vector>_``, HDF5 datasets of that name (flattened to
+            ``<vector>_<j>``). None = every feature (Parquet) or every vector dataset (HDF5).
+        flag: str. Names `path` in messages.
+
+    Returns:
+        (metadata with the original column names, i.e. without the ``Metadata_`` prefix;
+        features as float64, checked finite by `statcell_tf.data.tables.numeric_matrix`).
+    """
+    from statcell_tf.data import tables
+
+    path = Path(path)
+    where = f"{flag} {path}"
+    kind = file_format(path, flag)
+    if not path.is_file():
+        raise UserError(f"{where} does not exist" if not path.exists() else f"{where} is not a file")
+    if kind == "parquet":
+        table = tables.read_table(path, flag)
+        meta_columns = [c for c in table.columns if str(c).startswith(METADATA_PREFIX)]
+        feature_columns = [c for c in table.columns if c not in meta_columns]
+        if vectors is not None:
+            feature_columns = [c for c in feature_columns if any(str(c).startswith(f"{v}_") for v in vectors)]
+        metadata = table[meta_columns].rename(columns=lambda c: c[len(METADATA_PREFIX):])
+        values, _ = tables.numeric_matrix(table, feature_columns, where)
+        return metadata.reset_index(drop=True), pd.DataFrame(values, columns=feature_columns)
+    import h5py
+
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        raise UserError(f"{where} is not a readable HDF5 file ({error})") from None
+    with handle:
+        if not isinstance(handle.get("metadata"), h5py.Group):
+            raise UserError(f"{where}: expected a group 'metadata' (one dataset per column). Received: {sorted(handle.keys())}")
+        metadata = read_metadata(handle["metadata"])
+        available = [
+            name for name, item in handle.items()
+            if isinstance(item, h5py.Dataset) and item.ndim >= 2 and item.dtype.kind in "fiu"
+            and not name.endswith("_indices")
+        ]
+        names = available if vectors is None else list(vectors)
+        missing = [n for n in names if n not in available]
+        if missing:
+            raise UserError(f"{where} has no vector dataset(s) {', '.join(missing)}. Received: {', '.join(available) or 'none'}")
+        frames = []
+        for name in names:
+            value = np.asarray(handle[name][()], dtype=np.float64).reshape(len(handle[name]), -1)
+            if len(value) != len(metadata):
+                raise UserError(f"{where}: {name!r} has {len(value)} rows for {len(metadata)} metadata rows")
+            frames.append(pd.DataFrame(value, columns=feature_names(name, value.shape[1:])))
+    features = pd.concat(frames, axis=1) if frames else pd.DataFrame(index=range(len(metadata)))
+    if frames:
+        tables.numeric_matrix(features, list(features.columns), where)
+    return metadata, features
+
+
+# ----- streaming a model's encodings ------------------------------------------------------------
+class CellEncoder:
+    """What a paper's embedding function hands the shared writer: which cells, how to encode them.
+
+    Args:
+        metadata: DataFrame. One row per cell to embed, in output order.
+        encode: callable. ``encode(positions) -> {vector name: array (B, ...)}`` for the cells
+            at these positions of `metadata` (a 1-D int array; consecutive in practice).
+        vectors: sequence of str. Names of the vectors `encode` returns, in order.
+        attrs: mapping. Attributes stored with the file (run, paper, source, ...).
+        parquet_default: sequence of str or None. Vectors written to Parquet when the user
+            does not choose (None = every vector).
+        hdf5_dtypes: mapping. HDF5 stored dtype per vector (see `EmbeddingWriter`).
+        hdf5_extra: mapping. Extra HDF5 datasets (see `EmbeddingWriter`).
+    """
+
+    def __init__(self, metadata, encode, vectors, attrs=None, parquet_default=None, hdf5_dtypes=None, hdf5_extra=None):
+        self.metadata = metadata.reset_index(drop=True)
+        self.encode = encode
+        self.vectors = list(vectors)
+        self.attrs = dict(attrs or {})
+        self.parquet_default = None if parquet_default is None else list(parquet_default)
+        self.hdf5_dtypes = dict(hdf5_dtypes or {})
+        self.hdf5_extra = dict(hdf5_extra or {})
+
+    def __len__(self) -> int:
+        return len(self.metadata)
+
+    def parquet_vectors(self, chosen: Sequence[str] | None, flag: str = "--vectors") -> list[str]:
+        """The vectors written as Parquet columns: `chosen` (checked) or the default."""
+        if not chosen:
+            return list(self.parquet_default or self.vectors)
+        unknown = [v for v in chosen if v not in self.vectors]
+        if unknown:
+            raise UserError(f"{flag} {','.join(chosen)}: this run gives vectors {', '.join(self.vectors)}. "
+                            f"Received unknown: {', '.join(unknown)}")
+        return list(chosen)
+
+
+def write_embeddings(
+    out,
+    encoder: CellEncoder,
+    chunk_size: int = 256,
+    vectors: Sequence[str] | None = None,
+    progress=None,
+) -> Path:
+    """Encode every cell of `encoder` in chunks of `chunk_size` and stream them into `out`.
+
+    Memory holds one chunk of images and vectors at a time. Parquet gets the `vectors`
+    chosen (default: the encoder's `parquet_default`); HDF5 gets every vector (`vectors`
+    selects there too when given).
+
+    Args:
+        out: str or Path. ``.parquet`` / ``.pq`` or ``.h5`` / ``.hdf5``.
+        encoder: CellEncoder.
+        chunk_size: int. Cells per encoder call. Defaults to 256.
+        vectors: sequence of str or None. Vectors to write.
+        progress: callable or None. Called with the number of cells done after each chunk.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"`chunk_size` must be >= 1. Received: chunk_size={chunk_size}")
+    kind = file_format(out)
+    chosen = encoder.parquet_vectors(vectors) if (kind == "parquet" or vectors) else list(encoder.vectors)
+    n = len(encoder)
+    writer = EmbeddingWriter(out, encoder.metadata, attrs=encoder.attrs, parquet_vectors=chosen,
+                             hdf5_dtypes=encoder.hdf5_dtypes, hdf5_extra=encoder.hdf5_extra)
+    with writer:
+        for start in range(0, n, chunk_size):
+            positions = np.arange(start, min(n, start + chunk_size))
+            result = encoder.encode(positions)
+            writer.write({name: result[name] for name in result if name in chosen})
+            if progress is not None:
+                progress(int(positions[-1]) + 1)
+        if n == 0:  # an empty file still has every vector (HDF5: datasets of length 0)
+            result = encoder.encode(np.arange(0))
+            writer.write({name: result[name] for name in result if name in chosen})
+    return Path(out)

@@ -36,6 +36,9 @@ and Ando et al. 2017:
    signs), which would make profiles from different plates incomparable; ZCA is the
    whitening closest to the identity, so all plates stay in the embedding's coordinates.
    Eigenvalues are regularised by ``epsilon · mean eigenvalue`` (relative; 0 = exact).
+   A plate with fewer than 2 control cells is whitened with its batch's control cells,
+   else with all plates' (`references.control_references`); the benchmark reports which
+   plates fell back.
 
 A hold-out can leave a query's MoA without any reference profile (in BBBC021 under NSCB,
 the classes whose compounds were all imaged in one batch): such a query can never be
@@ -55,6 +58,7 @@ import numpy as np
 import pandas as pd
 
 from statcell_tf.data import tables
+from statcell_tf.profiling import references
 from statcell_tf.errors import UserError
 
 WELL_KEYS = ("plate", "well", "compound", "concentration")
@@ -278,26 +282,37 @@ def fit_zca(controls: np.ndarray, epsilon: float = 1e-6) -> tuple[np.ndarray, np
 
 
 def whiten_per_plate(
-    table: pd.DataFrame, features: Sequence[str], control: str = "DMSO", epsilon: float = 1e-6
-) -> pd.DataFrame:
+    table: pd.DataFrame,
+    features: Sequence[str],
+    control: str = "DMSO",
+    epsilon: float = 1e-6,
+    batch_column: str | None = "batch",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Whiten the embeddings of every plate with a ZCA transform learned on that plate's
-    control rows (``compound == control``); returns a copy."""
+    control rows (``compound == control``).
+
+    A plate with fewer than 2 control cells is whitened with the controls of its batch,
+    else of all plates (`references.control_references`; never an error).
+
+    Returns:
+        (whitened copy of `table`, report): one report row per plate naming the reference
+        used and whether it fell back.
+    """
     features = list(features)
     values = table[features].to_numpy(dtype=np.float64)
     whitened = np.empty_like(values)
     is_control = (table["compound"] == control).to_numpy()
-    for plate, rows in table.groupby("plate", sort=True).indices.items():
-        controls = rows[is_control[rows]]
-        if len(controls) < 2:
-            raise UserError(
-                f"plate {plate} has {len(controls)} control cell(s) (compound == {control!r}); whitening needs "
-                f"at least 2 on every plate (set --control to the control compound's name)"
-            )
-        mean, transform = fit_zca(values[controls], epsilon)
-        whitened[rows] = (values[rows] - mean) @ transform
+    plates = table["plate"].astype(str).to_numpy()
+    rows, report = references.control_references(
+        plates, batch_labels(table, batch_column).to_numpy(), is_control, "plate", min_controls=2
+    )
+    for plate, reference in rows.items():
+        mean, transform = fit_zca(values[reference], epsilon)
+        on_plate = plates == plate
+        whitened[on_plate] = (values[on_plate] - mean) @ transform
     # One new block for the features (assigning them column by column fragments wide tables).
     whitened = pd.DataFrame(whitened, index=table.index, columns=features)
-    return pd.concat([table.drop(columns=features), whitened], axis=1)[list(table.columns)]
+    return pd.concat([table.drop(columns=features), whitened], axis=1)[list(table.columns)], report
 
 
 # ----- profiles --------------------------------------------------------------------------
@@ -425,7 +440,10 @@ def nearest_neighbor_moa(
         dropped = sorted(missing["moa"].unique())
         treatments = treatments[~treatments["moa"].isin(dropped)].reset_index(drop=True)
     if len(treatments) < 2:
-        raise UserError(f"the {holdout} benchmark needs at least 2 non-control treatments. Received: {len(treatments)}")
+        raise UserError(
+            f"the {holdout} benchmark needs at least 2 non-control treatments (--evaluate map measures mAP without "
+            f"it). Received: {len(treatments)}"
+        )
     values = treatments[list(profile_columns)].to_numpy(np.float64)
     distances = _distances(values, values, metric)
     distances = np.where(holdout_mask(treatments, holdout), distances, np.inf)
@@ -443,11 +461,13 @@ def nearest_neighbor_moa(
 @dataclasses.dataclass
 class BenchmarkResult:
     """Accuracy table (rows: hold-out × method, columns: the four summaries, in %), the
-    per-treatment predictions and the MoA classes dropped per hold-out."""
+    per-treatment predictions, the MoA classes dropped per hold-out and the whitening
+    reference of every plate (`references.control_references`)."""
 
     accuracy: pd.DataFrame
     predictions: pd.DataFrame
     dropped: dict
+    whitening: pd.DataFrame
 
 
 def summary_profiles(
@@ -461,7 +481,7 @@ def summary_profiles(
     """Treatment profiles (controls removed) for one of the four `SUMMARIES`."""
     if summary not in SUMMARIES:
         raise ValueError(f"`summary` must be one of {', '.join(SUMMARIES)}. Received: summary={summary!r}")
-    cells = whiten_per_plate(table, features, control, whiten_epsilon) if "Whitened" in summary else table
+    cells = whiten_per_plate(table, features, control, whiten_epsilon, batch_column)[0] if "Whitened" in summary else table
     wells, columns = well_profiles(cells, features, with_sd="S.D." in summary, batch_column=batch_column)
     treatments = treatment_profiles(wells, columns)
     return treatments[treatments["compound"] != control].reset_index(drop=True), columns
@@ -500,6 +520,9 @@ def moa_benchmark(
             f"{source} has no control cells (compound == {control!r}); the whitened summaries need them. "
             f"Pass --control NAME. Received compounds: {', '.join(sorted(table['compound'].unique())[:10])}"
         )
+    _, whitening = references.control_references(
+        table["plate"], batch_labels(table, batch_column), (table["compound"] == control).to_numpy(), "plate", 2
+    )
     accuracy = {holdout: {} for holdout in HOLDOUTS}
     counts: dict = {}
     dropped: dict = {}
@@ -521,7 +544,8 @@ def moa_benchmark(
     ]
     ordered = ["holdout", "summary", "compound", "concentration", "moa", "predicted", "correct",
                "neighbor_compound", "neighbor_concentration", "distance"]
-    return BenchmarkResult(pd.DataFrame(rows), pd.concat(predictions, ignore_index=True)[ordered], dropped)
+    return BenchmarkResult(pd.DataFrame(rows), pd.concat(predictions, ignore_index=True)[ordered], dropped,
+                           whitening)
 
 
 def accuracy_markdown(accuracy: pd.DataFrame) -> str:

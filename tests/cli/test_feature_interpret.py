@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -13,19 +9,9 @@ from click.testing import CliRunner
 from statcell_tf.cli import cli, run_command
 
 
-def _builder():
-    name = "_statcell_cli_tiny_cytoself_run"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("test_feature_spectrum.py"))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
-
-
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return _builder().build_tiny_run(tmp_path_factory.getbasetemp() / "cytoself_tiny")
+def tiny(tmp_path_factory, cytoself_builder):
+    return cytoself_builder.build_tiny_run(tmp_path_factory.getbasetemp() / "cytoself_tiny")
 
 
 def test_difference_maps_for_a_feature_cluster_and_a_code(tiny):

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from statcell_tf.atomic import write_json
@@ -262,3 +263,95 @@ def test_profile_moa_reads_what_embed_cytoself_writes(tmp_path):
     table = profiling.read_embedding_table(h5)
     assert len(profiling.feature_columns(table)) == 2 * 2 * 16  # global (N, 2, 2, 16) per cell
     pd.testing.assert_frame_equal(table[list(metadata.columns)], metadata, check_dtype=False)
+
+
+def _metadata_table(tmp_path: Path, controls_per_plate=None) -> Path:
+    """The `_cells` design in the profiling convention (Metadata_ columns, CellProfiler-like
+    feature names) as Parquet, with 3 wells per treatment; optionally fewer control cells."""
+    table = pd.read_csv(_cells(tmp_path))
+    table = table.rename(columns={c: f"Metadata_{c}" for c in ("plate", "well", "compound", "concentration", "moa")})
+    table = table.rename(columns={f"z_{j}": f"Cells_Intensity_f{j}" for j in range(3)})
+    table["Metadata_well"] = table["Metadata_well"] + "_" + (np.arange(len(table)) % 3).astype(str)
+    if controls_per_plate is not None:
+        keep = []
+        for plate, group in table.groupby("Metadata_plate"):
+            controls = group[group["Metadata_compound"] == "DMSO"].head(controls_per_plate[plate])
+            keep += [controls, group[group["Metadata_compound"] != "DMSO"]]
+        table = pd.concat(keep, ignore_index=True)
+    path = tmp_path / "cells.parquet"
+    table.to_parquet(path, index=False)
+    return path
+
+
+@pytest.mark.filterwarnings("error")
+def test_profile_moa_reports_several_embeddings_side_by_side(tmp_path, capsys):
+    parquet = _metadata_table(tmp_path)
+    csv = tmp_path / "bare.csv"  # the same cells, bare names and z_ features: a second method
+    pd.read_parquet(parquet).rename(columns=lambda c: c.removeprefix("Metadata_").replace("Cells_Intensity_f", "z_")
+                                    ).to_csv(csv, index=False)
+    out = tmp_path / "out"
+    assert run_command("profile-moa", ["--embeddings", str(parquet), "--embeddings", str(csv), "--name", "classical",
+                                       "--name", "learned", "--null-size", "1000", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| Compound | Concentration | classical | learned |" in printed
+    assert "| NSC | classical | **100.0** |" in printed and "| NSC | learned | **100.0** |" in printed
+    for name in ("accuracy.csv", "accuracy.md", "predictions.csv", "activity.csv", "consistency.csv", "map.md",
+                 "activity.png", "consistency.png", "references.csv", "profiles/classical.wells.parquet",
+                 "profiles/learned.treatments.parquet"):
+        assert (out / name).exists(), name
+    activity = pd.read_csv(out / "activity.csv")
+    treated = activity[activity["kind"] == "treatment"]
+    assert len(treated) == 8 and treated["active"].all()  # 4 treatments x 2 methods, 3 wells each
+    assert not activity[activity["kind"] == "null check"]["active"].any()
+    consistency = pd.read_csv(out / "consistency.csv")
+    assert sorted(set(consistency["Metadata_moa"])) == ["x", "y"] and consistency["mean_average_precision"].eq(1).all()
+    wells = pd.read_parquet(out / "profiles" / "classical.wells.parquet")
+    assert {"Metadata_plate", "Metadata_well", "Metadata_compound", "Metadata_moa"} <= set(wells.columns)
+    treatments = pd.read_parquet(out / "profiles" / "learned.treatments.parquet")
+    assert list(treatments.filter(regex="^(?!Metadata_)").columns) == ["z_0", "z_1", "z_2"]
+
+
+def test_profile_moa_falls_back_on_plates_with_0_or_1_control_cell_and_says_so(tmp_path, capsys):
+    # One plate with 1 control cell, the other with all 40: the first borrows the pooled controls.
+    table = _metadata_table(tmp_path, controls_per_plate={"Week1_11": 1, "Week2_21": 40})
+    assert run_command("profile-moa", ["--embeddings", str(table), "--null-size", "1000", "--out",
+                                       str(tmp_path / "a")]) == 0
+    printed = capsys.readouterr().out
+    for what in ("whitened", "normalised"):
+        assert f"cells: plate Week1_11 has 1 control cell(s): {what} against all 41 control cells (pooled)" in printed
+    assert "plate Week2_21" not in printed
+    # 0 and 1 control cell: fewer than 2 anywhere -> every plate against all its own cells.
+    table = _metadata_table(tmp_path, controls_per_plate={"Week1_11": 1, "Week2_21": 0})
+    out = tmp_path / "b"
+    assert run_command("profile-moa", ["--embeddings", str(table), "--null-size", "1000", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert ("cells: plate Week2_21 has 0 control cell(s): normalised against all 40 cells of the plate "
+            "(too few controls anywhere)") in printed
+    references = pd.read_csv(out / "references.csv")
+    assert set(references["step"]) == {"whiten (NSC/NSCB)", "normalize"}
+    assert references["fallback"].all() and set(references["reference"]) == {"all samples"}
+
+
+def test_profile_moa_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
+    good = _metadata_table(tmp_path)
+    bad = pd.read_parquet(good)
+    bad["Cells_Intensity_f1"] = bad["Cells_Intensity_f1"].astype(object)
+    bad.loc[7, "Cells_Intensity_f1"] = "n/a"
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    out = tmp_path / "never"
+
+    def error(*args):
+        assert run_command("profile-moa", [*map(str, args), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        # a bad file: one line; a flag conflict: click's usage hint above one Error: line
+        errors = [line for line in err.splitlines() if line.startswith("Error: ")]
+        assert len(errors) == 1 and "Traceback" not in err
+        return errors[0]
+
+    err = error("--embeddings", good, "--embeddings", tmp_path / "bad.csv")
+    assert capsys.readouterr().err == ""
+    assert f"--embeddings {tmp_path / 'bad.csv'}: column 'Cells_Intensity_f1' must hold numbers" in err
+    assert "--spherize PCA" in error("--embeddings", good, "--spherize", "PCA")
+    assert "one --name per --embeddings" in error("--embeddings", good, "--name", "a", "--name", "b")
+    assert "--cells-per-replicate needs --map-level cell" in error("--embeddings", good, "--cells-per-replicate", "5")
+    assert not out.exists()

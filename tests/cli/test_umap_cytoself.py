@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,27 +10,17 @@ from click.testing import CliRunner
 from statcell_tf.cli import cli, run_command
 
 
-def _builder():
-    name = "_statcell_cli_tiny_cytoself_run"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("test_feature_spectrum.py"))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
-
-
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    return _builder().build_tiny_run(tmp_path_factory.getbasetemp() / "cytoself_tiny")[0]
+def tiny_run(tmp_path_factory, cytoself_builder):
+    return cytoself_builder.build_tiny_run(tmp_path_factory.getbasetemp() / "cytoself_tiny")[0]
 
 
-def test_umap_per_image_and_per_protein_with_score(tiny_run):
+def test_umap_per_image_and_per_protein_with_score(tiny_run, cytoself_builder):
     runner = CliRunner()
     result = runner.invoke(cli, ["umap-cytoself", str(tiny_run), "--color-by", "family", "--score", "--split", "all"])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(tiny_run / "umap" / "umap_global_all_image_family.csv")
-    builder = _builder()
+    builder = cytoself_builder
     assert len(table) == builder.N_FAMILIES * builder.PROTEINS_PER_FAMILY * builder.CELLS_PER_PROTEIN
     assert {"protein", "family", "umap1", "umap2"} <= set(table.columns)
     assert np.isfinite(table[["umap1", "umap2"]].to_numpy()).all()

@@ -118,7 +118,8 @@ def test_whitening_maps_each_plates_controls_to_identity_covariance():
                 rows.append({"plate": plate, "compound": compound, "z_0": v[0], "z_1": v[1], "z_2": v[2]})
     table = pd.DataFrame(rows)
     features = ["z_0", "z_1", "z_2"]
-    white = profiling.whiten_per_plate(table, features, control="DMSO", epsilon=0.0)
+    white, report = profiling.whiten_per_plate(table, features, control="DMSO", epsilon=0.0)
+    assert list(report["reference"]) == ["plate", "plate"] and not report["fallback"].any()
     for plate in ("P1", "P2"):
         controls = white[(white["plate"] == plate) & (white["compound"] == "DMSO")][features].to_numpy()
         np.testing.assert_allclose(np.cov(controls, rowvar=False), np.eye(3), atol=1e-8)
@@ -135,10 +136,27 @@ def test_whitening_maps_each_plates_controls_to_identity_covariance():
     np.testing.assert_allclose(got, (drug - mean) @ transform, atol=1e-10)
 
 
-def test_whitening_needs_controls_on_every_plate():
-    table = pd.DataFrame({"plate": ["P1", "P1", "P2"], "compound": ["DMSO", "DMSO", "drug"], "z_0": [0.0, 1.0, 2.0]})
-    with pytest.raises(UserError, match="plate P2 has 0 control cell"):
-        profiling.whiten_per_plate(table, ["z_0"], control="DMSO")
+def test_whitening_falls_back_to_the_batch_then_all_plates_when_a_plate_lacks_controls():
+    rng = np.random.default_rng(1)
+    table = pd.DataFrame({
+        "plate": ["Week1_1"] * 6 + ["Week1_2"] * 3 + ["Week2_1"] * 3,
+        "compound": ["DMSO"] * 6 + ["DMSO", "drug", "drug"] + ["drug"] * 3,
+        "z_0": rng.normal(size=12), "z_1": rng.normal(size=12),
+    })
+    white, report = profiling.whiten_per_plate(table, ["z_0", "z_1"], control="DMSO", epsilon=0.0)
+    report = report.set_index("plate")
+    assert report.loc["Week1_1", "reference"] == "plate" and not report.loc["Week1_1", "fallback"]
+    assert report.loc["Week1_2", "reference"] == "batch Week1" and report.loc["Week1_2", "controls"] == 1
+    assert report.loc["Week2_1", "reference"] == "pooled" and report.loc["Week2_1", "reference_rows"] == 7
+    # Week1_2 is whitened with the transform of its batch's 7 control cells.
+    mean, transform = profiling.fit_zca(table.loc[table["compound"] == "DMSO", ["z_0", "z_1"]].to_numpy(), 0.0)
+    np.testing.assert_allclose(white.loc[6:8, ["z_0", "z_1"]].to_numpy(),
+                               (table.loc[6:8, ["z_0", "z_1"]].to_numpy() - mean) @ transform)
+    from statcell_tf.profiling.references import describe_fallbacks
+
+    lines = describe_fallbacks(report.reset_index(), what="whitened")
+    assert lines == ["plate Week1_2 has 1 control cell(s): whitened against the 7 control cells of batch Week1",
+                     "plate Week2_1 has 0 control cell(s): whitened against all 7 control cells (pooled)"]
 
 
 def test_well_mean_then_treatment_median():

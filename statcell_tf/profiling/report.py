@@ -1,0 +1,107 @@
+"""Side-by-side reports of several embeddings: mAP tables (Markdown) and figures (PNG).
+
+Input tables are `mean_ap.phenotypic_activity` / `phenotypic_consistency` results of every
+embedding stacked with a ``method`` column.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from statcell_tf import atomic
+
+
+def _cell(row: pd.Series, flag: str) -> str:
+    if pd.isna(row["mean_average_precision"]):
+        return f"– ({row['note']})" if row.get("note") else "–"
+    mark = " ✓" if row[flag] else ""
+    return f"{row['mean_average_precision']:.3f} (p {row['p_value']:.2g}, FDR {row['corrected_p_value']:.2g}){mark}"
+
+
+def _wide(table: pd.DataFrame, keys: list, labels: list, flag: str) -> list[str]:
+    methods = list(dict.fromkeys(table["method"]))
+    lines = ["| " + " | ".join(labels + methods) + " |", "|" + "---|" * (len(labels) + len(methods))]
+    for key, group in table.groupby(keys, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        by_method = {row["method"]: _cell(row, flag) for _, row in group.iterrows()}
+        shown = [f"{k:g}" if isinstance(k, float) else str(k) for k in key]
+        lines.append("| " + " | ".join(shown + [by_method.get(m, "") for m in methods]) + " |")
+    fractions = []
+    for method in methods:
+        scored = table[(table["method"] == method) & table["mean_average_precision"].notna()]
+        scored = scored[scored["kind"] != "null check"] if "kind" in scored.columns else scored
+        fractions.append(f"{method}: {int(scored[flag].sum())}/{len(scored)}")
+    checks = table[table["kind"] == "null check"] if "kind" in table.columns else table.iloc[:0]
+    if len(checks):
+        lines += ["", "The random half of the controls is the null check: it must not be active."]
+    return lines + ["", f"Fraction {'active' if flag == 'active' else 'consistent'} (FDR < threshold): "
+                    + "; ".join(fractions) + "."]
+
+
+def activity_markdown(activity: pd.DataFrame, level: str, control: str, threshold: float) -> str:
+    """One row per treatment, one column per embedding: mAP (p, FDR) and ✓ when active."""
+    lines = [f"### Phenotypic activity (mAP of {level} replicates against {control}; ✓ = FDR < {threshold:g})", ""]
+    lines += _wide(activity, ["Metadata_compound", "Metadata_concentration"], ["Compound", "Concentration"], "active")
+    return "\n".join(lines) + "\n"
+
+
+def consistency_markdown(consistency: pd.DataFrame, threshold: float) -> str:
+    """One row per mechanism, one column per embedding."""
+    lines = [f"### Phenotypic consistency (mAP of treatment profiles sharing a MoA; ✓ = FDR < {threshold:g})", ""]
+    lines += _wide(consistency, ["Metadata_moa"], ["MoA"], "consistent")
+    return "\n".join(lines) + "\n"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_activity(activity: pd.DataFrame, path: str | os.PathLike, threshold: float) -> None:
+    """mAP vs −log10(FDR-corrected p), one colour per embedding (× = the control half-split
+    null check), the FDR threshold dashed."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    scored = activity[activity["mean_average_precision"].notna()]
+    kinds = scored["kind"] if "kind" in scored.columns else pd.Series("treatment", index=scored.index)
+    for j, (method, group) in enumerate(scored.groupby("method", sort=False)):
+        for kind, marker, suffix in (("treatment", "o", ""), ("null check", "x", " (control half: null check)")):
+            part = group[kinds[group.index] == kind]
+            if len(part):
+                ax.scatter(part["mean_average_precision"], -np.log10(part["corrected_p_value"].astype(float)),
+                           label=method + suffix, alpha=0.8, s=30, marker=marker, color=f"C{j}")
+    ax.axhline(-np.log10(threshold), color="black", linestyle="--", lw=0.8)
+    ax.set_xlim(0, 1.02)
+    ax.set_xlabel("mAP (replicates vs controls)")
+    ax.set_ylabel("−log10 FDR-corrected p")
+    ax.set_title("Phenotypic activity")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    atomic.save_figure(path, fig)
+
+
+def plot_consistency(consistency: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Per-mechanism mAP bars, grouped by mechanism, one bar per embedding."""
+    plt = _pyplot()
+    moas = list(dict.fromkeys(consistency["Metadata_moa"]))
+    methods = list(dict.fromkeys(consistency["method"]))
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(moas) * max(1, len(methods)) ** 0.5 + 2), 4))
+    width = 0.8 / max(1, len(methods))
+    for j, method in enumerate(methods):
+        scores = consistency[consistency["method"] == method].set_index("Metadata_moa")["mean_average_precision"]
+        values = [float(scores.get(m, np.nan)) for m in moas]
+        ax.bar(np.arange(len(moas)) + (j - (len(methods) - 1) / 2) * width, np.nan_to_num(values), width, label=method)
+    ax.set_xticks(np.arange(len(moas)), moas, rotation=45, ha="right", fontsize=8)
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("mAP (treatments of the MoA)")
+    ax.set_title("Phenotypic consistency (missing bars: not evaluable)")
+    if methods:
+        ax.legend(fontsize=8)
+    atomic.save_figure(path, fig)

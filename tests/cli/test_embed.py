@@ -1,0 +1,258 @@
+"""bin/embed on a tiny run of each of the four models: Parquet (Metadata_* + <vector>_<j>) equal to
+the model's own encoding, streaming, HDF5 read by profile-moa, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from statcell_tf.cli import run_command
+from statcell_tf.data.embedding_files import read_embeddings
+from statcell_tf.training.export import save_keras
+from statcell_tf.training.run_dir import RunDirectory, make_config
+
+
+def _embed(*args) -> int:
+    return run_command("embed", [str(a) for a in args])
+
+
+def _features(table: pd.DataFrame, vector: str) -> np.ndarray:
+    columns = [c for c in table.columns if c.startswith(f"{vector}_") and c[len(vector) + 1:].isdigit()]
+    assert columns == [f"{vector}_{j}" for j in range(len(columns))]
+    assert (table[columns].dtypes == np.float32).all()
+    return table[columns].to_numpy()
+
+
+def _check_convention(table: pd.DataFrame, metadata: pd.DataFrame) -> None:
+    assert len(table) == len(metadata)
+    for column in metadata.columns:
+        assert f"Metadata_{column}" in table.columns, column
+
+
+# ----- tiny runs ---------------------------------------------------------------------------------
+def write_bbbc021(root: Path, n: int = 6) -> Path:
+    """Tiny BBBC021-layout crops (68×68×3 uint16) with a compound literally named NA."""
+    rng = np.random.default_rng(0)
+    (root / "crops" / "a").mkdir(parents=True)
+    rows = []
+    for i in range(n):
+        np.save(root / "crops" / "a" / f"c{i}.npy", rng.integers(300, 5000, (68, 68, 3)).astype(np.uint16))
+        rows.append({"file": f"c{i}.npy", "plate": "Week1_1", "well": f"B0{i % 3}", "compound": ["DMSO", "NA"][i % 2],
+                     "concentration": 0.0 if i % 2 == 0 else 1.0, "moa": ["DMSO", "x"][i % 2]})
+    pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def vaeplus(tmp_path_factory):
+    from statcell_tf.training.export import export_saved_model
+    from statcell_tf.vaeplus.model import VAEPlus
+
+    root = tmp_path_factory.mktemp("vaeplus")
+    data = write_bbbc021(root / "data")
+    model = VAEPlus(latent_dim=4, filters=2, discriminator_filters=2, seed=0)
+    model.encode(np.zeros((1, 68, 68, 3), np.float32))
+    run = RunDirectory(root / "run")
+    run.path.mkdir()
+    run.write_config(make_config("vaeplus", "vaeplus", None, {}))
+    export_saved_model(model, run.saved_model)
+    return run.path, data, model
+
+
+@pytest.fixture(scope="module")
+def allen(tmp_path_factory):
+    from statcell_tf.data.synthetic import write_allencell
+
+    root = tmp_path_factory.mktemp("allen")
+    write_allencell(root, n_families=3, cells_per_structure=3, dims=2, size=(16, 16), mitotic_fraction=0.0, seed=0)
+    return root / "manifest.csv"
+
+
+@pytest.fixture(scope="module")
+def statcell(allen, tmp_path_factory):
+    from statcell_tf.statcell.data import StatcellData, structure_types
+    from statcell_tf.statcell.model import ConditionalBetaVAE
+    from statcell_tf.statcell.training import StatcellTrainConfig, read_cells
+
+    root = tmp_path_factory.mktemp("statcell")
+    cells = read_cells(allen)
+    types = structure_types(cells.metadata)
+    runs = {}
+    for role in ("reference", "target"):
+        config = StatcellTrainConfig(
+            data=str(allen), model=role, preset="tiny", size=[16, 16], latent_dim=3, filters=[4, 8],
+            reference_run=str(root / "reference") if role == "target" else None,
+            structure_types=types if role == "target" else [],
+        )
+        model = ConditionalBetaVAE(**config.model_kwargs())
+        data = StatcellData(cells, role, (16, 16), types if role == "target" else None)
+        model.prepare(data.batch(np.arange(4)))
+        run = RunDirectory(root / role)
+        run.path.mkdir()
+        run.write_config(config.run_config())
+        save_keras(model, run.best_model)
+        runs[role] = (run.path, model, data)
+    return runs
+
+
+@pytest.fixture(scope="module")
+def integrated(allen, tmp_path_factory):
+    from statcell_tf.integrated_cell.model import IntegratedCellConditional, IntegratedCellReference
+
+    root = tmp_path_factory.mktemp("integrated")
+    names = ["A", "B", "C"]
+    reference = IntegratedCellReference(image_size=(32, 32), latent_dim=3, filters=2, seed=0)
+    conditional = IntegratedCellConditional(num_classes=3, image_size=(32, 32), latent_dim=2, reference_latent_dim=3,
+                                            filters=2, class_names=names, seed=0)
+    batch = {"image": np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32"),
+             "label": np.array([0, 1], "int32")}
+    runs = {}
+    for role, model in (("reference", reference), ("conditional", conditional)):
+        model.prepare(batch)
+        run = RunDirectory(root / role)
+        run.path.mkdir()
+        run.write_config(make_config("integrated_cell", role, None, {}, {"class_names": names}))
+        save_keras(model, run.best_model)
+        runs[role] = (run.path, model)
+    return runs
+
+
+# ----- the four models ---------------------------------------------------------------------------
+def test_vaeplus_parquet_equals_the_encoder_and_streams(vaeplus, tmp_path):
+    from pycytominer import aggregate
+    from pycytominer.cyto_utils import infer_cp_features
+
+    from statcell_tf.data.readers import read_cells
+    from statcell_tf.vaeplus.training import normalize
+
+    run, data, model = vaeplus
+    assert _embed(run, "--data", data, "--out", tmp_path / "a.parquet", "--batch-size", 4) == 0
+    table = pd.read_parquet(tmp_path / "a.parquet")
+    cells = read_cells(data)
+    _check_convention(table, cells.metadata)
+    assert table["Metadata_compound"].tolist() == ["DMSO", "NA"] * 3  # a compound named NA stays text
+    assert table["Metadata_concentration"].dtype == np.float64
+    expected = np.asarray(model.encode(normalize(cells.images[np.arange(len(cells))])))
+    np.testing.assert_allclose(_features(table, "mu"), expected, rtol=1e-4, atol=1e-5)
+    # pycytominer sees the Metadata_ columns as metadata and the features as features
+    assert infer_cp_features(table, metadata=True) == [c for c in table.columns if c.startswith("Metadata_")]
+    wells = aggregate(table, strata=["Metadata_plate", "Metadata_well"], features=[f"mu_{j}" for j in range(4)])
+    assert len(wells) == 3 and np.isfinite(wells[[f"mu_{j}" for j in range(4)]].to_numpy()).all()
+    # streaming: a chunk smaller than the data gives the same file contents
+    assert _embed(run, "--data", data, "--out", tmp_path / "b.parquet", "--batch-size", 64) == 0
+    pd.testing.assert_frame_equal(table, pd.read_parquet(tmp_path / "b.parquet"))
+
+
+def test_vaeplus_hdf5_is_read_by_profile_moa(vaeplus, tmp_path):
+    from statcell_tf.profiling.moa import read_embedding_table
+
+    run, data, _ = vaeplus
+    assert _embed(run, "--data", data, "--out", tmp_path / "e.h5", "--batch-size", 4) == 0
+    assert _embed(run, "--data", data, "--out", tmp_path / "e.parquet") == 0
+    table = read_embedding_table(tmp_path / "e.h5")
+    parquet = pd.read_parquet(tmp_path / "e.parquet")
+    # (batch sizes differ: TensorFlow's convolutions may differ in the last float32 bit)
+    np.testing.assert_allclose(table[[f"z_{j}" for j in range(4)]].to_numpy(np.float32), _features(parquet, "mu"),
+                               rtol=1e-5, atol=1e-6)
+    assert table["compound"].tolist() == parquet["Metadata_compound"].tolist()
+    metadata, features = read_embeddings(tmp_path / "e.h5")
+    assert list(features.columns) == [f"mu_{j}" for j in range(4)] and len(metadata) == 6
+
+
+def test_statcell_target_run_writes_z_ref_and_z_target(statcell, allen, tmp_path):
+    target, target_model, target_data = statcell["target"]
+    _, reference_model, reference_data = statcell["reference"]
+    assert _embed(target, "--data", allen, "--out", tmp_path / "s.parquet", "--batch-size", 4) == 0
+    table = pd.read_parquet(tmp_path / "s.parquet")
+    _check_convention(table, target_data.cells.metadata)
+    rows = np.arange(len(table))
+    np.testing.assert_allclose(_features(table, "z_ref"), reference_model.encode(reference_data.batch(rows))[0], atol=1e-5)
+    np.testing.assert_allclose(_features(table, "z_target"), target_model.encode(target_data.batch(rows))[0], atol=1e-5)
+    assert table["Metadata_CellId"].map(type).eq(str).all()
+    # the reference run alone: z_ref only; HDF5 holds one dataset per vector
+    assert _embed(statcell["reference"][0], "--data", allen, "--out", tmp_path / "r.h5") == 0
+    metadata, features = read_embeddings(tmp_path / "r.h5")
+    np.testing.assert_allclose(features.to_numpy(), _features(table, "z_ref"), atol=1e-6)
+
+
+def test_integrated_cell_latents_and_probabilities(integrated, allen, tmp_path):
+    from statcell_tf.integrated_cell import data as icd
+    from statcell_tf.integrated_cell.training import classify_cells, read_data
+
+    conditional, model = integrated["conditional"]
+    assert _embed(conditional, "--data", allen, "--out", tmp_path / "c.parquet", "--batch-size", 4) == 0
+    table = pd.read_parquet(tmp_path / "c.parquet")
+    view = icd.model_view(read_data(allen), (32, 32), model.class_names)
+    rows = np.arange(len(view.metadata))
+    probabilities, _ = classify_cells(model, view, rows)
+    np.testing.assert_allclose(_features(table, "probabilities"), probabilities, atol=1e-5)
+    np.testing.assert_allclose(_features(table, "probabilities").sum(axis=1), 1.0, atol=1e-5)
+    encoded = model.encode(model.images(np.asarray(view.images[rows])))
+    np.testing.assert_allclose(_features(table, "z_s"), encoded["z_s"], atol=1e-5)
+    np.testing.assert_allclose(_features(table, "z_r"), encoded["z_r"], atol=1e-5)
+    reference, reference_model = integrated["reference"]
+    assert _embed(reference, "--data", allen, "--out", tmp_path / "r.parquet") == 0
+    z_r = _features(pd.read_parquet(tmp_path / "r.parquet"), "z_r")
+    np.testing.assert_allclose(z_r, reference_model.encode(np.asarray(view.images[rows])[..., :2]), atol=1e-5)
+
+
+def test_cytoself_vectors_choice_and_alias(tmp_path, cytoself_builder):
+    from statcell_tf.cytoself.embeddings import load_embeddings
+    from statcell_tf.cytoself.model import load_run
+    from statcell_tf.data.readers import read_cells
+
+    run, data = cytoself_builder.build_tiny_run(tmp_path / "cyto")
+    assert _embed(run, "--data", data, "--out", tmp_path / "g.parquet") == 0
+    table = pd.read_parquet(tmp_path / "g.parquet")
+    cells = read_cells(data).select_channels(["pro", "nucdist"])
+    _check_convention(table, cells.metadata)
+    model, _ = load_run(run)
+    embedded = model.embed(cells.images[np.arange(len(cells))])
+    np.testing.assert_allclose(_features(table, "global"), embedded["global"].reshape(len(cells), -1), atol=1e-5)
+    assert not any(c.startswith("local") for c in table.columns)  # Parquet default: global only
+    assert _embed(run, "--data", data, "--out", tmp_path / "h.parquet", "--vectors", "global_hist,local_hist") == 0
+    hist = pd.read_parquet(tmp_path / "h.parquet")
+    np.testing.assert_array_equal(_features(hist, "local_hist"), embedded["local_hist"])
+    assert not any(c.startswith("global_") and c[7:].isdigit() for c in hist.columns)
+    # embed-cytoself: the same HDF5 as before (layout read by load_embeddings), test split by default
+    assert run_command("embed-cytoself", [str(run), "--data", str(data), "--out", str(tmp_path / "t.h5")]) == 0
+    arrays, metadata = load_embeddings(tmp_path / "t.h5")
+    test_rows = RunDirectory(run).split_rows(len(cells))["test"]
+    np.testing.assert_array_equal(arrays["index"], test_rows)
+    np.testing.assert_allclose(arrays["global"], embedded["global"][test_rows], atol=1e-5)
+    assert metadata.attrs["paper"] == "cytoself" and arrays["local"].shape[0] == len(test_rows)
+
+
+# ----- bad input ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("case", ["suffix", "under_file", "unknown_paper", "no_config", "vectors", "reference", "inside_data"])
+def test_bad_input_one_line_nothing_written(vaeplus, tmp_path, capsys, case):
+    run, data, _ = vaeplus
+    out, extra = tmp_path / "o.parquet", []
+    (tmp_path / "file").write_text("x")
+    if case == "suffix":
+        out = tmp_path / "o.feather"
+    elif case == "under_file":
+        out = tmp_path / "file" / "o.parquet"
+    elif case == "unknown_paper":
+        run = tmp_path / "foreign"
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps({"format": 2, "paper": "deepprofiler", "role": "x",
+                                                     "settings": {}, "data": {}}))
+    elif case == "no_config":
+        run = tmp_path / "empty_run"
+        run.mkdir()
+    elif case == "vectors":
+        extra = ["--vectors", "mu,z_ref"]
+    elif case == "reference":
+        extra = ["--reference", str(run)]
+    elif case == "inside_data":
+        out = data / "emb.parquet"
+    before = sorted(tmp_path.rglob("*")) + sorted(Path(data).rglob("*"))
+    assert _embed(run, "--data", data, "--out", out, *extra) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert sorted(tmp_path.rglob("*")) + sorted(Path(data).rglob("*")) == before
