@@ -265,6 +265,8 @@ def check_number(value, flag: str, minimum=None, maximum=None, open_min=False, a
     """`value` if it is None (when allowed) or a finite number in range, else a UserError."""
     if value is None and allow_none:
         return value
+    if isinstance(value, np.generic):  # a numpy scalar reads as a plain number in messages
+        value = value.item()
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise UserError(f"{flag} must be a finite number. Received: {value!r}")
     if minimum is not None and (value <= minimum if open_min else value < minimum):

@@ -249,6 +249,9 @@ def _data_rows() -> list[Row]:
             Row(command, "out-read-only",
                 lambda w, tmp, r=rest, d=data: ["--data", w / d, *r, "--out", tmp / "run"], "read-only",
                 filesystem="readonly"),
+            Row(command, "out-full",  # fails before its first epoch is committed: nothing is kept
+                lambda w, tmp, r=rest, d=data: ["--data", w / d, *r, "--out", tmp / "run"], "space",
+                filesystem="full"),
         ]
     rows += [
         Row("inspect-data", "path-missing", lambda w, tmp: [w / "nowhere"], "does not exist", usage=True),
