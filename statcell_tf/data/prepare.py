@@ -489,6 +489,8 @@ def check_out(out: str | Path, fovs_csv: str | Path, fields: Sequence[Field], re
         resume: bool. Continue an earlier run in `out`.
     """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; expected a folder. Received: --out {out}")
     inputs = [Path(fovs_csv)] + [Path(h.path) for f in fields for _, h, _ in (*f.channels, *f.masks)]
     atomic_check_out(out, "--out", inputs=inputs)
     resolved = out.resolve()

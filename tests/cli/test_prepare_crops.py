@@ -124,12 +124,12 @@ def test_bad_out_folders(fovs, tmp_path):
         return CliRunner().invoke(cli, ["prepare-crops", *[str(a) for a in args], "--downsample", "1", "--size", "40"])
 
     line = _error_line(_run(csv, "--layout", "opencell", "--out", fovs / "fields"))
-    assert "holds the input" in line and "not the input folder" in line
+    assert "overlaps the input" in line and "fov0000_protein.ome.tif" in line
     line = _error_line(_run(csv, "--layout", "opencell", "--out", tmp_path))  # the folder of FOVS.csv
-    assert "holds the input" in line
+    assert "overlaps the input" in line
     (tmp_path / "afile").write_text("x")
     assert "is a file" in _error_line(_run(csv, "--layout", "opencell", "--out", tmp_path / "afile"))
-    assert "lies under the file" in _error_line(_run(csv, "--layout", "opencell", "--out", tmp_path / "afile" / "sub"))
+    assert "afile is a file, not a folder" in _error_line(_run(csv, "--layout", "opencell", "--out", tmp_path / "afile" / "sub"))
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x.txt").write_text("x")
     assert "is not empty" in _error_line(_run(csv, "--layout", "opencell", "--out", tmp_path / "full"))

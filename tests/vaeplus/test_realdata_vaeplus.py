@@ -140,7 +140,9 @@ def check_claims(results, sharper_by: float, mse_factor: float, min_accuracy: fl
     assert vae["balanced_accuracy"] > min_accuracy and plus["balanced_accuracy"] > min_accuracy, results
 
 
-@pytest.mark.slow
+# Six minutes on two cores: run by `make science`. In `make test`, VAE+ trains on these crops in
+# tests/profiling/test_realdata_map.py (cycloheximide phenotypically active against DMSO).
+@pytest.mark.science
 def test_vaeplus_sharper_than_vae_and_embeddings_separate_treatments(shared_data):
     root = shared_data("bbbc021-dmso-cycloheximide")
     results = run_experiment(root, steps=800, period=267)
