@@ -3,7 +3,8 @@
 Batches are gathered from the lazy `ImageArray` one batch at a time (sorted reads from
 memory-mapped or per-file data), so data larger than memory streams. Each batch is checked
 for NaN/inf pixels (readers scan only data sets under 512 MB when they open them), cast to
-float32 and normalised in NumPy, then augmented in TensorFlow: a uniformly random rotation by
+float32, normalised in TensorFlow on the whole batch (a named normalisation: the models'
+`InputNormalization`; a custom function runs in NumPy), then augmented in TensorFlow: a uniformly random rotation by
 k·90°, k ∈ {0, 1, 2, 3} (the cytoself reference code applied every rotation together, so 90°
 never happened), and random horizontal and vertical flips, per image.
 
@@ -28,20 +29,22 @@ from statcell_tf.errors import USER_ERROR_MARK, UserError
 NORMALIZATIONS = ("none", "mode", "max", "minmax")
 
 
-def _normalizer(normalize) -> Callable[[np.ndarray], np.ndarray] | None:
+def _normalizer(normalize):
+    """(NumPy function on gathered batches or None, TensorFlow layer on batches or None).
+
+    A named normalisation runs in TensorFlow on the whole batch (`InputNormalization`, the
+    layer the models own: vectorised, outside the GIL, parallel across batches); a function
+    runs in NumPy on each gathered batch.
+    """
     if normalize is None or (isinstance(normalize, str) and normalize == "none"):
-        return None
+        return None, None
     if callable(normalize):
-        return normalize
+        return normalize, None
     if normalize not in NORMALIZATIONS:
         raise UserError(f"--normalize must be one of {', '.join(NORMALIZATIONS)}. Received: {normalize!r}")
-    from statcell_tf.data import preprocess
+    from statcell_tf.layers.input_normalization import InputNormalization
 
-    return {
-        "mode": preprocess.normalize_mode,
-        "max": preprocess.normalize_max,
-        "minmax": preprocess.normalize_minmax,
-    }[normalize]
+    return None, InputNormalization(normalize)
 
 
 def encode_labels(values: Sequence, label_values: Sequence | None = None, column: str = "label"):
@@ -147,7 +150,7 @@ def make_dataset(
         )
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1. Received: {batch_size}")
-    normalizer = _normalizer(normalize)
+    normalizer, normalization_layer = _normalizer(normalize)
     image_shape = tuple(cells.image_shape)
     images = cells.images
     source = cells.source
@@ -209,6 +212,8 @@ def make_dataset(
             rows = tf.sort(rows)  # order inside a random batch is free: read sequentially
         batch = tf.numpy_function(gather, [rows], tf.float32, stateful=False)
         batch = tf.ensure_shape(batch, (batch_size if drop_remainder else None,) + image_shape)
+        if normalization_layer is not None:  # per image statistics: commutes with the augmentation
+            batch = normalization_layer(batch)
         if augment:
             batch = augment_images(batch, tf.stack([key, position]), square)
         out = {"image": batch, "index": rows}
