@@ -170,6 +170,9 @@ def main(argv=None) -> None:
     from statcell_tf.cytoself.presets import preset_config
 
     device = runtime.describe_device()
+    note = getattr(runtime, "gpu_rows_note", lambda: None)()  # absent in older code (--compare)
+    if note:
+        print(note, flush=True)
     model = CytoselfModel(**preset_config(args.preset, num_classes=args.num_classes))
     model.build((None,) + model.image_shape)
     if args.no_flops:

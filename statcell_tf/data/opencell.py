@@ -74,16 +74,26 @@ class ChannelFiles(ImageArray):
 
     def _take(self, indices):
         out = np.empty((len(indices),) + self.shape[1:], self.dtype)
+        self._fill(indices, lambda j, c: out[j, ..., c])
+        return out
+
+    def take_planar(self, indices) -> np.ndarray:
+        """Images at sorted `indices` channel-first, (B, C, H, W): every image-channel is one
+        contiguous copy (the channel-last `_take` writes every pixel 2 values apart)."""
+        out = np.empty((len(indices), self.shape[-1]) + self.shape[1:-1], self.dtype)
+        self._fill(indices, lambda j, c: out[j, c])
+        return out
+
+    def _fill(self, indices, target) -> None:
         part_of = np.searchsorted(self.offsets, indices, side="right") - 1
         local = indices - self.offsets[part_of]
         for j, (part, row) in enumerate(zip(part_of, local)):
             for c, array in enumerate(self.parts[part]):
-                out[j, ..., c] = array[row]
+                target(j, c)[...] = array[row]
         if self.release_pages:
             for part in np.unique(part_of):
                 for array in self.parts[part]:
                     _release_pages(array)
-        return out
 
 
 def _physical_memory() -> int:

@@ -155,10 +155,16 @@ def make_dataset(
     images = cells.images
     source = cells.source
 
+    # Augmented batches of channel-files data (OpenCell) are read channel-first (contiguous
+    # copies) and interleaved by the augmentation's copy: one strided pass instead of two.
+    planar_reads = augment and normalizer is None and hasattr(images, "take_planar") and len(image_shape) == 3
+
     def gather(rows: np.ndarray, codes: np.ndarray | None = None) -> np.ndarray:
+        planar = False
         try:
-            if rows.size > 1 and (rows[1:] >= rows[:-1]).all():
-                batch = images._take(rows)  # already sorted: skip the reorder copy
+            if rows.size > 1 and (rows[1:] >= rows[:-1]).all():  # sorted: skip the reorder copy
+                planar = planar_reads and codes is not None
+                batch = images.take_planar(rows) if planar else images._take(rows)
             else:
                 batch = images[rows]
             batch = np.asarray(batch, dtype=np.float32)
@@ -170,6 +176,8 @@ def make_dataset(
                 f"{USER_ERROR_MARK}image {int(rows[np.argmax(bad)])} in {source} has NaN or infinite "
                 "pixels; expected finite values (fix or drop that image)"
             )
+        if planar:
+            return dihedral_numpy(batch, codes, channels_first=True)
         if normalizer is not None:
             batch = np.asarray(normalizer(batch), dtype=np.float32)
             if batch.shape[1:] != image_shape:
@@ -321,10 +329,13 @@ def augmentation_codes(n, key, square: bool = True):
     return tf.stack([k, draws[:, 1] % 2, draws[:, 2] % 2], axis=1)
 
 
-def dihedral_numpy(images: np.ndarray, codes: np.ndarray) -> np.ndarray:
+def dihedral_numpy(images: np.ndarray, codes: np.ndarray, channels_first: bool = False) -> np.ndarray:
     """NumPy twin of `dihedral`: image j rotated by ``codes[j, 0]``·90° then flipped in W
-    (``codes[j, 1]``) and H (``codes[j, 2]``); (B, ..., H, W, C) in, a new array out."""
-    out = np.empty_like(images)
+    (``codes[j, 1]``) and H (``codes[j, 2]``); (B, ..., H, W, C) in (or (B, C, ..., H, W)
+    with `channels_first`), a new channel-last array out."""
+    if channels_first:
+        images = np.moveaxis(images, 1, -1)  # a view: the copy below interleaves the channels
+    out = np.empty(images.shape, images.dtype)
     for j, (k, flip_w, flip_h) in enumerate(np.asarray(codes)):
         view = np.rot90(images[j], int(k), axes=(-3, -2))
         if flip_w:

@@ -94,7 +94,7 @@ def test_dihedral_matches_numpy_rotations_and_flips():
     np.testing.assert_array_equal(out3[0], np.rot90(volume[0], 2, axes=(1, 2)))
 
 
-def test_numpy_dihedral_equals_the_tensorflow_one_and_the_pipeline_its_augment_images():
+def test_numpy_dihedral_equals_the_tensorflow_one_and_the_pipeline_its_augment_images(tmp_path):
     rng = np.random.default_rng(0)
     for shape in ((16, 5, 5, 2), (16, 4, 5, 3), (16, 2, 5, 5, 1)):  # 2 channels, non-square, 3D
         x = rng.random(shape).astype("float32")
@@ -108,11 +108,15 @@ def test_numpy_dihedral_equals_the_tensorflow_one_and_the_pipeline_its_augment_i
     images = rng.random((8, 6, 6, 2)).astype("float32")
     cells = CellImages(images=ArrayImages(images), metadata=pd.DataFrame({"label": ["a"] * 8}),
                        channel_names=("a", "b"), source="memory")
-    dataset = make_dataset(cells, np.arange(8), 4, augment=True, seed=3)
     key = next(iter(tf.data.Dataset.random(seed=3, rerandomize_each_iteration=True).take(1)))
-    for position, batch in enumerate(dataset):
-        want = augment_images(tf.constant(images[batch["index"].numpy()]), tf.stack([key, tf.constant(position, tf.int64)]))
-        np.testing.assert_array_equal(batch["image"].numpy(), want.numpy())
+    oc = opencell.read_opencell(write_opencell(tmp_path / "oc", n=5, size=6), channels=["pro", "nucdist"])
+    assert hasattr(oc.images, "take_planar")  # OpenCell batches are read channel-first
+    for data, shuffle in ((cells, False), (oc, True)):
+        dataset = make_dataset(data, np.arange(len(data.images)), 4, augment=True, seed=3, shuffle=shuffle)
+        for position, batch in enumerate(dataset):
+            raw = tf.constant(data.images[batch["index"].numpy()])
+            want = augment_images(raw, tf.stack([key, tf.constant(position, tf.int64)]))
+            np.testing.assert_array_equal(batch["image"].numpy(), want.numpy())
 
 
 def _orientations(marked: np.ndarray) -> list[np.ndarray]:
