@@ -6,7 +6,7 @@ from statcell_tf.backend import keras, tf
 
 
 @keras.saving.register_keras_serializable(package="statcell_tf")
-class FusedBatchNormalization(keras.layers.BatchNormalization):
+class BatchNormalization(keras.layers.BatchNormalization):
     """`keras.layers.BatchNormalization` with the same maths, run by one fused kernel.
 
     Keras 3 computes a training-mode batch norm as separate ops (mean, squared difference,
@@ -20,6 +20,11 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     inference. Weights (gamma, beta, moving_mean, moving_variance) are the Keras layer's, so
     saved models load unchanged. Other cases (masks, renorm, synchronized, other ranks or
     axes) use the Keras implementation.
+
+    The class keeps Keras' name on purpose: `.keras` files address a layer held in a list
+    (e.g. `ResNetDecoder.block_bns`) by its class name in snake case, so another name would
+    make the weights of runs saved with `keras.layers.BatchNormalization` unloadable. This
+    package imports it as `FusedBatchNormalization`.
 
     Args:
         **kwargs: `keras.layers.BatchNormalization` arguments.
@@ -65,3 +70,6 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
                 exponential_avg_factor=1.0, data_format="NHWC", is_training=False,
             )
         return tf.cast(y, self.compute_dtype)
+
+
+FusedBatchNormalization = BatchNormalization

@@ -19,7 +19,7 @@ def _to_reference(model):
     """Switch `model` in place to Keras' batch norm, tf.nn.silu and the textbook VQ distances."""
     switched = 0
     for layer in model._flatten_layers(include_self=False, recursive=True):
-        if type(layer) is FusedBatchNormalization:
+        if type(layer) is FusedBatchNormalization:  # noqa: E721
             layer.__class__ = keras.layers.BatchNormalization
             switched += 1
         for name in ("activation_fn", "output_activation_fn"):
@@ -88,3 +88,17 @@ def test_default_optimizer_is_fused_adam_and_one_step_matches_keras_adam():
     assert type(models[0].optimizers_by_name["main"]) is FusedAdam
     for a, b in zip(models[0].trainable_variables, models[1].trainable_variables):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+
+
+def test_a_model_saved_with_the_keras_layers_loads_into_the_fast_ones(tmp_path):
+    # Runs saved before the fast layers existed: Keras batch norm in every block.
+    batch = _batch(n=4)
+    old = CytoselfModel(**TINY)
+    old.build((None,) + old.image_shape)
+    _to_reference(old)
+    old.save(tmp_path / "old.keras")
+    loaded = keras.models.load_model(tmp_path / "old.keras")
+    assert type(loaded.decoder1.block_bns[0]) is FusedBatchNormalization
+    want, got = old(batch["image"], training=False), loaded(batch["image"], training=False)
+    for key in ("local", "global", "reconstruction", "logits2"):
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-5, err_msg=key)
