@@ -55,7 +55,7 @@ science: $(STAMP)
 	$(PY) -m pytest -q -m science --durations=0 -s
 
 bench: $(STAMP)
-	$(PY) bench/pipeline.py
+	$(PY) bench/pipeline.py --normalize max
 	@for b in bench/train_*.py; do [ -f $$b ] && $(PY) $$b || true; done
 
 clean-demo:

@@ -89,6 +89,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     device = runtime.describe_device()
+    if runtime.gpu_rows_note():
+        print(runtime.gpu_rows_note(), flush=True)
     print(f"Statistical Cell bench on {device}", flush=True)
     variants = runtime.benchmark_settings()
     rows = []

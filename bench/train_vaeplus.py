@@ -78,6 +78,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     device = runtime.describe_device()
+    if runtime.gpu_rows_note():
+        print(runtime.gpu_rows_note(), flush=True)
     print(f"VAE+ bench, batch {args.batch_size}, device: {device}", flush=True)
     settings = runtime.benchmark_settings()
     variants = ["vaeplus", "vae"] if args.variant == "all" else [args.variant]

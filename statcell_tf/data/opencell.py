@@ -16,6 +16,8 @@ the file, so it is refused unless `allow_pickle` is set (``--allow-pickle``).
 
 from __future__ import annotations
 
+import mmap
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,15 +67,56 @@ class ChannelFiles(ImageArray):
         first = self.parts[0][0]
         self.shape = (int(self.offsets[-1]),) + tuple(first.shape[1:]) + (len(self.parts[0]),)
         self.dtype = np.result_type(*[array.dtype for channels in self.parts for array in channels])
+        # Data larger than a quarter of the memory: unmap what each batch read (see
+        # `_release_pages`); smaller data stays mapped (re-reading mapped pages is ~2× cheaper).
+        nbytes = sum(int(np.prod(array.shape)) * array.dtype.itemsize for channels in self.parts for array in channels)
+        self.release_pages = nbytes > _physical_memory() // 4
 
     def _take(self, indices):
         out = np.empty((len(indices),) + self.shape[1:], self.dtype)
+        self._fill(indices, lambda j, c: out[j, ..., c])
+        return out
+
+    def take_planar(self, indices) -> np.ndarray:
+        """Images at sorted `indices` channel-first, (B, C, H, W): every image-channel is one
+        contiguous copy (the channel-last `_take` writes every pixel 2 values apart)."""
+        out = np.empty((len(indices), self.shape[-1]) + self.shape[1:-1], self.dtype)
+        self._fill(indices, lambda j, c: out[j, c])
+        return out
+
+    def _fill(self, indices, target) -> None:
         part_of = np.searchsorted(self.offsets, indices, side="right") - 1
         local = indices - self.offsets[part_of]
         for j, (part, row) in enumerate(zip(part_of, local)):
             for c, array in enumerate(self.parts[part]):
-                out[j, ..., c] = array[row]
-        return out
+                target(j, c)[...] = array[row]
+        if self.release_pages:
+            for part in np.unique(part_of):
+                for array in self.parts[part]:
+                    _release_pages(array)
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62  # unknown: never release
+
+
+def _release_pages(array) -> None:
+    """Unmap the pages of memory-mapped `array` that this process has read (MADV_DONTNEED).
+
+    They stay in the kernel's page cache (shared, reclaimable, read again without disk I/O
+    while there), but no longer count in the process's resident memory, which otherwise
+    grows with every file page ever read: streaming a data set larger than memory then
+    keeps a resident set of a few batches.
+    """
+    handle = getattr(array, "_mmap", None)
+    if handle is not None and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            handle.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):  # closed map or a platform without it: only memory is at stake
+            pass
 
 
 def read_opencell(

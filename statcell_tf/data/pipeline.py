@@ -3,7 +3,8 @@
 Batches are gathered from the lazy `ImageArray` one batch at a time (sorted reads from
 memory-mapped or per-file data), so data larger than memory streams. Each batch is checked
 for NaN/inf pixels (readers scan only data sets under 512 MB when they open them), cast to
-float32 and normalised in NumPy, then augmented in TensorFlow: a uniformly random rotation by
+float32, normalised in TensorFlow on the whole batch (a named normalisation: the models'
+`InputNormalization`; a custom function runs in NumPy), then augmented in TensorFlow: a uniformly random rotation by
 k·90°, k ∈ {0, 1, 2, 3} (the cytoself reference code applied every rotation together, so 90°
 never happened), and random horizontal and vertical flips, per image.
 
@@ -28,20 +29,22 @@ from statcell_tf.errors import USER_ERROR_MARK, UserError
 NORMALIZATIONS = ("none", "mode", "max", "minmax")
 
 
-def _normalizer(normalize) -> Callable[[np.ndarray], np.ndarray] | None:
+def _normalizer(normalize):
+    """(NumPy function on gathered batches or None, TensorFlow layer on batches or None).
+
+    A named normalisation runs in TensorFlow on the whole batch (`InputNormalization`, the
+    layer the models own: vectorised, outside the GIL, parallel across batches); a function
+    runs in NumPy on each gathered batch.
+    """
     if normalize is None or (isinstance(normalize, str) and normalize == "none"):
-        return None
+        return None, None
     if callable(normalize):
-        return normalize
+        return normalize, None
     if normalize not in NORMALIZATIONS:
         raise UserError(f"--normalize must be one of {', '.join(NORMALIZATIONS)}. Received: {normalize!r}")
-    from statcell_tf.data import preprocess
+    from statcell_tf.layers.input_normalization import InputNormalization
 
-    return {
-        "mode": preprocess.normalize_mode,
-        "max": preprocess.normalize_max,
-        "minmax": preprocess.normalize_minmax,
-    }[normalize]
+    return None, InputNormalization(normalize)
 
 
 def encode_labels(values: Sequence, label_values: Sequence | None = None, column: str = "label"):
@@ -147,15 +150,21 @@ def make_dataset(
         )
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1. Received: {batch_size}")
-    normalizer = _normalizer(normalize)
+    normalizer, normalization_layer = _normalizer(normalize)
     image_shape = tuple(cells.image_shape)
     images = cells.images
     source = cells.source
 
-    def gather(rows: np.ndarray) -> np.ndarray:
+    # Augmented batches of channel-files data (OpenCell) are read channel-first (contiguous
+    # copies) and interleaved by the augmentation's copy: one strided pass instead of two.
+    planar_reads = augment and normalizer is None and hasattr(images, "take_planar") and len(image_shape) == 3
+
+    def gather(rows: np.ndarray, codes: np.ndarray | None = None) -> np.ndarray:
+        planar = False
         try:
-            if rows.size > 1 and (rows[1:] >= rows[:-1]).all():
-                batch = images._take(rows)  # already sorted: skip the reorder copy
+            if rows.size > 1 and (rows[1:] >= rows[:-1]).all():  # sorted: skip the reorder copy
+                planar = planar_reads and codes is not None
+                batch = images.take_planar(rows) if planar else images._take(rows)
             else:
                 batch = images[rows]
             batch = np.asarray(batch, dtype=np.float32)
@@ -167,6 +176,8 @@ def make_dataset(
                 f"{USER_ERROR_MARK}image {int(rows[np.argmax(bad)])} in {source} has NaN or infinite "
                 "pixels; expected finite values (fix or drop that image)"
             )
+        if planar:
+            return dihedral_numpy(batch, codes, channels_first=True)
         if normalizer is not None:
             batch = np.asarray(normalizer(batch), dtype=np.float32)
             if batch.shape[1:] != image_shape:
@@ -174,6 +185,8 @@ def make_dataset(
                     f"{USER_ERROR_MARK}normalize returned batches of shape {batch.shape}; "
                     f"expected (B, {', '.join(map(str, image_shape))})"
                 )
+        if codes is not None:
+            batch = dihedral_numpy(batch, codes)
         return batch
 
     columns = {}
@@ -207,10 +220,17 @@ def make_dataset(
     def load(key, position, rows):
         if shuffle:
             rows = tf.sort(rows)  # order inside a random batch is free: read sequentially
-        batch = tf.numpy_function(gather, [rows], tf.float32, stateful=False)
-        batch = tf.ensure_shape(batch, (batch_size if drop_remainder else None,) + image_shape)
         if augment:
-            batch = augment_images(batch, tf.stack([key, position]), square)
+            # Drawn in TensorFlow (stateless, keyed by epoch and batch), applied by NumPy while
+            # the gathered batch is still in cache: the same images as `augment_images` at a
+            # quarter of its cost (strided copies instead of a per-pixel gather).
+            codes = augmentation_codes(tf.shape(rows)[0], tf.stack([key, position]), square)
+            batch = tf.numpy_function(gather, [rows, codes], tf.float32, stateful=False)
+        else:
+            batch = tf.numpy_function(gather, [rows], tf.float32, stateful=False)
+        batch = tf.ensure_shape(batch, (batch_size if drop_remainder else None,) + image_shape)
+        if normalization_layer is not None:  # per image statistics: commutes with the augmentation
+            batch = normalization_layer(batch)
         out = {"image": batch, "index": rows}
         for name, values in columns.items():
             out[name] = tf.gather(values, rows)
@@ -302,6 +322,30 @@ def dihedral(images, k, flip_w, flip_h):
     return tf.reshape(moved, shape)
 
 
+def augmentation_codes(n, key, square: bool = True):
+    """(n, 3) int32 (k, flip_w, flip_h) of `augment_images` for a batch of n images and `key`."""
+    draws = tf.random.stateless_uniform([n, 3], seed=tf.cast(key, tf.int64), minval=0, maxval=4, dtype=tf.int32)
+    k = draws[:, 0] if square else 2 * (draws[:, 0] // 2)
+    return tf.stack([k, draws[:, 1] % 2, draws[:, 2] % 2], axis=1)
+
+
+def dihedral_numpy(images: np.ndarray, codes: np.ndarray, channels_first: bool = False) -> np.ndarray:
+    """NumPy twin of `dihedral`: image j rotated by ``codes[j, 0]``·90° then flipped in W
+    (``codes[j, 1]``) and H (``codes[j, 2]``); (B, ..., H, W, C) in (or (B, C, ..., H, W)
+    with `channels_first`), a new channel-last array out."""
+    if channels_first:
+        images = np.moveaxis(images, 1, -1)  # a view: the copy below interleaves the channels
+    out = np.empty(images.shape, images.dtype)
+    for j, (k, flip_w, flip_h) in enumerate(np.asarray(codes)):
+        view = np.rot90(images[j], int(k), axes=(-3, -2))
+        if flip_w:
+            view = view[..., ::-1, :]
+        if flip_h:
+            view = view[..., ::-1, :, :]
+        out[j] = view
+    return out
+
+
 def augment_images(images, key, square: bool = True):
     """Per image: rotate by k·90° with k uniform in {0, 1, 2, 3} ({0, 2} if not square), then
     flip horizontally and vertically, each with probability 1/2.
@@ -314,7 +358,5 @@ def augment_images(images, key, square: bool = True):
     Returns:
         Tensor of the shape of `images`.
     """
-    n = tf.shape(images)[0]
-    draws = tf.random.stateless_uniform([n, 3], seed=tf.cast(key, tf.int64), minval=0, maxval=4, dtype=tf.int32)
-    k = draws[:, 0] if square else 2 * (draws[:, 0] // 2)
-    return dihedral(images, k, draws[:, 1] % 2, draws[:, 2] % 2)
+    codes = augmentation_codes(tf.shape(images)[0], key, square)
+    return dihedral(images, codes[:, 0], codes[:, 1], codes[:, 2])

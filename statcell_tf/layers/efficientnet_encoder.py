@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from statcell_tf.backend import keras
+from statcell_tf.layers import activations
+from statcell_tf.layers.fused_batch_normalization import FusedBatchNormalization
 from statcell_tf.layers.mbconv import MBConvBlock
 
 # EfficientNet-B0 stages as (expand_ratio, kernel_size, strides, filters, repeats), split as in
@@ -66,7 +68,7 @@ class EfficientNetEncoder(keras.layers.Layer):
         self.se_ratio = float(se_ratio)
         self.activation = activation
         self.batchnorm_momentum = float(batchnorm_momentum)
-        self.activation_fn = keras.activations.get(activation)
+        self.activation_fn = activations.get(activation)
 
         policy = self.dtype_policy
         width = self.input_filters
@@ -74,7 +76,7 @@ class EfficientNetEncoder(keras.layers.Layer):
             self.stem_conv = keras.layers.Conv2D(
                 self.stem_filters, 3, strides=2, padding="same", use_bias=False, dtype=policy, name="stem"
             )
-            self.stem_bn = keras.layers.BatchNormalization(
+            self.stem_bn = FusedBatchNormalization(
                 momentum=self.batchnorm_momentum, dtype=policy, name="stem_bn"
             )
             width = self.stem_filters
@@ -91,7 +93,7 @@ class EfficientNetEncoder(keras.layers.Layer):
                 )
                 width = filters
         self.head_conv = keras.layers.Conv2D(self.output_filters, 1, use_bias=False, dtype=policy, name="head")
-        self.head_bn = keras.layers.BatchNormalization(
+        self.head_bn = FusedBatchNormalization(
             momentum=self.batchnorm_momentum, dtype=policy, name="head_bn"
         )
 

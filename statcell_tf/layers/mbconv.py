@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from statcell_tf.backend import keras
+from statcell_tf.layers import activations
+from statcell_tf.layers.fused_batch_normalization import FusedBatchNormalization
 
 
 @keras.saving.register_keras_serializable(package="statcell_tf")
@@ -69,12 +71,12 @@ class MBConvBlock(keras.layers.Layer):
         bn = dict(momentum=self.batchnorm_momentum, dtype=self.dtype_policy)
         if self.expand_ratio != 1:
             self.expand_conv = keras.layers.Conv2D(hidden, 1, use_bias=False, dtype=self.dtype_policy, name="expand")
-            self.expand_bn = keras.layers.BatchNormalization(name="expand_bn", **bn)
+            self.expand_bn = FusedBatchNormalization(name="expand_bn", **bn)
         self.depthwise = keras.layers.DepthwiseConv2D(
             self.kernel_size, strides=self.strides, padding="same", use_bias=False,
             dtype=self.dtype_policy, name="depthwise",
         )
-        self.depthwise_bn = keras.layers.BatchNormalization(name="depthwise_bn", **bn)
+        self.depthwise_bn = FusedBatchNormalization(name="depthwise_bn", **bn)
         self.squeeze_filters = max(1, int(self.input_filters * self.se_ratio)) if self.se_ratio > 0 else 0
         if self.squeeze_filters:
             self.se_reduce = keras.layers.Conv2D(
@@ -86,8 +88,8 @@ class MBConvBlock(keras.layers.Layer):
         self.project_conv = keras.layers.Conv2D(
             self.output_filters, 1, use_bias=False, dtype=self.dtype_policy, name="project"
         )
-        self.project_bn = keras.layers.BatchNormalization(name="project_bn", **bn)
-        self.activation_fn = keras.activations.get(activation)
+        self.project_bn = FusedBatchNormalization(name="project_bn", **bn)
+        self.activation_fn = activations.get(activation)
         self.residual = self.strides == 1 and self.input_filters == self.output_filters
 
     def build(self, input_shape):

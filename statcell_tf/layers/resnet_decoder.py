@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 from statcell_tf.backend import keras
+from statcell_tf.layers import activations
+from statcell_tf.layers.fused_batch_normalization import FusedBatchNormalization
 
 
 class _ResidualUnit(keras.layers.Layer):
@@ -15,10 +17,10 @@ class _ResidualUnit(keras.layers.Layer):
         policy = self.dtype_policy
         bn = dict(momentum=batchnorm_momentum, dtype=policy)
         self.conv1 = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, dtype=policy, name="conv1")
-        self.bn1 = keras.layers.BatchNormalization(name="bn1", **bn)
+        self.bn1 = FusedBatchNormalization(name="bn1", **bn)
         self.conv2 = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, dtype=policy, name="conv2")
-        self.bn2 = keras.layers.BatchNormalization(name="bn2", **bn)
-        self.activation_fn = keras.activations.get(activation)
+        self.bn2 = FusedBatchNormalization(name="bn2", **bn)
+        self.activation_fn = activations.get(activation)
 
     def build(self, input_shape):
         for layer in (self.conv1, self.bn1, self.conv2, self.bn2):
@@ -93,7 +95,7 @@ class ResNetDecoder(keras.layers.Layer):
         self.output_activation = output_activation
         self.activation = activation
         self.batchnorm_momentum = float(batchnorm_momentum)
-        self.activation_fn = keras.activations.get(activation)
+        self.activation_fn = activations.get(activation)
 
         policy = self.dtype_policy
         bn = dict(momentum=self.batchnorm_momentum, dtype=policy)
@@ -105,7 +107,7 @@ class ResNetDecoder(keras.layers.Layer):
         self.first_conv = keras.layers.Conv2D(
             self.filters, 3, padding="same", use_bias=False, dtype=policy, name="first"
         )
-        self.first_bn = keras.layers.BatchNormalization(name="first_bn", **bn)
+        self.first_bn = FusedBatchNormalization(name="first_bn", **bn)
         self.widths = [self.filters]
         self.units, self.block_convs, self.block_bns = [], [], []
         for i in range(self.num_blocks):
@@ -122,12 +124,12 @@ class ResNetDecoder(keras.layers.Layer):
                                     name="output" if last else f"block{i + 1}_conv")
             )
             self.block_bns.append(
-                None if linear else keras.layers.BatchNormalization(
+                None if linear else FusedBatchNormalization(
                     name="output_bn" if last else f"block{i + 1}_bn", **bn)
             )
             self.widths.append(out)
         self.output_activation_fn = (
-            keras.activations.get(output_activation) if output_activation is not None else None
+            activations.get(output_activation) if output_activation is not None else None
         )
 
     def build(self, input_shape):

@@ -37,6 +37,14 @@ def benchmark_settings() -> list[tuple[str, bool]]:
     return settings
 
 
+def gpu_rows_note() -> str | None:
+    """None on a GPU; else the line a benchmark prints: its GPU rows need a device."""
+    if gpus():
+        return None
+    return ("no GPU on this machine: the GPU rows (float32, mixed_bfloat16, XLA with each) are not "
+            "measured; run `make bench` where a GPU is visible to get them")
+
+
 def select_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """Return the distribution strategy called `name`.
 

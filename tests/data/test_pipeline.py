@@ -10,7 +10,7 @@ from fake_data import write_opencell  # noqa: E402
 
 from statcell_tf.backend import tf  # noqa: E402
 from statcell_tf.data import opencell  # noqa: E402
-from statcell_tf.data.pipeline import augment_images, dihedral, make_dataset  # noqa: E402
+from statcell_tf.data.pipeline import augment_images, dihedral, dihedral_numpy, make_dataset  # noqa: E402
 from statcell_tf.data.source import ArrayImages, CellImages  # noqa: E402
 from statcell_tf.errors import UserError, user_message  # noqa: E402
 
@@ -92,6 +92,31 @@ def test_dihedral_matches_numpy_rotations_and_flips():
     out3 = dihedral(tf.constant(volume), tf.constant([2, 1]), tf.constant([0, 0]), tf.constant([0, 0])).numpy()
     np.testing.assert_array_equal(out3[1], np.rot90(volume[1], 1, axes=(1, 2)))
     np.testing.assert_array_equal(out3[0], np.rot90(volume[0], 2, axes=(1, 2)))
+
+
+def test_numpy_dihedral_equals_the_tensorflow_one_and_the_pipeline_its_augment_images(tmp_path):
+    rng = np.random.default_rng(0)
+    for shape in ((16, 5, 5, 2), (16, 4, 5, 3), (16, 2, 5, 5, 1)):  # 2 channels, non-square, 3D
+        x = rng.random(shape).astype("float32")
+        square = shape[-3] == shape[-2]
+        k = np.arange(16) % 4 if square else 2 * (np.arange(16) % 2)
+        codes = np.stack([k, (np.arange(16) // 4) % 2, np.arange(16) // 8], 1).astype("int32")
+        want = dihedral(tf.constant(x), codes[:, 0], codes[:, 1], codes[:, 2]).numpy()
+        np.testing.assert_array_equal(dihedral_numpy(x, codes), want)
+    # make_dataset augments in NumPy with the codes `augment_images` draws for that key.
+
+    images = rng.random((8, 6, 6, 2)).astype("float32")
+    cells = CellImages(images=ArrayImages(images), metadata=pd.DataFrame({"label": ["a"] * 8}),
+                       channel_names=("a", "b"), source="memory")
+    key = next(iter(tf.data.Dataset.random(seed=3, rerandomize_each_iteration=True).take(1)))
+    oc = opencell.read_opencell(write_opencell(tmp_path / "oc", n=5, size=6), channels=["pro", "nucdist"])
+    assert hasattr(oc.images, "take_planar")  # OpenCell batches are read channel-first
+    for data, shuffle in ((cells, False), (oc, True)):
+        dataset = make_dataset(data, np.arange(len(data.images)), 4, augment=True, seed=3, shuffle=shuffle)
+        for position, batch in enumerate(dataset):
+            raw = tf.constant(data.images[batch["index"].numpy()])
+            want = augment_images(raw, tf.stack([key, tf.constant(position, tf.int64)]))
+            np.testing.assert_array_equal(batch["image"].numpy(), want.numpy())
 
 
 def _orientations(marked: np.ndarray) -> list[np.ndarray]:

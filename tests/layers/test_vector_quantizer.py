@@ -90,3 +90,18 @@ def test_config_round_trip_and_errors():
         VectorQuantizer(8, 4, num_splits=2).build((None, 2, 2, 6))
     with pytest.raises(ValueError, match="num_embeddings"):
         VectorQuantizer(0, 4)
+
+
+@pytest.mark.parametrize("num_splits", [1, 3])
+def test_nearest_indices_equal_the_textbook_distance_formula(num_splits):
+    # argmin ‖e‖² − 2 z·e (one fused matmul) picks the codes of argmin ‖z‖² − 2 z·e + ‖e‖².
+    layer = VectorQuantizer(64, 8, num_splits=num_splits)
+    layer.build((None, 5, 6, 8 * num_splits))
+    z = np.random.default_rng(0).normal(size=(4, 5, 6, 8 * num_splits)).astype("float32")
+    fast = np.asarray(layer.nearest_indices(z))
+    np.testing.assert_array_equal(fast, np.asarray(layer.reference_nearest_indices(z)))
+    # ... and the true nearest codes, by brute force in float64.
+    vectors = z.reshape(-1, 8).astype("float64")
+    codes = np.asarray(layer.embeddings).astype("float64")
+    brute = ((vectors[:, None, :] - codes[None]) ** 2).sum(-1).argmin(1)
+    np.testing.assert_array_equal(fast.reshape(-1), brute)
