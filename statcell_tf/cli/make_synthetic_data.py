@@ -3,7 +3,6 @@ or whole fields of view with known cell positions for `prepare-crops`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import click
 

@@ -19,7 +19,6 @@ The mid-level loss lets gradients reach both decoder2 and encoder1, as in the au
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np

@@ -223,7 +223,6 @@ def plan_run(config: CytoselfTrainConfig, cells, saved: dict | None, run):
     from statcell_tf.cytoself.model import CytoselfModel
     from statcell_tf.data.pipeline import apply_preprocessing, make_dataset
     from statcell_tf.data.splits import split_indices, splits_table
-    from statcell_tf.layers.input_normalization import InputNormalization
     from statcell_tf.training import export, lifecycle, trainer
     from statcell_tf.training.run_dir import make_config
 

@@ -31,7 +31,6 @@ destination before anything is computed.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -326,6 +325,19 @@ class EmbeddingWriter:
 
 
 # ----- reading back ------------------------------------------------------------------------------
+def vector_datasets(handle) -> list[str]:
+    """Names of the top-level datasets of an open HDF5 file that can serve as cell vectors:
+    numeric, with at least one axis after the cell axis; codebook ``*_indices`` (categories,
+    not coordinates) are left out."""
+    import h5py
+
+    return sorted(
+        name for name, item in handle.items()
+        if isinstance(item, h5py.Dataset) and item.ndim >= 2 and item.dtype.kind in "fiu"
+        and not name.endswith("_indices")
+    )
+
+
 def read_embeddings(path, vectors: Sequence[str] | None = None, flag: str = "--embeddings") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read an embedding file of either format as (metadata, features), one row per cell.
 
@@ -367,11 +379,8 @@ def read_embeddings(path, vectors: Sequence[str] | None = None, flag: str = "--e
         if not isinstance(handle.get("metadata"), h5py.Group):
             raise UserError(f"{where}: expected a group 'metadata' (one dataset per column). Received: {sorted(handle.keys())}")
         metadata = read_metadata(handle["metadata"])
-        available = [
-            name for name, item in handle.items()
-            if isinstance(item, h5py.Dataset) and item.ndim >= 2 and item.dtype.kind in "fiu"
-            and not name.endswith("_indices")
-        ]
+        candidates = set(vector_datasets(handle))
+        available = [name for name in handle if name in candidates]  # the file's order
         names = available if vectors is None else list(vectors)
         missing = [n for n in names if n not in available]
         if missing:

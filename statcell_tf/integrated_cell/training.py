@@ -10,7 +10,6 @@ loads a reference run's best model, copies its encoder into a frozen Enc_r and t
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -58,6 +58,7 @@ import numpy as np
 import pandas as pd
 
 from statcell_tf.data import tables
+from statcell_tf.data.embedding_files import read_metadata, vector_datasets, write_metadata
 from statcell_tf.profiling import references
 from statcell_tf.errors import UserError
 
@@ -112,19 +113,6 @@ def read_embedding_table(path, vectors: str | None = None) -> pd.DataFrame:
     return tables.read_table(path, "--embeddings")
 
 
-def vector_datasets(handle) -> list[str]:
-    """Names of the top-level datasets of an open HDF5 file that can serve as cell vectors:
-    numeric, with at least one axis after the cell axis; codebook ``*_indices`` (categories,
-    not coordinates) are left out."""
-    import h5py
-
-    return sorted(
-        name for name, item in handle.items()
-        if isinstance(item, h5py.Dataset) and item.ndim >= 2 and item.dtype.kind in "fiu"
-        and not name.endswith("_indices")
-    )
-
-
 def _choose_vectors(path: Path, handle, vectors: str | None) -> str:
     candidates = vector_datasets(handle)
     listed = ", ".join(candidates) or "none"
@@ -158,8 +146,6 @@ def _choose_vectors(path: Path, handle, vectors: str | None) -> str:
 
 def _read_hdf5_table(path: Path, vectors: str | None) -> pd.DataFrame:
     import h5py
-
-    from statcell_tf.data.embedding_files import read_metadata
 
     try:
         handle = h5py.File(path, "r")
@@ -201,12 +187,7 @@ def write_embedding_table(path, embeddings: np.ndarray, metadata: pd.DataFrame) 
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as handle:
             handle.create_dataset("embeddings", data=embeddings, compression="gzip")
-            group = handle.create_group("metadata")
-            for column in metadata.columns:
-                values = metadata[column].to_numpy()
-                if values.dtype.kind in ("O", "U", "S", "b"):
-                    values = np.array([str(v) for v in values], dtype=h5py.string_dtype())
-                group.create_dataset(str(column), data=values)
+            write_metadata(handle.create_group("metadata"), metadata)
     return Path(path)
 
 

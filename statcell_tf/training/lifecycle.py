@@ -23,7 +23,6 @@ be run again. Only the chief of a multi-worker run writes; other workers read.
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
