@@ -52,7 +52,7 @@ def command(data, betas, role, dims, objective, reconstruction, epochs, batch_si
     from statcell_tf.errors import UserError
     from statcell_tf.statcell.beta_sweep import parse_betas, sweep
     from statcell_tf.statcell.data import default_image_shape
-    from statcell_tf.statcell.model import PRESETS
+    from statcell_tf.statcell.presets import PRESETS
     from statcell_tf.statcell.training import StatcellTrainConfig, parse_size, read_cells
     from statcell_tf.atomic import check_out
 

@@ -103,7 +103,35 @@ def world(tmp_path_factory):
     (root / "runs" / "bad_config").mkdir()
     (root / "runs" / "bad_config" / "config.json").write_text("{not json")
     _embedding_table(root / "cells.csv")
+    _runs_that_know_their_data(root)
     return root
+
+
+ROLES = {"statcell": "reference", "integrated_cell": "reference"}
+
+
+def _runs_that_know_their_data(root: Path) -> None:
+    """A run of each paper recording the identity of the world's data set it "trained" on (and
+    its splits.csv, but no model: the data checks come before any model is loaded), plus data
+    sets of the same layouts that are not those: the same size, the same ids or another image size."""
+    from statcell_tf.data.identity import data_identity
+    from statcell_tf.data.readers import read_cells
+    from statcell_tf.data.synthetic import write_allencell, write_opencell
+
+    write_opencell(root / "opencell_other", n_families=2, proteins_per_family=2, cells_per_protein=6, size=16, seed=1)
+    write_allencell(root / "allen_other", n_families=2, cells_per_structure=4, dims=2, size=(16, 16), seed=1)
+    write_allencell(root / "allen32", n_families=2, cells_per_structure=4, dims=2, size=(32, 32), seed=0)
+    _write_bbbc021(root / "bbbc021_other", plates=("Week2_1", "Week2_2"))
+    for paper, data in (("cytoself", "opencell"), ("statcell", "allen"), ("integrated_cell", "allen"),
+                        ("vaeplus", "bbbc021")):
+        cells = read_cells(root / data)
+        folder = _fake_run(root / "runs" / f"{paper}_knows", paper, ROLES.get(paper))
+        config = json.loads((folder / "config.json").read_text())
+        config["data"]["identity"] = data_identity(cells)
+        (folder / "config.json").write_text(json.dumps(config))
+        split = np.array(["train", "val", "test"])[np.arange(len(cells)) % 3]
+        pd.DataFrame({"row": np.arange(len(cells)), "cell_id": np.arange(len(cells)), "group": np.arange(len(cells)),
+                      "split": split}).to_csv(folder / "splits.csv", index=False)
 
 
 @pytest.fixture(scope="module")
@@ -440,7 +468,30 @@ def _embedding_rows() -> list[Row]:
     ]
 
 
-ROWS = _run_rows() + _data_rows() + _table_rows() + _list_flag_rows() + _cytoself_rows() + _embedding_rows()
+def _run_data_rows() -> list[Row]:
+    """A run knows its data: --split on other data (same size, same ids, regenerated pixels) and
+    images of another size are refused in one line, for every paper."""
+    def embed(paper, data, split="test"):
+        return lambda w, tmp: [w / "runs" / f"{paper}_knows", "--data", w / data, "--out", tmp / "e.parquet",
+                               "--split", split]
+
+    rows = []
+    for paper, other, what in (("cytoself", "opencell_other", "other files"), ("statcell", "allen_other", "other files"),
+                               ("integrated_cell", "allen_other", "other files"),
+                               ("vaeplus", "bbbc021_other", "other cell ids")):
+        for split in ("test", "val"):
+            rows.append(Row("embed", f"{paper}-split-{split}-of-other-data", embed(paper, other, split),
+                            "is not the data RUN"))
+        rows.append(Row("embed", f"{paper}-other-data-says-what-differs", embed(paper, other), what))
+    rows.append(Row("embed", "statcell-32px-cells-for-a-16px-run", embed("statcell", "allen32", "all"),
+                    "holds images of 32×32 px, but RUN"))
+    rows.append(Row("embed", "integrated_cell-other-size", embed("integrated_cell", "allen32", "test"),
+                    "trained on 16×16 px images"))
+    rows.append(Row("embed", "cytoself-other-data-as-test", embed("cytoself", "allen", "test"), "--split test"))
+    return rows
+
+
+ROWS = _run_data_rows() + _run_rows() + _data_rows() + _table_rows() + _list_flag_rows() + _cytoself_rows() + _embedding_rows()
 
 
 def test_every_command_has_rows():

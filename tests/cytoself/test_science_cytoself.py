@@ -38,9 +38,9 @@ def _train(data_dir, out_dir, ablation=None, extra=()):
 
 def _test_rows(run_dir, arrays, num_cells):
     """Rows of the embeddings (of all cells) that belong to the run's held-out test split."""
-    from statcell_tf.cytoself.training import read_splits
+    from statcell_tf.training.run_dir import RunDirectory
 
-    rows = np.flatnonzero(np.isin(arrays["index"], read_splits(run_dir, num_cells)["test"]))
+    rows = np.flatnonzero(np.isin(arrays["index"], RunDirectory(run_dir).split_rows(num_cells)["test"]))
     assert len(rows) > 0
     return rows
 
