@@ -35,7 +35,8 @@ def command(runs, treated, untreated, treatment_column, control_value, permutati
     from statcell_tf.statcell.perturbation import write_perturbation
     from statcell_tf.errors import UserError
     from statcell_tf.statcell.data import StatcellData
-    from statcell_tf.statcell.training import load_run, read_cells
+    from statcell_tf.data.readers import read_cells
+    from statcell_tf.statcell.training import load_run
 
     loaded = {}
     for run in runs:

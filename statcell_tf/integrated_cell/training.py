@@ -98,20 +98,14 @@ class IntegratedCellSettings:
     @classmethod
     def from_dict(cls, values: dict, source: str = "config.json") -> IntegratedCellSettings:
         """From a run's config.json (the one schema) or a flat dict of settings."""
-        from statcell_tf.training.run_dir import settings_values
+        from statcell_tf.training.run_dir import settings_from, settings_values
 
         values, _ = settings_values(values, "integrated_cell", source)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known - {"model", "class_names", "kind"})
-        if unknown:
-            raise UserError(f"{source}: unknown setting(s) {', '.join(unknown)}. Received: {sorted(values)}")
-        kept = {k: v for k, v in values.items() if k in known}
-        kept["image_size"] = tuple(kept.get("image_size", (256, 256)))
-        kept["split_fractions"] = tuple(kept.get("split_fractions", (0.8, 0.1, 0.1)))
-        try:
-            return cls(**kept)
-        except TypeError as error:
-            raise UserError(f"{source}: invalid settings ({error})") from None
+        values = {k: v for k, v in values.items() if k not in ("model", "class_names", "kind")}  # legacy keys
+        for name in ("image_size", "split_fractions"):
+            if isinstance(values.get(name), list):
+                values[name] = tuple(values[name])
+        return settings_from({"settings": values}, cls, source)
 
     def run_config(self, class_names) -> dict:
         """This stage's config.json (the one schema)."""

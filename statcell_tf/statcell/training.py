@@ -308,13 +308,6 @@ def load_run_pair(ref_run, target_run):
     return reference_model, model, config, run
 
 
-def read_cells(manifest) -> CellImages:
-    """Allen-style manifest → CellImages (membrane, dna, structure)."""
-    from statcell_tf.data.allencell import read_allencell
-
-    return read_allencell(Path(manifest))
-
-
 # ----- helpers shared by the Statistical Cell commands --------------------------------------
 def parse_size(text: str | None, flag: str = "--size") -> list[int] | None:
     """``128x96`` or ``64x128x96`` (Z×Y×X) → list of int; None stays None."""
@@ -343,11 +336,13 @@ def write_tiff(path, images: np.ndarray) -> Path:
 
 def data_for_run(config: StatcellTrainConfig, data_flag_value=None, flag: str = "--data"):
     """(CellImages, StatcellData) of `data_flag_value`, or of the manifest the run was trained on."""
+    from statcell_tf.data.readers import read_cells
+
     manifest = data_flag_value or config.data
     if not manifest:
         raise UserError(f"{flag} is required: the run does not record its training data")
     if not Path(manifest).exists():
         raise UserError(f"{flag} {manifest} does not exist (pass {flag} MANIFEST)")
-    cells = read_cells(manifest)
+    cells = read_cells(manifest, flag=flag)
     data = StatcellData(cells, config.model, config.image_shape, config.structure_types or None, config.background)
     return cells, data

@@ -113,14 +113,11 @@ class VAEPlusTrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config.json") -> "VAEPlusTrainConfig":
-        from statcell_tf.training.run_dir import settings_values
+        from statcell_tf.training.run_dir import settings_from, settings_values
 
         values, _ = settings_values(values, "vaeplus", source)
-        values = {k: v for k, v in values.items() if k != "epochs"}
-        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise UserError(f"{source}: unknown setting(s) {', '.join(sorted(unknown))}")
-        return cls(**values)
+        values = {k: v for k, v in values.items() if k != "epochs"}  # derived from iterations
+        return settings_from({"settings": values}, cls, source)
 
 
 # ----- helpers shared by the VAE+ commands ------------------------------------------------------

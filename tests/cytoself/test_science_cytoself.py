@@ -63,7 +63,7 @@ def _embed(run_dir, cells):
 
 def test_identification_task_drives_family_clustering(tmp_path_factory):
     from statcell_tf.cytoself.feature_spectrum import build_feature_spectrum
-    from statcell_tf.cytoself.runs import read_cells
+    from statcell_tf.data.readers import read_cells
     from statcell_tf.data.synthetic import write_opencell
 
     root = tmp_path_factory.mktemp("cytoself_science")
