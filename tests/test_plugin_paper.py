@@ -120,7 +120,7 @@ def test_embed_refuses_other_data_as_the_runs_split(plugin, trained, tmp_path):
     result = _command(env, "embed", run, "--data", other, "--out", tmp_path / "x.parquet", "--split", "test")
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "is not the data RUN" in lines[0] and "other files" in lines[0], result.stderr
+    assert len(lines) == 1 and "is not the data RUN" in lines[0] and "other " in lines[0], result.stderr
     assert not (tmp_path / "x.parquet").exists()
     # --split all is for other data: it runs
     assert _command(env, "embed", run, "--data", other, "--out", tmp_path / "y.parquet").returncode == 0

@@ -12,8 +12,12 @@ The identity holds:
   has; without one, of the whole metadata table, row by row);
 - ``files_digest``: a digest of the data's files: relative names and sizes of every data file
   under the source folder (or the source file), plus the bytes at the start, middle and end
-  of up to `SAMPLED_FILES` of them (so regenerated pixels under the same names are seen).
-  Cheap on any size: one ``stat`` per file and at most 64 × 12 KiB read.
+  of up to `SAMPLED_FILES` of them;
+- ``pixels_digest``: a digest of `SAMPLED_CELLS` cells' pixels, evenly spaced over the data,
+  read through the data's own reader (so regenerated images under the same names and ids are
+  seen, whatever the format keeps its pixels in).
+
+Cheap on any size: one ``stat`` per file, at most 64 × 12 KiB and 8 cells read.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ ID_COLUMNS = ("cell_id", "CellId", "file")
 DATA_SUFFIXES = (".npy", ".npz", ".csv", ".tsv", ".tif", ".tiff", ".h5", ".hdf5", ".parquet", ".zarray", ".zgroup")
 SAMPLED_FILES = 64
 SAMPLE_BYTES = 4096
+SAMPLED_CELLS = 8
 
 
 def cell_ids(metadata: pd.DataFrame) -> tuple[str | None, np.ndarray]:
@@ -94,6 +99,16 @@ def files_digest(source) -> str | None:
         return None
 
 
+def pixels_digest(cells) -> str:
+    """Digest of the pixels of up to `SAMPLED_CELLS` cells evenly spaced over `cells`."""
+    n = len(cells)
+    if n == 0:
+        return _digest([])
+    rows = np.unique(np.linspace(0, n - 1, min(SAMPLED_CELLS, n)).round().astype(np.int64))
+    images = np.ascontiguousarray(np.asarray(cells.images[rows]))
+    return _digest([str(images.dtype), str(images.shape), images.tobytes()])
+
+
 def data_identity(cells) -> dict:
     """The identity of `cells` (CellImages) as a JSON-able dict."""
     column, _ = cell_ids(cells.metadata)
@@ -105,6 +120,7 @@ def data_identity(cells) -> dict:
         "ids_column": column,
         "ids_digest": ids_digest(cells.metadata),
         "files_digest": files_digest(cells.source),
+        "pixels_digest": pixels_digest(cells),
     }
 
 
@@ -119,9 +135,9 @@ def differences(recorded: dict, current: dict) -> list[str]:
     if not found and recorded.get("ids_digest") != current.get("ids_digest"):
         what = f"cell ids ({recorded.get('ids_column')})" if recorded.get("ids_column") else "cell metadata"
         found.append(f"other {what}: digest {current.get('ids_digest')}, the run's {recorded.get('ids_digest')}")
-    if not found and None not in (recorded.get("files_digest"), current.get("files_digest")) and \
-            recorded.get("files_digest") != current.get("files_digest"):
-        found.append(f"other files: digest {current.get('files_digest')}, the run's {recorded.get('files_digest')}")
+    for key, what in (("files_digest", "other files"), ("pixels_digest", "other pixels")):
+        if not found and None not in (recorded.get(key), current.get(key)) and recorded.get(key) != current.get(key):
+            found.append(f"{what}: digest {current.get(key)}, the run's {recorded.get(key)}")
     return found
 
 

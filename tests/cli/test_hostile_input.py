@@ -476,8 +476,8 @@ def _run_data_rows() -> list[Row]:
                                "--split", split]
 
     rows = []
-    for paper, other, what in (("cytoself", "opencell_other", "other files"), ("statcell", "allen_other", "other files"),
-                               ("integrated_cell", "allen_other", "other files"),
+    for paper, other, what in (("cytoself", "opencell_other", "other "), ("statcell", "allen_other", "other "),
+                               ("integrated_cell", "allen_other", "other "),
                                ("vaeplus", "bbbc021_other", "other cell ids")):
         for split in ("test", "val"):
             rows.append(Row("embed", f"{paper}-split-{split}-of-other-data", embed(paper, other, split),
