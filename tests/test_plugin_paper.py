@@ -133,4 +133,5 @@ def test_profile_moa_runs_on_the_toy_run(plugin, trained, tmp_path):
     result = _command(env, "profile-moa", "--run", run, "--data", data, "--out", out, "--batch-size", "5")
     assert result.returncode == 0, result.stderr[-2000:]
     accuracy = pd.read_csv(out / "accuracy.csv")
-    assert (accuracy["treatments"] == 4).all() and accuracy["accuracy"].between(0, 1).all()
+    assert list(accuracy["holdout"]) == ["NSC", "NSCB"] and (accuracy["treatments"] == 4).all()
+    assert accuracy["Mean"].between(0, 100).all()
