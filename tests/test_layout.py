@@ -1,7 +1,7 @@
 """The package layout and its one-way import rule, checked on the source (AST, no imports run).
 
     cli  →  paper packages (cytoself, statcell, integrated_cell, vaeplus) / profiling
-         →  spine (data, layers, losses, training)  →  core (errors, atomic, backend, naming)
+         →  spine (data, layers, losses, training)  →  core (errors, atomic, backend, naming, figures)
 
 - a paper package never imports another paper package, nor profiling; profiling imports no
   paper package (the two sit side by side, both above the spine);
@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "statcell_tf"
-CORE = {"errors", "atomic", "backend", "naming", ""}  # "" = the package's own __init__
+CORE = {"errors", "atomic", "backend", "naming", "figures", ""}  # "" = the package's own __init__
 SPINE = {"data", "layers", "losses", "training"}
 PAPERS = {"cytoself", "statcell", "integrated_cell", "vaeplus"}
 PROFILING = {"profiling"}
