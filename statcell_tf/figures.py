@@ -305,13 +305,15 @@ def image_grid(rows: Sequence[Sequence], scale: DisplayRange, row_labels=None, c
     n_rows = max(1, len(rows))
     n_cols = max((len(r) for r in rows), default=1) or 1
     label_width = 0.9 if row_labels is not None else 0.0
+    blank = next((project(image).shape[:2] for row in rows for image in row if image is not None), (1, 1))
     figure, axes = new_figure(n_rows, n_cols, (tile, tile),
                               figsize=(tile * n_cols + label_width, tile * n_rows + 0.9 + (0.3 if title else 0)))
     for i in range(n_rows):
         for j in range(n_cols):
             ax = axes[i, j]
             image = rows[i][j] if i < len(rows) and j < len(rows[i]) else None
-            if image is None:  # an empty cell keeps its (invisible) frame so column titles stay aligned
+            if image is None:  # an empty cell: a blank tile of the same size keeps titles aligned
+                ax.imshow(np.ones((*blank, 3)))
                 ax.set_xticks([])
                 ax.set_yticks([])
                 for spine in ax.spines.values():

@@ -91,8 +91,9 @@ def command(run, dims, steps, span, data, split, cell_id, out):
         names = channel_names(3)
     figure = walk_figure(
         shown, chosen, np.linspace(-span, span, steps), names, named,
-        title=f"images decoded from z along each dimension, all other dimensions 0{conditioned}; step: SD of μ over the "
-              f"{split} cells; row: the cell feature most correlated with the dimension over those cells (Fig. 2c, S2)",
+        title=f"images decoded from z along each dimension, all other dimensions 0{conditioned}; step: SD of μ over "
+              f"{'all' if split == 'all' else 'the ' + split} cells; row: the cell feature most correlated with the "
+              "dimension over those cells (Fig. 2c, S2)",
     )
     atomic.save_figure(out / "latent_walk.png", figure)
     click.echo(f"Wrote walks along dimensions {', '.join(map(str, chosen))} to {out}")
