@@ -189,11 +189,16 @@ def write_csv(path: str | os.PathLike, frame, **kwargs) -> Path:
 
 
 def save_figure(path: str | os.PathLike, figure, **kwargs) -> Path:
-    """Save a matplotlib figure atomically and close it."""
+    """Save a matplotlib figure atomically and close it; a PNG stores the figure's title as its
+    ``Title`` (the caption `figures.write_gallery` shows)."""
     import matplotlib.pyplot as plt
+
+    from statcell_tf.figures import figure_caption
 
     kwargs.setdefault("dpi", 120)
     kwargs.setdefault("bbox_inches", "tight")
+    if str(path).lower().endswith(".png") and figure_caption(figure):
+        kwargs.setdefault("metadata", {"Title": figure_caption(figure)})
     try:
         with atomic_path(path) as tmp:
             figure.savefig(tmp, **kwargs)

@@ -1,7 +1,7 @@
 """The package layout and its one-way import rule, checked on the source (AST, no imports run).
 
     cli  →  paper packages (cytoself, statcell, integrated_cell, vaeplus) / profiling
-         →  spine (data, layers, losses, training)  →  core (errors, atomic, backend, naming)
+         →  spine (data, layers, losses, training)  →  core (errors, atomic, backend, naming, figures)
 
 - a paper package never imports another paper package, nor profiling; profiling imports no
   paper package (the two sit side by side, both above the spine);
@@ -25,7 +25,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "statcell_tf"
 from statcell_tf import registry  # noqa: E402  (light: names and a base class)
 
-CORE = {"errors", "atomic", "backend", "naming", "registry", ""}  # "" = the package's own __init__
+CORE = {"errors", "atomic", "backend", "naming", "registry", "figures", ""}  # "" = the package's own __init__
 SPINE = {"data", "layers", "losses", "training"}
 PAPERS = {target.split(".")[1] for target in registry.BUILTIN.values()}  # the paper packages
 PROFILING = {"profiling"}

@@ -25,7 +25,8 @@ def command(run, count, n_real, out, seed):
     import numpy as np
 
     from statcell_tf import atomic
-    from statcell_tf.statcell.latent_stats import image_grid_figure
+    from statcell_tf import figures
+    from statcell_tf.statcell.latent_stats import channel_names
     from statcell_tf.backend import keras
     from statcell_tf.errors import UserError
     from statcell_tf.statcell.training import data_for_run, load_run, write_tiff
@@ -44,6 +45,9 @@ def command(run, count, n_real, out, seed):
         if len(test):
             rows.insert(0, list(data.batch(test)["image"]))
             labels.insert(0, "real (test)")
-    atomic.save_figure(out / "generated.png", image_grid_figure(rows, row_labels=labels,
-                                                                 title="cells sampled from the prior (Fig. 4a)"))
+    shown = [image for row in rows for image in row]
+    scale = figures.display_range(shown[: len(rows[0])] if len(rows) > 1 else shown, channel_names(images.shape[-1]),
+                                  of="the real test cells" if len(rows) > 1 else "the generated cells")
+    atomic.save_figure(out / "generated.png", figures.image_grid(
+        rows, scale, row_labels=labels, title=f"{count} cells decoded from z ~ N(0, I) of the reference model (Fig. 4a)"))
     click.echo(f"Wrote {count} generated cells to {out}")

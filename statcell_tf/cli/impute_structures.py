@@ -29,13 +29,14 @@ def command(ref_run, target_run, cell_id, generated, structures, count, data, ou
     The geometry is the membrane and DNA of the real cell --cell (Fig. 4b) or a cell sampled
     from the reference model (--generated; then the whole integrated cell is generated).
     Writes <structure>.tiff (N × 3 × [Z ×] Y × X: membrane, DNA, imputed structure) per
-    structure and imputed.png (rows: structures; columns: the real structure when the cell
-    has it, then the N draws).
+    structure and imputed.png (rows: structures; columns: the cell's membrane + DNA, its real
+    structure when it has one, each draw of the structure alone, draw 1 over the cell; one
+    display range per channel for the whole figure).
     """
     import numpy as np
 
     from statcell_tf import atomic
-    from statcell_tf.statcell.latent_stats import image_grid_figure
+    from statcell_tf.statcell.latent_stats import channel_names, imputed_figure
     from statcell_tf.backend import keras
     from statcell_tf.errors import UserError
     from statcell_tf.layers.input_normalization import InputNormalization
@@ -68,19 +69,17 @@ def command(ref_run, target_run, cell_id, generated, structures, count, data, ou
         own_structure, own_name = images[..., 2:3], str(cells.metadata.iloc[hits[0]].get("structure_name", ""))
         label = str(cell_id)
     out = Path(out or run_dir.path / "imputed" / file_stem(label))
-    rows, row_labels = [], []
+    draws = {}
     for name in chosen:
         batch = {
             "reference": np.repeat(reference[None], count, axis=0),
             "target_type": np.full((count,), types.index(name), "int32"),
         }
         structure = np.asarray(model.sample_prior(batch=batch, seed=generator))
-        full = np.concatenate([batch["reference"], structure], axis=-1)
-        write_tiff(out / f"{file_stem(name)}.tiff", full)
-        row = [np.concatenate([reference, own_structure], axis=-1) if name == own_name else reference] + list(full)
-        rows.append(row)
-        row_labels.append(name)
-    columns = ["observed"] + [f"draw {i + 1}" for i in range(count)]
-    atomic.save_figure(out / "imputed.png", image_grid_figure(rows, row_labels, columns,
-                                                              title=f"imputed structures in cell {label} (Fig. 4b)"))
+        write_tiff(out / f"{file_stem(name)}.tiff", np.concatenate([batch["reference"], structure], axis=-1))
+        draws[name] = structure
+    figure = imputed_figure(reference, draws, channel_names(3), observed=own_structure, observed_name=own_name,
+                            title=f"structures imputed by the target model in cell {label}, {count} draws each; "
+                                  f"real structure: {own_name or 'none'} (Fig. 4b)")
+    atomic.save_figure(out / "imputed.png", figure)
     click.echo(f"Wrote {len(chosen)} structures × {count} draws to {out}")

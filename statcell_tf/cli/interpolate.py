@@ -71,14 +71,9 @@ def command(run, from_cell, to_compound, concentration, data, steps, out, batch_
     decoded. The strip shows the real source, the decoded frames with their cosine
     similarity to the target's embedding, and the real target; the CSV lists the steps.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from statcell_tf import atomic
     from statcell_tf.vaeplus import interpolation
-    from statcell_tf.vaeplus.training import batched, load_cells, load_endpoints, normalize, to_rgb
+    from statcell_tf.vaeplus.training import batched, interpolation_figure, load_cells, load_endpoints, normalize
 
     run_directory, loaded = load_endpoints(run)
     cells = load_cells(data)
@@ -94,22 +89,11 @@ def command(run, from_cell, to_compound, concentration, data, steps, out, batch_
 
     name = Path(str(cells.metadata["file"].iloc[source_row]) if "file" in cells.metadata else str(source_row)).stem
     out = Path(out) if out else run_directory.figures / f"interpolation_{name}_to_{to_compound.replace(' ', '_')}.png"
-    pictures = [source_image, *frames, target_image]
-    figure, axes = plt.subplots(1, len(pictures), figsize=(1.3 * len(pictures), 1.8), squeeze=False)
-    for j, (axis, picture) in enumerate(zip(axes[0], pictures)):
-        axis.imshow(to_rgb(picture, cells.channel_names))
-        axis.set_xticks([])
-        axis.set_yticks([])
-        if j == 0:
-            axis.set_xlabel("source (real)", fontsize=7)
-        elif j == len(pictures) - 1:
-            axis.set_xlabel("target (real)", fontsize=7)
-        else:
-            axis.set_xlabel(f"{similarity[j - 1]:.3f}", fontsize=8)
     target_meta = cells.metadata.iloc[target_row]
-    figure.suptitle(
-        f"{name} → {target_meta.get('compound', to_compound)} "
-        f"{target_meta.get('concentration', '')} (cosine similarity to the target)", fontsize=8,
+    figure = interpolation_figure(
+        source_image, frames, target_image, similarity, cells.channel_names,
+        title=f"VAE+ interpolation {name} → {target_meta.get('compound', to_compound)} "
+              f"{target_meta.get('concentration', '')}",
     )
     atomic.save_figure(out, figure)
     import pandas as pd

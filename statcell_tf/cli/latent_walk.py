@@ -31,13 +31,18 @@ def command(run, dims, steps, span, data, split, cell_id, out):
     import pandas as pd
 
     from statcell_tf import atomic
+    from statcell_tf.statcell.data import REFERENCE_CHANNELS
     from statcell_tf.statcell.latent_stats import (
+        cell_features,
+        channel_names,
         embed,
-        image_grid_figure,
         latent_walk,
+        most_correlated_feature,
         parse_dims,
         parse_dims_spec,
         rank_dimensions,
+        spearman_table,
+        walk_figure,
     )
     from statcell_tf.errors import UserError
     from statcell_tf.statcell.training import data_for_run, load_run, write_tiff
@@ -50,15 +55,17 @@ def command(run, dims, steps, span, data, split, cell_id, out):
         raise UserError(f"--split {split} has {len(rows)} cells; at least 2 are needed to rank dimensions")
     mu, _ = embed(model, dataset, rows, config.batch_size)
     chosen = parse_dims(dims, mu)
-    condition = None
+    condition, conditioned = None, ""
     if config.model == "target":
         if cell_id is not None:
             hits = np.flatnonzero(cells.metadata["CellId"].astype(str).to_numpy() == str(cell_id))
             if not len(hits):
                 raise UserError(f"--cell {cell_id} is not in the data")
-            condition = dataset.batch(hits[:1])
+            condition_row = int(hits[0])
         else:
-            condition = dataset.batch(rows[:1])
+            condition_row = int(rows[0])
+        condition = dataset.batch(np.asarray([condition_row]))
+        conditioned = f" in the membrane and DNA of cell {cells.metadata['CellId'].iloc[condition_row]}"
     images, offsets = latent_walk(model, mu, chosen, steps, span, condition)
     out = Path(out or run_dir.path / "latent_walk")
     order, score = rank_dimensions(mu)
@@ -72,13 +79,21 @@ def command(run, dims, steps, span, data, split, cell_id, out):
     })
     atomic.write_csv(out / "latent_walk.csv", table)
     write_tiff(out / "latent_walk.tiff", images.reshape(-1, *images.shape[2:]))
+    # The cell feature each walked dimension correlates with most over the ranking cells (Fig. S3).
+    features = cell_features(dataset.raw_images(rows), REFERENCE_CHANNELS)
+    named = most_correlated_feature(spearman_table(mu[:, chosen], features, [f"mu_{d}" for d in chosen]))
+    names = channel_names(images.shape[-1]) if config.model == "reference" else ("structure",)
     shown = images
     if config.model == "target":  # show the conditioning membrane + DNA with the walked structure
         reference = condition["reference"][:1]
         reference = np.broadcast_to(reference[None], (*images.shape[:2], *reference.shape[1:]))
         shown = np.concatenate([reference, images], axis=-1)
-    columns = [f"{v:+.1f} SD" for v in np.linspace(-span, span, steps)]
-    figure = image_grid_figure(list(shown), [f"mu_{d}" for d in chosen], columns,
-                               title=f"latent walks, {split} cells (Fig. 2c, S2)")
+        names = channel_names(3)
+    figure = walk_figure(
+        shown, chosen, np.linspace(-span, span, steps), names, named,
+        title=f"images decoded from z along each dimension, all other dimensions 0{conditioned}; step: SD of μ over "
+              f"{'all' if split == 'all' else 'the ' + split} cells; row: the cell feature most correlated with the "
+              "dimension over those cells (Fig. 2c, S2)",
+    )
     atomic.save_figure(out / "latent_walk.png", figure)
     click.echo(f"Wrote walks along dimensions {', '.join(map(str, chosen))} to {out}")

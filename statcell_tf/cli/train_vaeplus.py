@@ -55,7 +55,7 @@ def command(ctx, data, variant, iterations, batch_size, steps_per_epoch, samplin
     is paired with B1's reconstructions to train the discriminator. Crops are normalised
     per image and channel by their maximum. The run folder receives config.json,
     checkpoints/, best.keras (the newest model), history.csv (every loss term, γ_i and the
-    discriminator's accuracy), tensorboard/, figures/reconstructions*.png and saved_model/
+    discriminator's accuracy), tensorboard/, figures/reconstruction_epochXXX.png, reconstructions.png and saved_model/
     (endpoints encode = posterior means, decode, reconstruct).
     """
     from statcell_tf.vaeplus.paper import PAPER

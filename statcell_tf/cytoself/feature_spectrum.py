@@ -494,8 +494,30 @@ def _draw_bands(ax, spectrum: FeatureSpectrum, label_y: float | None = None) -> 
     colors = _band_colors(len(ranges))
     for (cluster, start, stop), color in zip(ranges, colors):
         ax.axvspan(start - 0.5, stop - 0.5, color=color if cluster else "#eeeeee", alpha=0.35, lw=0)
-        if label_y is not None:
-            ax.text((start + stop - 1) / 2, label_y, roman(cluster), ha="center", va="bottom", fontsize=7)
+    if label_y is not None:
+        _band_labels(ax, spectrum, levels=(label_y,), data_y=True)
+
+
+def _band_labels(ax, spectrum: FeatureSpectrum, levels=(0.1, 0.4, 0.7), data_y: bool = False) -> None:
+    """Roman numeral of each top-level cluster over its band; a label that would overlap its left
+    neighbour moves up a level (levels in axes fractions, or data units with `data_y`), and is
+    left out when no level is free (its band is narrower than the text)."""
+    import matplotlib.transforms as transforms
+
+    transform = ax.transData if data_y else transforms.blended_transform_factory(ax.transData, ax.transAxes)
+    renderer = ax.figure.canvas.get_renderer()
+    right_edge = [-np.inf] * len(levels)
+    for cluster, start, stop in spectrum.cluster_ranges():
+        if not cluster:
+            continue
+        for level, y in enumerate(levels):
+            text = ax.text((start + stop - 1) / 2, y, roman(cluster), ha="center", va="bottom", fontsize=6,
+                           transform=transform)
+            extent = text.get_window_extent(renderer)
+            if extent.x0 > right_edge[level] + 1:
+                right_edge[level] = extent.x1
+                break
+            text.remove()
 
 
 def plot_spectrum(
@@ -507,12 +529,15 @@ def plot_spectrum(
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    from statcell_tf import figures
+
     values = spectrum.spectrum(protein)
     family = spectrum.families[spectrum.protein_index(protein)]
-    fig, ax = plt.subplots(figsize=(10, 3))
+    fig, axes = figures.new_figure(panel=(10, 3.2))
+    ax = axes[0, 0]
     positions = np.arange(len(values))
     top = float(values.max()) if values.size and values.max() > 0 else 1.0
-    _draw_bands(ax, spectrum, label_y=top * 1.02)
+    _draw_bands(ax, spectrum)
     ax.bar(positions, values, width=1.0, color="#222222", lw=0, label=protein)
     if with_consensus and family:
         consensus = spectrum.family_consensus(exclude_protein=protein)
@@ -520,11 +545,14 @@ def plot_spectrum(
             row = consensus.drop(columns="n_proteins").loc[family].to_numpy()[spectrum.order]
             ax.plot(positions, row, color="tab:red", lw=0.8, label=f"{family} consensus")
     ax.set_xlim(-0.5, len(values) - 0.5)
-    ax.set_ylim(0, top * 1.12)
+    ax.set_ylim(0, top * 1.3)
     ax.set_xlabel("feature index (clustered order)")
-    ax.set_ylabel("occurrence per image")
-    ax.set_title(f"Feature spectrum: {protein}" + (f" ({family})" if family else ""))
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
+    ax.set_ylabel("occurrence per image (mean count)")
+    ax.set_title(f"Feature spectrum of {protein}" + (f" ({family})" if family else "")
+                 + "; bands: top-level feature clusters (Fig. 4c)")
+    fig.legend(loc="outside right upper", frameon=False)
+    fig.canvas.draw()
+    _band_labels(ax, spectrum, levels=(0.8, 0.9))
     atomic.save_figure(path, fig)
 
 
@@ -539,15 +567,24 @@ def plot_family_spectra(spectrum: FeatureSpectrum, path: str | os.PathLike) -> N
     if consensus.empty:
         raise UserError("family spectra need family (localisation) labels. Received: none")
     families = list(consensus.index)
-    fig, axes = plt.subplots(len(families), 1, figsize=(10, 0.8 * len(families) + 0.6), sharex=True, squeeze=False)
+    from statcell_tf import figures
+
+    fig, axes = figures.new_figure(len(families), 1, panel=(10, 0.75), figsize=(10, 0.75 * len(families) + 1.2),
+                                   sharex=True)
+    values_all = consensus.drop(columns="n_proteins").to_numpy(float)
+    top = float(np.nanmax(values_all)) if values_all.size and np.nanmax(values_all) > 0 else 1.0
     for ax, family in zip(axes[:, 0], families):
         values = consensus.drop(columns="n_proteins").loc[family].to_numpy()[spectrum.order]
         _draw_bands(ax, spectrum)
         ax.bar(np.arange(len(values)), values, width=1.0, color="#222222", lw=0)
-        ax.set_ylabel(family, rotation=0, ha="right", va="center", fontsize=7)
-        ax.set_yticks([])
-    axes[-1, 0].set_xlabel("feature index (clustered order)")
+        ax.set_ylim(0, top * 1.05)
+        ax.set_yticks([0, top], ["0", f"{top:.2g}"])
+        ax.set_ylabel(f"{family}\n(n = {int(consensus.loc[family, 'n_proteins'])})", rotation=0, ha="right",
+                      va="center")
+    axes[-1, 0].set_xlabel("feature index (clustered order); bands: top-level feature clusters")
     axes[-1, 0].set_xlim(-0.5, spectrum.num_codes - 0.5)
+    fig.supylabel("occurrence per image (mean count; same scale in every row)")
+    figures.suptitle(fig, "Consensus feature spectrum of each localization family, n = proteins (Fig. 4b)")
     atomic.save_figure(path, fig)
 
 
@@ -558,20 +595,23 @@ def plot_correlation_heatmap(spectrum: FeatureSpectrum, path: str | os.PathLike)
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    from statcell_tf import figures
+
     ordered = spectrum.correlation[np.ix_(spectrum.order, spectrum.order)]
-    fig = plt.figure(figsize=(7.5, 8))
-    ax = fig.add_axes([0.1, 0.2, 0.75, 0.72])
-    bar = fig.add_axes([0.1, 0.12, 0.75, 0.05], sharex=ax)
-    colorbar_ax = fig.add_axes([0.87, 0.2, 0.025, 0.72])
-    image = ax.imshow(ordered, cmap="bwr", vmin=-1, vmax=1, interpolation="nearest", aspect="auto")
-    fig.colorbar(image, cax=colorbar_ax, label="Pearson r")
-    ax.set_title("Local code correlation (clustered)")
-    ax.set_ylabel("feature index")
+    fig, axes = figures.new_figure(2, 1, figsize=(7.5, 8.2), sharex=True, gridspec_kw={"height_ratios": [12, 1]})
+    ax, bar = axes[0, 0], axes[1, 0]
+    image = ax.imshow(ordered, cmap=figures.SIGNED, vmin=-1, vmax=1, interpolation="nearest", aspect="auto")
+    fig.colorbar(image, ax=ax, label="Pearson r", shrink=0.8)
+    ax.set_title("Correlation of local codes, clustered (Fig. 4a)")
+    ax.set_ylabel("feature index (clustered order)")
     ax.tick_params(labelbottom=False)
-    _draw_bands(bar, spectrum, label_y=0.2)
+    _draw_bands(bar, spectrum)
+    bar.set_xlim(-0.5, len(ordered) - 0.5)
+    fig.canvas.draw()  # final positions before the band labels are placed
+    _band_labels(bar, spectrum)
     bar.set_yticks([])
     bar.set_ylim(0, 1)
-    bar.set_xlabel("feature index (clustered order); bands = top-level clusters")
+    bar.set_xlabel("feature index (clustered order); bands: top-level clusters")
     atomic.save_figure(path, fig)
 
 
@@ -590,25 +630,26 @@ def plot_cluster_examples(
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    from statcell_tf import figures
+
     clusters = list(images)
     columns = max((len(v) for v in images.values()), default=1) or 1
-    fig, axes = plt.subplots(
-        len(clusters), columns, figsize=(1.6 * columns + 0.6, 1.6 * len(clusters)), squeeze=False
-    )
-    for row, cluster in enumerate(clusters):
-        stack = np.asarray(images[cluster])
+    fig, axes = figures.new_figure(len(clusters), columns, panel=(1.3, 1.3),
+                                   figsize=(1.3 * columns + 0.6, 1.3 * len(clusters) + 0.9))
+    shown = [np.asarray(v)[..., 0] if np.asarray(v).ndim == 4 else np.asarray(v) for v in images.values()]
+    scale = figures.display_range([image[..., None] for stack in shown for image in stack], ["protein"],
+                                  of="all images shown")
+    for row, (cluster, stack) in enumerate(zip(clusters, shown)):
         for column in range(columns):
             ax = axes[row, column]
-            ax.set_xticks([])
-            ax.set_yticks([])
             if column < len(stack):
-                picture = stack[column]
-                if picture.ndim == 3:
-                    picture = picture[..., 0]
-                ax.imshow(picture, cmap="gray")
+                figures.show_image(ax, stack[column][..., None], scale)
                 if captions and column < len(captions.get(cluster, [])):
-                    ax.set_title(str(captions[cluster][column]), fontsize=7)
+                    ax.set_title(str(captions[cluster][column]), fontsize=6)
             else:
-                ax.axis("off")
-        axes[row, 0].set_ylabel(roman(int(cluster)), rotation=0, ha="right", va="center", fontsize=11)
+                ax.set_axis_off()
+        axes[row, 0].set_axis_on()
+        axes[row, 0].set_ylabel(roman(int(cluster)), rotation=0, ha="right", va="center", fontsize=10)
+    figures.channel_key(fig, scale)
+    figures.suptitle(fig, "Representative images per top-level feature cluster (Fig. 4a bottom, S10)")
     atomic.save_figure(path, fig)

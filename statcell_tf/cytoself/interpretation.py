@@ -144,34 +144,30 @@ def plot_feature_removal(
         captions: sequence of str or None. One caption per image (e.g. protein name).
         channel: int. Channel shown (0 = protein). Defaults to 0.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from statcell_tf import figures
 
     count = removal.images.shape[0]
     difference = removal.difference[..., channel]
     scale = float(np.abs(difference).max())  # one scale for the whole panel: rows compare
-    headers = ["original", "reconstruction", "without feature", "difference"]
-    fig, axes = plt.subplots(count, 4, figsize=(8, 2.1 * count + 0.4), squeeze=False)
+    headers = ["original", "reconstruction", "without feature", "difference (red)"]
+    fig, axes = figures.new_figure(count, 4, panel=(1.6, 1.6), figsize=(6.8, 1.6 * count + 1.0))
+    stacks = (removal.images, removal.reconstructions, removal.without_feature)
+    low = min(float(np.min(stack[..., channel])) for stack in stacks)
+    high = max(float(np.max(stack[..., channel])) for stack in stacks)
     for row in range(count):
-        pictures = [
-            _normalise(removal.images[row, ..., channel]),
-            _normalise(removal.reconstructions[row, ..., channel]),
-            _normalise(removal.without_feature[row, ..., channel]),
-        ]
-        for column, picture in enumerate(pictures):
-            axes[row, column].imshow(picture, cmap="gray", vmin=0, vmax=1)
+        for column, stack in enumerate(stacks):  # one intensity range for every image of the figure
+            axes[row, column].imshow(stack[row, ..., channel], cmap="gray", vmin=low, vmax=max(high, low + 1e-12))
         axes[row, 3].imshow(difference_overlay(removal.reconstructions[row, ..., channel], difference[row], scale))
         for column in range(4):
             axes[row, column].set_xticks([])
             axes[row, column].set_yticks([])
             if row == 0:
-                axes[row, column].set_title(headers[column], fontsize=9)
+                axes[row, column].set_title(headers[column])
         if captions is not None:
-            axes[row, 0].set_ylabel(str(captions[row]), fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
+            axes[row, 0].set_ylabel(str(captions[row]))
+    fig.supxlabel(f"grey: intensity in [{low:.3g}, {high:.3g}] for all images; red: |difference| up to {scale:.3g}",
+                  fontsize=7)
+    figures.suptitle(fig, (title + " " if title else "") + "(Fig. 5)")
     atomic.save_figure(path, fig)
 
 

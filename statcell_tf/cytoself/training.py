@@ -172,29 +172,19 @@ def sample_rows(rows: np.ndarray, n: int, seed: int) -> np.ndarray:
 # ----- figures ------------------------------------------------------------------------------
 def reconstruction_panel(model, images: np.ndarray, channel_names, title: str = ""):
     """Figure: for each image (as on disk), every input channel above its reconstruction."""
-    import matplotlib
+    from statcell_tf import figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    recon = model.reconstruct(images)
-    images = model.preprocess(images)  # shown as the model sees them
-    n, channels = len(images), images.shape[-1]
-    figure, axes = plt.subplots(2 * channels, n, figsize=(1.6 * n, 1.6 * 2 * channels), squeeze=False)
-    for c in range(channels):
-        low = float(min(images[..., c].min(), 0.0))
-        high = float(max(images[..., c].max(), 1e-6))
-        for i in range(n):
-            for row, source, kind in ((2 * c, images, "input"), (2 * c + 1, recon, "recon")):
-                ax = axes[row, i]
-                ax.imshow(source[i, ..., c], cmap="gray", vmin=low, vmax=high)
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if i == 0:
-                    ax.set_ylabel(f"{channel_names[c]}\n{kind}", fontsize=7)
-    if title:
-        figure.suptitle(title, fontsize=9)
-    return figure
+    recon = np.asarray(model.reconstruct(images))
+    images = np.asarray(model.preprocess(images))  # shown as the model sees them
+    channels = images.shape[-1]
+    rows, labels, subsets = [], [], []
+    for c in range(channels):  # each channel alone (grey-free: in its key colour), input above reconstruction
+        for source, kind in ((images, "input"), (recon, "reconstruction")):
+            rows.append(list(source))
+            labels.append(f"{channel_names[c]}\n{kind}")
+            subsets.append([(c,)] * len(source))
+    scale = figures.display_range(list(images), channel_names, of="the preprocessed input images")
+    return figures.image_grid(rows, scale, labels, title=title or "cytoself reconstructions (Fig. 1a)", channels=subsets)
 
 
 # ----- training -----------------------------------------------------------------------------
@@ -305,7 +295,8 @@ def plan_run(config: CytoselfTrainConfig, cells, saved: dict | None, run):
         def write_panel(epoch, logs, trained_model):
             if not trained_model.use_decoder:  # the no_decoder ablation reconstructs nothing
                 return
-            title = f"epoch {epoch}: val reconstruction {logs.get('val_reconstruction', float('nan')):.4g}"
+            title = (f"cytoself epoch {epoch}: validation images and reconstructions; "
+                     f"val reconstruction loss {logs.get('val_reconstruction', float('nan')):.4g} (Fig. 1a)")
             figure = reconstruction_panel(trained_model, panel_raw, channels, title)
             from statcell_tf import atomic
 

@@ -141,10 +141,7 @@ def plot_umap(
         title: str. Defaults to ``"UMAP"``.
         point_size: float or None. Marker area; None picks one from n.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from statcell_tf import figures
 
     coords = np.asarray(coords)
     labels = _label_strings(labels)
@@ -153,28 +150,24 @@ def plot_umap(
     classes = [c for c in np.unique(labels) if c != OTHERS]
     if point_size is None:
         point_size = float(np.clip(3000.0 / max(len(coords), 1), 1.0, 30.0))
-    cmap = plt.get_cmap("tab20" if len(classes) > 10 else "tab10")
-    fig, ax = plt.subplots(figsize=(7.5, 6))
+    colours = figures.category_colours(classes)
+    fig, axes = figures.new_figure(panel=(6.0, 5.2))
+    ax = axes[0, 0]
     others = labels == OTHERS
     if others.any():
-        ax.scatter(*coords[others].T, s=point_size, c="#d0d0d0", label=OTHERS, linewidths=0, zorder=0)
-    for i, name in enumerate(classes):
+        ax.scatter(*coords[others].T, s=point_size, c=figures.OTHERS_COLOUR, label=OTHERS, linewidths=0, zorder=0)
+    for name in classes:
         rows = labels == name
-        color = cmap(i % cmap.N) if len(classes) <= 20 else plt.get_cmap("hsv")(i / len(classes))
-        ax.scatter(*coords[rows].T, s=point_size, color=color, label=name, linewidths=0, alpha=0.8, zorder=1)
-    ax.set_xlabel("umap1")
-    ax.set_ylabel("umap2")
-    ax.set_title(title)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
+        ax.scatter(*coords[rows].T, s=point_size, color=colours[name], label=name, linewidths=0, alpha=0.8, zorder=1)
+    ax.set_xlabel("UMAP 1 (a.u.)")
+    ax.set_ylabel("UMAP 2 (a.u.)")
+    figures.suptitle(fig, f"{title}; n = {len(coords)} images (Fig. 2)")
     if len(classes) <= MAX_LEGEND_CLASSES:
-        legend = ax.legend(
-            loc="upper left",
-            bbox_to_anchor=(1.0, 1.0),
+        legend = fig.legend(
+            loc="outside right upper",
             frameon=False,
-            fontsize=7,
             markerscale=max(1.0, 20.0 / point_size) ** 0.5,
-            ncol=1 + len(classes) // 20,
+            ncols=1 + len(classes) // 20,
         )
         for handle in legend.legend_handles:
             handle.set_alpha(1.0)

@@ -42,28 +42,27 @@ def per_class_accuracy(matrix: np.ndarray, class_names: Sequence[str]) -> pd.Dat
 
 def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], title: str = ""):
     """Heat map of the row-normalised confusion matrix with the counts written in."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from statcell_tf import figures
 
     k = len(class_names)
     rows = matrix.sum(axis=1, keepdims=True)
     fractions = matrix / np.maximum(rows, 1)
-    figure, axis = plt.subplots(figsize=(1.0 + 0.55 * k, 1.0 + 0.5 * k))
-    axis.imshow(fractions, cmap="Blues", vmin=0, vmax=1)
+    size = 0.42 * k + 2.2
+    figure, axes = figures.new_figure(figsize=(size + 1.0, size))
+    axis = axes[0, 0]
+    image = axis.imshow(fractions, cmap=figures.FRACTION, vmin=0, vmax=1)
     for i in range(k):
         for j in range(k):
             if matrix[i, j]:
                 colour = "white" if fractions[i, j] > 0.5 else "black"
-                axis.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7, color=colour)
-    axis.set_xticks(range(k), class_names, rotation=60, ha="right", fontsize=7)
-    axis.set_yticks(range(k), class_names, fontsize=7)
+                axis.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=6, color=colour)
+    names = [str(n).replace("_", " ") for n in class_names]
+    axis.set_xticks(range(k), names, rotation=60, ha="right", rotation_mode="anchor")
+    axis.set_yticks(range(k), names)
     axis.set_xlabel("predicted structure")
     axis.set_ylabel("true structure")
-    if title:
-        axis.set_title(title, fontsize=9)
-    figure.tight_layout()
+    figure.colorbar(image, ax=axis, label="fraction of the true structure's cells", shrink=0.8)
+    figures.suptitle(figure, (title + "; " if title else "") + "numbers: cells (Table 1)")
     return figure
 
 
@@ -136,14 +135,6 @@ def integration_compartments(reference: np.ndarray, integrated: np.ndarray, clas
     return pd.DataFrame(rows)
 
 
-def composite(membrane, dna, structure, reference_gain: float = 0.6) -> np.ndarray:
-    """RGB image as in Fig. 3: membrane magenta, DNA cyan, structure yellow; (H, W, 3) in [0, 1]."""
-    membrane, dna, structure = (np.clip(np.asarray(c, "float32"), 0, 1) for c in (membrane, dna, structure))
-    rgb = reference_gain * (membrane[..., None] * [1, 0, 1] + dna[..., None] * [0, 1, 1])
-    rgb = rgb + structure[..., None] * [1, 1, 0]
-    return np.clip(rgb, 0, 1).astype("float32")
-
-
 def integration_montage(
     reference: np.ndarray,
     integrated: np.ndarray,
@@ -155,53 +146,31 @@ def integration_montage(
     """Fig. 3 / S6b for one cell: top row composites of each predicted structure on the
     cell's reference channels (last column: the observed cell), bottom row the structure
     channels alone."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from statcell_tf import figures
 
     integrated = np.asarray(integrated)
     if integrated.ndim == 4:
         integrated = integrated[..., 0]
+    reference = np.asarray(reference, "float32")
     panels = [(name, integrated[k]) for k, name in enumerate(class_names)]
     if observed is not None:
-        panels.append((f"observed: {observed_name}" if observed_name else "observed", observed))
-    n = len(panels)
-    figure, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.5), squeeze=False)
-    for j, (name, structure) in enumerate(panels):
-        axes[0, j].imshow(composite(reference[..., 0], reference[..., 1], structure))
-        axes[1, j].imshow(structure, cmap="gray", vmin=0, vmax=max(float(structure.max()), 1e-6))
-        axes[0, j].set_title(name, fontsize=7)
-        for axis in axes[:, j]:
-            axis.set_axis_off()
-    if title:
-        figure.suptitle(title, fontsize=9)
-    figure.tight_layout()
+        panels.append((f"observed: {observed_name}" if observed_name else "observed", np.asarray(observed)))
+    images = [np.concatenate([reference, structure[..., None]], axis=-1) for _, structure in panels]
+    scale = figures.display_range(images, ("membrane", "dna", "structure"), of="this cell and its predicted structures")
+    rows = [images, images]
+    subsets = [[(0, 1, 2)] * len(images), [(2,)] * len(images)]
+    figure = figures.image_grid(rows, scale, ["on the cell", "structure alone"],
+                                [name.replace("_", " ") for name, _ in panels], channels=subsets,
+                                title=(title + " " if title else "") + "(Fig. 3, S6b)")
     return figure
 
 
 def reconstruction_figure(images: np.ndarray, reconstructions: np.ndarray, title: str = ""):
     """Fig. S1/S2: inputs (top) and reconstructions (bottom) as composites, one column per cell."""
-    import matplotlib
+    from statcell_tf import figures
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    def rgb(image):
-        zero = np.zeros(image.shape[:2], "float32")
-        structure = image[..., 2] if image.shape[-1] > 2 else zero
-        return composite(image[..., 0], image[..., 1], structure)
-
-    n = len(images)
-    figure, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.4), squeeze=False)
-    for j in range(n):
-        axes[0, j].imshow(rgb(images[j]))
-        axes[1, j].imshow(rgb(reconstructions[j]))
-        for axis in axes[:, j]:
-            axis.set_axis_off()
-    axes[0, 0].set_title("input", fontsize=7, loc="left")
-    axes[1, 0].set_title("reconstruction", fontsize=7, loc="left")
-    if title:
-        figure.suptitle(title, fontsize=9)
-    figure.tight_layout()
-    return figure
+    images, reconstructions = np.asarray(images, "float32"), np.asarray(reconstructions, "float32")
+    names = ("membrane", "dna", "structure")[: images.shape[-1]]
+    scale = figures.display_range(list(images), names, of="the input cells")
+    return figures.image_grid([list(images), list(reconstructions)], scale, ["input", "reconstruction"],
+                              title=(title + " " if title else "") + "(Fig. S1/S2)")

@@ -190,7 +190,9 @@ def _figure_callback(view, rows, run, stage):
         else:
             recon = np.asarray(model(images)["reconstruction"])
             shown = images
-        figure = reconstruction_figure(shown, recon, title=f"{stage} model, epoch {epoch}")
+        losses = ", ".join(f"{key.replace('_', ' ')} {logs[key]:.4g}" for key in ("val_loss",) if key in (logs or {}))
+        figure = reconstruction_figure(shown, recon, title=f"Integrated Cell {stage} model, epoch {epoch}: validation "
+                                       "cells and reconstructions" + (f"; {losses}" if losses else ""))
         atomic.save_figure(run.figures / "reconstructions.png", figure)
 
     return callback

@@ -55,53 +55,52 @@ def consistency_markdown(consistency: pd.DataFrame, threshold: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_activity(activity: pd.DataFrame, path: str | os.PathLike, threshold: float) -> None:
     """mAP vs −log10(FDR-corrected p), one colour per embedding (× = the control half-split
     null check), the FDR threshold dashed."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    from statcell_tf import figures
+
+    fig, axes = figures.new_figure(panel=(4.8, 3.8))
+    ax = axes[0, 0]
     scored = activity[activity["mean_average_precision"].notna()]
     kinds = scored["kind"] if "kind" in scored.columns else pd.Series("treatment", index=scored.index)
-    for j, (method, group) in enumerate(scored.groupby("method", sort=False)):
+    colours = figures.category_colours(scored["method"].astype(str))
+    for method, group in scored.groupby("method", sort=False):
         for kind, marker, suffix in (("treatment", "o", ""), ("null check", "x", " (control half: null check)")):
             part = group[kinds[group.index] == kind]
             if len(part):
                 ax.scatter(part["mean_average_precision"], -np.log10(part["corrected_p_value"].astype(float)),
-                           label=method + suffix, alpha=0.8, s=30, marker=marker, color=f"C{j}")
-    ax.axhline(-np.log10(threshold), color="black", linestyle="--", lw=0.8)
+                           label=method + suffix, alpha=0.8, s=30, marker=marker, color=colours[str(method)])
+    ax.axhline(-np.log10(threshold), color="black", linestyle="--", lw=0.8, label=f"FDR = {threshold:g}")
     ax.set_xlim(0, 1.02)
     ax.set_xlabel("mAP (replicates vs controls)")
     ax.set_ylabel("−log10 FDR-corrected p")
-    ax.set_title("Phenotypic activity")
+    ax.set_title(f"Phenotypic activity: one point per treatment, n = {len(scored)}")
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
+        fig.legend(loc="outside lower center", ncols=2, frameon=False)
     atomic.save_figure(path, fig)
 
 
 def plot_consistency(consistency: pd.DataFrame, path: str | os.PathLike) -> None:
     """Per-mechanism mAP bars, grouped by mechanism, one bar per embedding."""
-    plt = _pyplot()
+    from statcell_tf import figures
+
     moas = list(dict.fromkeys(consistency["Metadata_moa"]))
     methods = list(dict.fromkeys(consistency["method"]))
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(moas) * max(1, len(methods)) ** 0.5 + 2), 4))
+    colours = figures.category_colours([str(m) for m in methods])
+    fig, axes = figures.new_figure(figsize=(max(4.0, 0.9 * len(moas) * max(1, len(methods)) ** 0.5 + 2), 4))
+    ax = axes[0, 0]
     width = 0.8 / max(1, len(methods))
     for j, method in enumerate(methods):
         scores = consistency[consistency["method"] == method].set_index("Metadata_moa")["mean_average_precision"]
         values = [float(scores.get(m, np.nan)) for m in moas]
-        ax.bar(np.arange(len(moas)) + (j - (len(methods) - 1) / 2) * width, np.nan_to_num(values), width, label=method)
-    ax.set_xticks(np.arange(len(moas)), moas, rotation=45, ha="right", fontsize=8)
+        ax.bar(np.arange(len(moas)) + (j - (len(methods) - 1) / 2) * width, np.nan_to_num(values), width, label=method,
+               color=colours[str(method)])
+    ax.set_xticks(np.arange(len(moas)), moas, rotation=45, ha="right", rotation_mode="anchor")
+    ax.set_xlabel("mechanism of action")
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("mAP (treatments of the MoA)")
     ax.set_title("Phenotypic consistency (missing bars: not evaluable)")
     if methods:
-        ax.legend(fontsize=8)
+        fig.legend(loc="outside right upper", frameon=False, title="embedding")
     atomic.save_figure(path, fig)

@@ -148,7 +148,12 @@ def write_outputs(frame: pd.DataFrame, out_dir: Path) -> None:
     """rate_distortion.csv, rate_distortion.png (Fig. 3a) and kld_by_rank.png (Fig. S6b)."""
     out_dir = Path(out_dir)
     atomic.write_csv(out_dir / "rate_distortion.csv", frame)
-    atomic.save_figure(out_dir / "rate_distortion.png", rate_distortion_figure(frame))
+    from statcell_tf.training.run_dir import RunDirectory
+
+    reduction = "sum"
+    if len(frame) and (Path(frame["run"].iloc[0]) / "config.json").exists():
+        reduction = RunDirectory(frame["run"].iloc[0]).read_config()["settings"].get("reconstruction_reduction", "sum")
+    atomic.save_figure(out_dir / "rate_distortion.png", rate_distortion_figure(frame, reduction))
     curves = {}
     for run in frame["run"]:
         path = Path(run) / RESULT_FILE
@@ -159,39 +164,61 @@ def write_outputs(frame: pd.DataFrame, out_dir: Path) -> None:
         atomic.save_figure(out_dir / "kld_by_rank.png", kld_by_rank_figure(curves))
 
 
-def rate_distortion_figure(frame: pd.DataFrame):
-    import matplotlib.pyplot as plt
+DISTORTION_UNITS = {
+    "sum": "Σ squared error per cell",
+    "mean": "squared error per pixel",
+}
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
-    left.plot(frame["beta"], frame["distortion"], "o-", color="tab:red", label="distortion")
-    left.set_xlabel("β")
-    left.set_ylabel("distortion (test)", color="tab:red")
+
+def rate_distortion_figure(frame: pd.DataFrame, reduction: str = "sum"):
+    """Fig. 3a: rate and distortion against β (left) and the rate–distortion curve (right);
+    the β with the highest test ELBO (lowest distortion + rate) is marked in both."""
+    from statcell_tf import figures
+
+    unit = DISTORTION_UNITS.get(reduction, reduction)
+    figure, axes = figures.new_figure(1, 2, panel=(3.7, 3.1))
+    left, right = axes[0]
+    frame = frame.sort_values("beta")
+    total = (frame["distortion"] + frame["rate"]).to_numpy(float)
+    best = frame.iloc[int(np.nanargmin(total))] if np.isfinite(total).any() else None
+    left.plot(frame["beta"], frame["distortion"], "o-", color="tab:red")
+    left.set_xlabel("β (weight of the KL term)")
+    left.set_ylabel(f"distortion D\n({unit})", color="tab:red")
     twin = left.twinx()
-    twin.plot(frame["beta"], frame["rate"], "s-", color="tab:blue", label="rate")
-    twin.set_ylabel("rate (test KL, nats)", color="tab:blue")
-    left.set_title("rate and distortion vs β (Fig. 3a)")
-    points = right.scatter(frame["rate"], frame["distortion"], c=frame["beta"], cmap="viridis")
-    right.plot(frame["rate"], frame["distortion"], color="0.7", lw=0.8, zorder=0)
-    right.set_xlabel("rate")
-    right.set_ylabel("distortion")
+    twin.spines["right"].set_visible(True)
+    twin.plot(frame["beta"], frame["rate"], "s-", color="tab:blue")
+    twin.set_ylabel("rate R (test KL divergence, nats)", color="tab:blue")
+    left.set_title("rate and distortion vs β")
+    points = right.scatter(frame["rate"], frame["distortion"], c=frame["beta"], cmap=figures.MAGNITUDE, zorder=2)
+    right.plot(frame["rate"], frame["distortion"], color="0.7", lw=0.8, zorder=1)
+    right.set_xlabel("rate R (test KL divergence, nats)")
+    right.set_ylabel(f"distortion D\n({unit})")
+    right.set_title("rate–distortion curve")
+    if best is not None:
+        marker = left.axvline(best["beta"], color="0.3", ls="--", lw=0.8,
+                              label=f"best β = {best['beta']:.3g} (highest test ELBO = lowest D + R), circled on the right")
+        right.scatter([best["rate"]], [best["distortion"]], s=140, facecolors="none", edgecolors="k", zorder=3)
+        figure.legend(handles=[marker], loc="outside lower center", frameon=False)
     figure.colorbar(points, ax=right, label="β")
-    figure.tight_layout()
+    figures.suptitle(figure, f"rate–distortion trade-off over {len(frame)} β values, test cells (Fig. 3a)")
     return figure
 
 
 def kld_by_rank_figure(curves: dict):
-    import matplotlib.pyplot as plt
+    from statcell_tf import figures
 
-    figure, ax = plt.subplots(figsize=(5, 3.4))
-    cmap = plt.get_cmap("viridis")
+    plt = figures.pyplot()
+    figure, axes = figures.new_figure(panel=(4.8, 3.2))
+    ax = axes[0, 0]
+    cmap = plt.get_cmap(figures.MAGNITUDE)
     betas = sorted(curves)
     for i, beta in enumerate(betas):
         values = curves[beta]
         ax.plot(np.arange(1, len(values) + 1), values, color=cmap(i / max(1, len(betas) - 1)), lw=1, label=f"{beta:.2f}")
     ax.set_yscale("symlog", linthresh=1e-3)
-    ax.set_xlabel("dimension rank")
-    ax.set_ylabel("mean KLD per dimension")
-    ax.set_title("KLD by rank per β (Fig. S6b)")
+    ax.set_xlabel("dimension rank (by mean |μ|)")
+    ax.set_ylabel("mean KL divergence per dimension (nats)")
+    ax.set_title("KL divergence by rank per β (Fig. S6b)")
     if len(betas) <= 12:
-        ax.legend(fontsize=6, title="β", title_fontsize=7)
+        ax.legend(title="β", loc="upper right")
     return figure

@@ -259,57 +259,76 @@ def _sem(values) -> float:
 
 
 # ----- figures -----------------------------------------------------------------------------
+def _phases(frame: pd.DataFrame) -> pd.Series:
+    if "cell_cycle_phase" in frame:
+        return frame["cell_cycle_phase"].astype(str)
+    return pd.Series(["all cells"] * len(frame), index=frame.index)
+
+
 def scatter_figure(per_cell: pd.DataFrame, structures=None):
-    """Fig. 5a: per structure, each cell's membrane (x) vs nucleus (y) coupling by phase."""
-    import matplotlib.pyplot as plt
+    """Fig. 5a: per structure, each cell's membrane (x) vs nucleus (y) coupling by phase.
+
+    Panels share both axes (one label each for the grid); every phase keeps its colour
+    (interphase brown, mitotic phases blue) in every panel; one legend beside the grid.
+    """
+    from statcell_tf import figures
 
     structures = list(structures or sorted(per_cell["structure_name"].astype(str).unique()))
-    columns = min(4, len(structures))
-    rows = int(np.ceil(len(structures) / columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False)
+    figure, axes = figures.panel_grid(len(structures), panel=(2.2, 2.1),
+                                      xlabel="coupling to the cell membrane (1 − Eq. 4)",
+                                      ylabel="coupling to the nucleus (1 − Eq. 4)")
     values = per_cell[["coupling_membrane", "coupling_dna"]].to_numpy(float)
     finite = values[np.isfinite(values)]
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     pad = 0.05 * (high - low + 1e-9)
-    for ax in axes.flat:
-        ax.set_visible(False)
-    for ax, structure in zip(axes.flat, structures):
-        ax.set_visible(True)
-        part = per_cell[per_cell["structure_name"].astype(str) == structure]
-        phases = part["cell_cycle_phase"].astype(str) if "cell_cycle_phase" in part else pd.Series(["all"] * len(part))
-        for n, phase in enumerate(sorted(phases.unique())):
-            keep = (phases == phase).to_numpy()
+    phases = _phases(per_cell)
+    colours = figures.category_colours(phases)
+    for ax, structure in zip(axes, structures):
+        keep_structure = (per_cell["structure_name"].astype(str) == structure).to_numpy()
+        part, part_phases = per_cell[keep_structure], phases[keep_structure]
+        for phase, colour in colours.items():
+            keep = (part_phases == phase).to_numpy()
             ax.scatter(part["coupling_membrane"][keep], part["coupling_dna"][keep], s=10, alpha=0.7,
-                       color="tab:brown" if phase == "interphase" else f"C{n}", label=phase)
+                       color=colour, label=phase)
         ax.plot([low - pad, high + pad], [low - pad, high + pad], color="0.7", lw=0.8)
         ax.set_xlim(low - pad, high + pad)
         ax.set_ylim(low - pad, high + pad)
-        ax.set_title(structure, fontsize=9)
-        ax.set_xlabel("membrane coupling (1 − Eq. 4)", fontsize=7)
-        ax.set_ylabel("nucleus coupling (1 − Eq. 4)", fontsize=7)
-        ax.legend(fontsize=6)
+        ax.set_title(f"{structure.replace('_', ' ')} (n = {len(part)})", fontsize=8)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], ls="", marker="o", color=c, label=p) for p, c in colours.items()]
+    figure.legend(handles=handles, loc="outside right upper", title="cell-cycle phase", frameon=False)
+    figures.suptitle(figure, "coupling of each structure to membrane and nucleus, one point per cell (Fig. 5a)")
     return figure
 
 
 def differential_figure(summary: pd.DataFrame, differential_from: str = "strength"):
     """Fig. 5b: Eq. 5 per structure, one marker per cell-cycle phase (from the ratios c the
-    membrane side is negative, from the strengths 1 − c positive)."""
-    import matplotlib.pyplot as plt
+    membrane side is negative, from the strengths 1 − c positive). Error bars: SEM over cells."""
+    from statcell_tf import figures
 
     structures = sorted(summary["structure_name"].astype(str).unique())
-    figure, ax = plt.subplots(figsize=(5, 0.35 * len(structures) + 1.2))
-    phases = sorted(summary["cell_cycle_phase"].astype(str).unique()) if "cell_cycle_phase" in summary else ["all"]
-    for n, phase in enumerate(phases):
-        part = summary if phase == "all" else summary[summary["cell_cycle_phase"].astype(str) == phase]
-        y = [structures.index(s) for s in part["structure_name"].astype(str)]
-        ax.errorbar(part["differential"], y, xerr=part["differential_sem"], fmt="o", ms=4,
-                    color="tab:brown" if phase == "interphase" else f"C{n}", label=phase)
+    figure, axes = figures.new_figure(figsize=(6.0, 0.3 * len(structures) + 1.8))
+    ax = axes[0, 0]
+    phases = _phases(summary)
+    colours = figures.category_colours(phases)
+    offsets = np.linspace(-0.2, 0.2, len(colours)) if len(colours) > 1 else [0.0]
+    for offset, (phase, colour) in zip(offsets, colours.items()):
+        part = summary[(phases == phase).to_numpy()]
+        y = np.array([structures.index(s) for s in part["structure_name"].astype(str)]) + offset
+        n = f", n = {int(part['n_cells'].sum())} cells" if "n_cells" in part else ""
+        ax.errorbar(part["differential"], y, xerr=part["differential_sem"], fmt="o", ms=4, capsize=2,
+                    color=colour, label=f"{phase}{n}")
     ax.axvline(0, color="0.6", lw=0.8)
-    ax.set_yticks(range(len(structures)), structures, fontsize=7)
+    ax.set_yticks(range(len(structures)), [s.replace("_", " ") for s in structures])
+    ax.set_ylim(len(structures) - 0.5, -0.5)
     ax.set_xlim(-1.05, 1.05)
     left, right = ("nucleus", "membrane") if differential_from == "strength" else ("membrane", "nucleus")
-    ax.set_xlabel(f"← {left}     differential coupling d (Eq. 5)     {right} →", fontsize=8)
-    ax.legend(fontsize=7)
+    ax.set_xlabel(f"differential coupling d (Eq. 5): ← {left}   {right} →")
+    ax.set_ylabel("structure")
+    figure.legend(loc="outside lower center", ncols=min(2, len(colours)), frameon=False,
+                  title="cell-cycle phase; error bars: SEM over cells")
+    figures.suptitle(figure, "differential coupling per structure and phase (Fig. 5b)")
     return figure
 
 

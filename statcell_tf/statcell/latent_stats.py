@@ -18,13 +18,6 @@ import pandas as pd
 from statcell_tf import atomic
 
 # Display colours (RGB) per channel count: membrane magenta, DNA blue, structure yellow.
-_COLOURS = {
-    1: [(1.0, 1.0, 1.0)],
-    2: [(1.0, 0.0, 1.0), (0.0, 0.6, 1.0)],
-    3: [(1.0, 0.0, 1.0), (0.0, 0.6, 1.0), (1.0, 1.0, 0.0)],
-}
-
-
 # ----- embedding and ranking --------------------------------------------------------------
 def embed(model, data, rows, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """(μ, log σ²) of the posterior of every row, each (N, latent_dim)."""
@@ -201,49 +194,88 @@ def pearson_among(mu_dims: np.ndarray) -> np.ndarray:
 
 
 # ----- images ------------------------------------------------------------------------------
-def to_rgb(image: np.ndarray) -> np.ndarray:
-    """(…spatial, C) channel image → (H, W, 3) RGB in [0, 1]; 3D is max-projected along z."""
-    image = np.asarray(image, "float32")
-    if image.ndim == 4:
-        image = image.max(axis=0)
-    channels = image.shape[-1]
-    colours = _COLOURS.get(channels, _COLOURS[1] * channels)
-    rgb = np.zeros((*image.shape[:2], 3), "float32")
-    for c in range(channels):
-        channel = image[..., c]
-        peak = float(channel.max())
-        if peak > 0:
-            channel = channel / peak
-        rgb += channel[..., None] * np.asarray(colours[c], "float32")
-    return np.clip(rgb, 0.0, 1.0)
+def channel_names(count: int) -> tuple[str, ...]:
+    """Names of the first `count` channels of a Statistical Cell image (membrane, DNA, structure)."""
+    from statcell_tf.statcell.data import REFERENCE_CHANNELS, STRUCTURE_CHANNEL
+
+    return (tuple(REFERENCE_CHANNELS) + (STRUCTURE_CHANNEL,))[:count]
 
 
-def image_grid_figure(rows: Sequence[Sequence[np.ndarray]], row_labels=None, col_labels=None, title=None):
-    """A matplotlib figure with one image (`to_rgb`) per cell of a grid of rows."""
-    import matplotlib
+def most_correlated_feature(spearman: pd.DataFrame) -> dict[str, tuple[str, float]]:
+    """Per row (latent dimension) of a Spearman table: (feature, ρ) with the largest |ρ|."""
+    named = {}
+    for dimension, row in spearman.iterrows():
+        values = row.astype(float).fillna(0.0)
+        if values.empty:
+            continue
+        feature = values.abs().idxmax()
+        named[str(dimension)] = (str(feature), float(values[feature]))
+    return named
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
 
-    n_rows = len(rows)
-    n_cols = max(len(r) for r in rows) if rows else 1
-    figure, axes = plt.subplots(n_rows, n_cols, figsize=(1.4 * n_cols + 0.8, 1.4 * n_rows + 0.4), squeeze=False)
-    for i in range(n_rows):
-        for j in range(n_cols):
-            ax = axes[i, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-            if j < len(rows[i]):
-                ax.imshow(to_rgb(rows[i][j]), interpolation="nearest")
-            if j == 0 and row_labels is not None:
-                ax.set_ylabel(str(row_labels[i]), fontsize=8)
-            if i == 0 and col_labels is not None and j < len(col_labels):
-                ax.set_title(str(col_labels[j]), fontsize=8)
-    if title:
-        figure.suptitle(title, fontsize=9)
-    return figure
+def walk_figure(images: np.ndarray, dims: Sequence[int], steps_sd: Sequence[float], channel_names: Sequence[str],
+                features: dict | None = None, title: str = "", walked: Sequence[int] | None = None):
+    """Latent walk (Fig. 2c, S2): one row per dimension, one column per step, all images on one
+    display range (so intensity changes along a walk stay visible), the cell feature most
+    correlated with each dimension named beside its row.
+
+    Args:
+        images: (len(dims), steps, *spatial, C) decoded images.
+        dims: the walked dimensions.
+        steps_sd: step offsets in SD of each dimension.
+        channel_names: names of the C channels.
+        features: optional {"mu_<d>": (feature, ρ)} from `most_correlated_feature`.
+        walked: channels the range is computed from [all].
+    """
+    from statcell_tf import figures
+
+    images = np.asarray(images)
+    scale = figures.display_range(images.reshape(-1, *images.shape[2:]), channel_names, of="all images of the walk")
+    labels = []
+    for d in dims:
+        label = f"μ{d}"
+        if features and f"mu_{d}" in features:
+            feature, rho = features[f"mu_{d}"]
+            label += f"\n{feature.replace('_', ' ')}\nρ = {rho:+.2f}"
+        labels.append(label)
+    columns = [f"{v:+.1f} SD" for v in steps_sd]
+    return figures.image_grid([list(row) for row in images], scale, labels, columns, title=title)
+
+
+def imputed_figure(reference: np.ndarray, draws: dict, channel_names: Sequence[str], observed=None,
+                   observed_name: str | None = None, title: str = ""):
+    """Imputed structures in one cell (Fig. 4b): per structure, the cell (membrane + DNA), the
+    real structure when the cell has it, each draw of the structure as its own channel, and
+    draw 1 over the cell. Every image is on one display range per channel (of the cell, the
+    real structure and all draws).
+
+    Args:
+        reference: (*spatial, 2) membrane and DNA of the cell.
+        draws: {structure name: (n, *spatial, 1) imputed structure channel}.
+        channel_names: the three channel names (membrane, DNA, structure).
+        observed: (*spatial, 1) the cell's real structure, or None.
+        observed_name: the structure `observed` shows.
+    """
+    from statcell_tf import figures
+
+    reference = np.asarray(reference, "float32")
+    stacks = [np.concatenate([reference[None].repeat(len(d), 0), np.asarray(d, "float32")], axis=-1)
+              for d in draws.values()]
+    shown = list(np.concatenate(stacks)) if stacks else []
+    if observed is not None:
+        shown.append(np.concatenate([reference, np.asarray(observed, "float32")], axis=-1))
+    scale = figures.display_range(shown, channel_names, of="this cell's channels, real and imputed")
+    count = max((len(d) for d in draws.values()), default=0)
+    real = [] if observed is None else ["real structure"]
+    rows, channels = [], []
+    for name, stack in zip(draws, stacks):
+        own = observed is not None and name == observed_name
+        cell = np.concatenate([reference, observed], axis=-1) if own else stack[0]
+        rows.append([cell] + ([cell if own else None] if real else []) + list(stack) + [stack[0]])
+        channels.append([(0, 1)] + ([(2,)] if real else []) + [(2,)] * len(stack) + [(0, 1, 2)])
+    columns = ["cell: membrane + DNA"] + real + [f"draw {i + 1}" for i in range(count)] + ["draw 1 on cell"]
+    return figures.image_grid(rows, scale, [n.replace("_", " ") for n in draws], columns, title=title,
+                              channels=channels)
 
 
 def latent_walk(model, mu: np.ndarray, dims: Sequence[int], steps: int = 9, span: float = 2.0, batch=None):
@@ -272,76 +304,105 @@ def latent_walk(model, mu: np.ndarray, dims: Sequence[int], steps: int = 9, span
 
 # ----- figures ------------------------------------------------------------------------------
 def kld_figure(kld_ranked: np.ndarray, title: str = ""):
-    import matplotlib.pyplot as plt
+    from statcell_tf import figures
 
-    figure, ax = plt.subplots(figsize=(5, 3))
-    ax.plot(np.arange(1, len(kld_ranked) + 1), kld_ranked, marker=".", lw=1)
-    ax.set_xlabel("dimension rank (mean |μ|)")
-    ax.set_ylabel("mean KLD per dimension")
+    figure, axes = figures.new_figure(panel=(4.5, 3.0))
+    ax = axes[0, 0]
+    ax.plot(np.arange(1, len(kld_ranked) + 1), kld_ranked, marker=".", lw=1, color="k")
+    ax.set_xlabel("dimension rank (by mean |μ| over the cells)")
+    ax.set_ylabel("mean KL divergence per dimension (nats)")
     ax.set_yscale("symlog", linthresh=1e-3)
-    ax.set_title(title or "KLD per latent dimension (Fig. S6)")
+    ax.set_title(title or "KL divergence per latent dimension (Fig. S6)")
     return figure
 
 
 def heatmap_figure(table: pd.DataFrame, title: str = ""):
     """Spearman heatmap, features clustered (Fig. S3a)."""
-    import matplotlib.pyplot as plt
+    from statcell_tf import figures
 
     order = cluster_order(table.to_numpy(float))
     table = table.iloc[:, order]
-    figure, ax = plt.subplots(figsize=(0.45 * table.shape[1] + 2.5, 0.3 * table.shape[0] + 2))
-    image = ax.imshow(table.to_numpy(float), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
-    ax.set_xticks(range(table.shape[1]), table.columns, rotation=90, fontsize=7)
-    ax.set_yticks(range(table.shape[0]), table.index, fontsize=7)
-    figure.colorbar(image, ax=ax, label="Spearman ρ")
+    figure, axes = figures.new_figure(figsize=(0.22 * table.shape[1] + 3.2, 0.2 * table.shape[0] + 2.6))
+    ax = axes[0, 0]
+    image = ax.imshow(table.to_numpy(float), cmap=figures.SIGNED, vmin=-1, vmax=1, aspect="auto")
+    ax.set_xticks(range(table.shape[1]), [str(c).replace("_", " ") for c in table.columns], rotation=90)
+    ax.set_yticks(range(table.shape[0]), [str(i).replace("mu_", "μ") for i in table.index])
+    ax.set_xlabel("cell feature (clustered)")
+    ax.set_ylabel("latent dimension (by rank)")
+    figure.colorbar(image, ax=ax, label="Spearman ρ", shrink=0.8)
     ax.set_title(title or "latent dimensions vs cell features")
     return figure
 
 
 def matrix_figure(matrix: np.ndarray, names: Sequence[str], title: str):
-    import matplotlib.pyplot as plt
+    from statcell_tf import figures
 
-    figure, ax = plt.subplots(figsize=(0.3 * len(names) + 2.5, 0.3 * len(names) + 2))
-    image = ax.imshow(matrix, cmap="RdBu_r", vmin=-1, vmax=1)
-    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(names)), names, fontsize=7)
-    figure.colorbar(image, ax=ax, label="Pearson r")
+    size = 0.2 * len(names) + 2.8
+    figure, axes = figures.new_figure(figsize=(size + 0.8, size))
+    ax = axes[0, 0]
+    names = [str(n).replace("mu_", "μ") for n in names]
+    image = ax.imshow(matrix, cmap=figures.SIGNED, vmin=-1, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=90)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("latent dimension")
+    ax.set_ylabel("latent dimension")
+    figure.colorbar(image, ax=ax, label="Pearson r", shrink=0.8)
     ax.set_title(title)
     return figure
 
 
 def pairwise_figure(mu_dims: np.ndarray, dim_names: Sequence[str], colour: pd.Series | None = None, title: str = ""):
-    """Pairwise scatter of the given dimensions, marginals on the diagonal (Fig. 2a/b, S1)."""
-    import matplotlib.pyplot as plt
+    """Pairwise scatter of the given dimensions, marginals on the diagonal (Fig. 2a/b, S1).
+
+    Off-diagonal panels share their x axis per column and their y axis per row; the diagonal
+    histograms keep their own count axes (labelled "cells", never μ).
+    """
+    from statcell_tf import figures
 
     k = mu_dims.shape[1]
-    figure, axes = plt.subplots(k, k, figsize=(2.1 * k + 1, 2.1 * k), squeeze=False)
+    names = [str(n).replace("mu_", "μ") for n in dim_names]
+    figure, axes = figures.new_figure(k, k, panel=(1.9, 1.8))
     categorical = colour is not None and not pd.api.types.is_numeric_dtype(colour)
+    colours = figures.category_colours(colour.astype(str)) if categorical else {}
     mappable = None
     for i in range(k):
         for j in range(k):
             ax = axes[i, j]
             if i == j:
                 ax.hist(mu_dims[:, i], bins=20, color="0.5")
-            elif colour is None:
-                ax.scatter(mu_dims[:, j], mu_dims[:, i], s=6, color="k", alpha=0.6)
-            elif categorical:
-                for n, value in enumerate(sorted(colour.astype(str).unique())):
-                    keep = colour.astype(str).to_numpy() == value
-                    ax.scatter(mu_dims[keep, j], mu_dims[keep, i], s=6, alpha=0.7, color=f"C{n}",
-                               label=value if (i, j) == (1, 0) else None)
+                ax.set_ylabel("cells")
+                ax.yaxis.set_label_position("right")
+                ax.yaxis.tick_right()
+                ax.locator_params(axis="y", nbins=3)
             else:
-                mappable = ax.scatter(mu_dims[:, j], mu_dims[:, i], s=6, c=colour.to_numpy(float), cmap="viridis")
+                if colour is None:
+                    ax.scatter(mu_dims[:, j], mu_dims[:, i], s=6, color="k", alpha=0.6)
+                elif categorical:
+                    for value, tone in colours.items():
+                        keep = colour.astype(str).to_numpy() == value
+                        ax.scatter(mu_dims[keep, j], mu_dims[keep, i], s=6, alpha=0.7, color=tone,
+                                   label=value if (i, j) == (1, 0) else None)
+                else:
+                    mappable = ax.scatter(mu_dims[:, j], mu_dims[:, i], s=6, c=colour.to_numpy(float),
+                                          cmap=figures.MAGNITUDE)
+                if j == 0:
+                    ax.set_ylabel(names[i])
+                else:
+                    ax.tick_params(labelleft=False)
             if i == k - 1:
-                ax.set_xlabel(dim_names[j], fontsize=8)
-            if j == 0:
-                ax.set_ylabel(dim_names[i], fontsize=8)
-            ax.tick_params(labelsize=6)
+                ax.set_xlabel(names[j])
+            else:
+                ax.tick_params(labelbottom=False)
+            ax.locator_params(axis="x", nbins=3)
+            if i != j:
+                ax.locator_params(axis="y", nbins=3)
     if categorical and k > 1:
-        axes[1, 0].legend(fontsize=7, markerscale=2)
+        handles, labels = axes[1, 0].get_legend_handles_labels()
+        figure.legend(handles, labels, loc="outside right center", title=str(colour.name).replace("_", " "),
+                      markerscale=2, frameon=False)
     if mappable is not None:
-        figure.colorbar(mappable, ax=axes, label=str(colour.name), shrink=0.6)
-    figure.suptitle(title or "top latent dimensions", fontsize=9)
+        figure.colorbar(mappable, ax=axes, label=str(colour.name).replace("_", " "), shrink=0.6)
+    figures.suptitle(figure, f"{title or 'top latent dimensions'}; n = {len(mu_dims)} cells")
     return figure
 
 
@@ -411,6 +472,6 @@ def latent_stats(
                 f"--color-by {column!r} is neither a cell feature nor a metadata column; features: "
                 f"{', '.join(features.columns)}; metadata: {', '.join(map(str, metadata.columns))}"
             )
-        figure = pairwise_figure(mu[:, four], [f"mu_{d}" for d in four], colour, f"top 4 dims coloured by {column}")
+        figure = pairwise_figure(mu[:, four], [f"mu_{d}" for d in four], colour, f"top {len(four)} latent dimensions coloured by {column.replace('_', ' ')} (Fig. 2a/b, S1)")
         atomic.save_figure(out_dir / f"pairwise_top4_{column}.png", figure)
     return {"order": order, "kld": kld[order], "spearman": spearman, "pearson": pearson, "features": features}

@@ -76,15 +76,16 @@ def cells_along_shift(positions: np.ndarray, n: int = 12) -> np.ndarray:
     return np.asarray(chosen)
 
 
-def _scatter(ax, z_u, z_t, dims, shift, label):
-    ax.scatter(z_u[:, dims[0]], z_u[:, dims[1]], s=8, color="k", alpha=0.5, label="untreated")
-    ax.scatter(z_t[:, dims[0]], z_t[:, dims[1]], s=8, color="tab:pink", alpha=0.7, label=label)
+def _scatter(ax, z_u, z_t, dims, shift):
+    from statcell_tf import figures
+
+    ax.scatter(z_u[:, dims[0]], z_u[:, dims[1]], s=8, color=figures.fixed_colour("untreated"), alpha=0.5)
+    ax.scatter(z_t[:, dims[0]], z_t[:, dims[1]], s=8, color=figures.TREATED, alpha=0.7)
     start = z_u.mean(0)
     ax.annotate("", xy=(start[dims[0]] + shift[dims[0]], start[dims[1]] + shift[dims[1]]),
                 xytext=(start[dims[0]], start[dims[1]]), arrowprops={"color": "red", "width": 1.5, "headwidth": 6})
-    ax.set_xlabel(f"mu_{dims[0]}", fontsize=8)
-    ax.set_ylabel(f"mu_{dims[1]}", fontsize=8)
-    ax.legend(fontsize=6)
+    ax.set_xlabel(f"μ{dims[0]}")
+    ax.set_ylabel(f"μ{dims[1]}")
 
 
 def perturbation_tests(groups: list[dict], n_permutations: int = 1000, seed: int = 0) -> pd.DataFrame:
@@ -130,29 +131,23 @@ def write_perturbation(
     Each group may also carry ``images_untreated`` / ``images_treated`` (n, *spatial, C) and
     ``ids_untreated`` / ``ids_treated`` for the strips and the embedding tables.
     """
-    import matplotlib.pyplot as plt
-
-    from statcell_tf.statcell.latent_stats import image_grid_figure, rank_dimensions
+    from statcell_tf import figures
+    from statcell_tf.statcell.latent_stats import channel_names, rank_dimensions
 
     out_dir = Path(out_dir)
     frame = perturbation_tests(groups, n_permutations, seed)
     atomic.write_csv(out_dir / "perturbation_tests.csv", frame)
     if not groups:
         return frame
-    columns = min(4, len(groups))
-    rows = int(np.ceil(len(groups) / columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.set_visible(False)
+    figure, axes = figures.panel_grid(len(groups), panel=(2.8, 2.6), share=False)
     tables = {}
-    for ax, group, (_, result) in zip(axes.flat, groups, frame.iterrows()):
-        ax.set_visible(True)
+    for ax, group, (_, result) in zip(axes, groups, frame.iterrows()):
         z_u, z_t = np.asarray(group["untreated"]), np.asarray(group["treated"])
         dims = list(rank_dimensions(z_u)[0][:2]) if z_u.shape[1] > 1 else [0, 0]
         shift = centroid_shift(z_u, z_t)
-        _scatter(ax, z_u, z_t, dims, shift, group["treatment"])
-        ax.set_title(f"{group['space']}: {group['structure']}\n{group['treatment']} p_bonf={result['p_bonferroni']:.3g}",
-                     fontsize=8)
+        _scatter(ax, z_u, z_t, dims, shift)
+        ax.set_title(f"{group['space']}: {str(group['structure']).replace('_', ' ')}, {group['treatment']}\n"
+                     f"n = {len(z_u)} + {len(z_t)}, p (Bonferroni) = {result['p_bonferroni']:.3g}", fontsize=8)
         for kind, z in (("untreated", z_u), ("treated", z_t)):
             ids = group.get(f"ids_{kind}", np.arange(len(z)))
             table = pd.DataFrame(z, columns=[f"mu_{d}" for d in range(z.shape[1])])
@@ -165,14 +160,24 @@ def write_perturbation(
             positions = project(np.concatenate([z_u, z_t]), z_u.mean(0), shift)
             chosen = cells_along_shift(positions, n_images)
             labels = ["U" if i < len(z_u) else "T" for i in chosen]
-            strip = image_grid_figure(
-                [[images[i] for i in chosen]],
-                col_labels=[f"{lab} {positions[i]:.2f}" for lab, i in zip(labels, chosen)],
-                title=f"{group['space']} {group['structure']}: untreated → {group['treatment']} (Fig. 6c)",
+            names = group.get("channel_names") or channel_names(images.shape[-1])
+            scale = figures.display_range(images[chosen], names, of="the cells shown")
+            strip = figures.image_grid(
+                [[images[i] for i in chosen]], scale,
+                col_labels=[f"{'untreated' if lab == 'U' else 'treated'}\n{positions[i]:.2f}" for lab, i in zip(labels, chosen)],
+                title=f"{group['space']} {group['structure']}: cells along the shift untreated → {group['treatment']}; "
+                      "column: group, position along the red arrow (Fig. 6c)",
             )
             name = f"fig6c_{group['space']}_{file_stem(group['structure'])}_{file_stem(group['treatment'])}.png"
             atomic.save_figure(out_dir / name, strip)
-    figure.tight_layout()
+    from matplotlib.lines import Line2D
+
+    figure.legend(handles=[Line2D([], [], ls="", marker="o", color=figures.fixed_colour("untreated"), label="untreated"),
+                           Line2D([], [], ls="", marker="o", color=figures.TREATED, label="treated"),
+                           Line2D([], [], color="red", label="centroid shift")],
+                  loc="outside lower center", ncols=3, frameon=False)
+    figures.suptitle(figure, "cells in each latent space (Fig. 6b); axes: the two top-ranked dimensions of each "
+                    "panel's untreated cells (they differ per panel)")
     atomic.save_figure(out_dir / "fig6b_embedding.png", figure)
     for space, parts in tables.items():
         atomic.write_csv(out_dir / f"embedding_{space}.csv", pd.concat(parts, ignore_index=True))

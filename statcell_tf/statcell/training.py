@@ -176,13 +176,20 @@ def splits_frame(metadata: pd.DataFrame, splits: dict) -> pd.DataFrame:
     return splits_table(metadata, splits, group, id_column)
 
 
-def _reconstruction_figure(model, data: StatcellData, rows: np.ndarray, path: Path) -> None:
-    from statcell_tf.statcell.latent_stats import image_grid_figure
+def _reconstruction_figure(model, data: StatcellData, rows: np.ndarray, path: Path, title: str = "") -> None:
+    from statcell_tf import figures
+    from statcell_tf.statcell.latent_stats import channel_names
 
     batch = data.batch(rows)
     reconstruction = np.asarray(model(batch, training=False))
-    originals = batch["image"]
-    figure = image_grid_figure([list(originals), list(reconstruction)], row_labels=["input", "reconstruction"])
+    originals = np.asarray(batch["image"])
+    if model_role := getattr(data, "role", None):  # the target model reconstructs the structure only
+        if model_role == "target" and reconstruction.shape[-1] < originals.shape[-1]:
+            originals = originals[..., -reconstruction.shape[-1]:]
+    names = channel_names(originals.shape[-1]) if originals.shape[-1] != 1 else ("structure",)
+    scale = figures.display_range(list(originals), names, of="the input cells")
+    figure = figures.image_grid([list(originals), list(reconstruction)], scale,
+                                row_labels=["input", "reconstruction"], title=title)
     atomic.save_figure(path, figure)
 
 
@@ -205,7 +212,7 @@ def train(config: StatcellTrainConfig, out, *, resume: bool = False, strategy=No
 
     The folder receives config.json, splits.csv, checkpoints/, history.csv, best.keras
     (highest validation ELBO), saved_model/ (endpoints of the best model; skipped when
-    `export` is False) and figures/reconstruction_epoch_XXX.png (epochs 1, 10, 20, … and the last).
+    `export` is False) and figures/reconstruction_epochXXX.png (epochs 1, 10, 20, … and the last).
 
     Returns:
         registry.TrainResult.
@@ -236,7 +243,10 @@ def train(config: StatcellTrainConfig, out, *, resume: bool = False, strategy=No
         def callbacks(run):
             def figures(epoch, logs, model):  # first, every 10th and last epoch (a figure costs ~1 s)
                 if epoch == 1 or epoch % 10 == 0 or epoch == settings.epochs:
-                    _reconstruction_figure(model, data, preview, run.figures / f"reconstruction_epoch_{epoch:03d}.png")
+                    losses = ", ".join(f"{key.replace('_', ' ')} {logs[key]:.4g}" for key in ("val_elbo", "val_loss") if key in logs)
+                    title = f"{settings.model} model, epoch {epoch}, β = {settings.beta:g}: validation cells" + (
+                        f"; {losses}" if losses else "")
+                    _reconstruction_figure(model, data, preview, run.figures / f"reconstruction_epoch{epoch:03d}.png", title)
 
             return [figures]
 

@@ -253,26 +253,28 @@ def build_model(config: VAEPlusTrainConfig):
     )
 
 
-def reconstruction_panel(model, images: np.ndarray, channel_names, path) -> None:
-    """Save a 2-row figure: the crops (top) and their reconstructions from μ (bottom)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def reconstruction_panel(model, images: np.ndarray, channel_names, path, title: str = "") -> None:
+    """Save a 2-row figure: the crops (top) and their reconstructions from μ (bottom), both on
+    the display range of the crops, with a channel key."""
+    from statcell_tf import figures
     from statcell_tf.atomic import save_figure
 
     reconstructions = model.reconstruct(images).numpy()
-    count = len(images)
-    figure, axes = plt.subplots(2, count, figsize=(1.4 * count, 3.0), squeeze=False)
-    for j in range(count):
-        for i, picture in enumerate((images[j], reconstructions[j])):
-            axes[i, j].imshow(to_rgb(picture, channel_names))
-            axes[i, j].set_axis_off()
-    axes[0, 0].set_title("input", fontsize=8, loc="left")
-    axes[1, 0].set_title("reconstruction", fontsize=8, loc="left")
-    figure.tight_layout()
+    scale = figures.display_range(list(images), channel_names, of="the input crops")
+    figure = figures.image_grid([list(images), list(reconstructions)], scale, row_labels=["input", "reconstruction"],
+                                title=title or "VAE+ reconstructions of validation crops (Fig. 2)")
     save_figure(path, figure)
+
+
+def interpolation_figure(source, frames, target, similarity, channel_names, title: str = ""):
+    """Fig. 3: a real source cell, the decoded interpolation steps and the real target cell on one
+    display range (of source and target), each step captioned with its cosine similarity to the target."""
+    from statcell_tf import figures
+
+    scale = figures.display_range([source, target], channel_names, of="the source and target cells")
+    columns = ["source (real)"] + [f"cos {v:.3f}" for v in list(similarity)[:len(frames)]] + ["target (real)"]
+    return figures.image_grid([[source, *frames, target]], scale, col_labels=columns, tile=1.0,
+                              title=(title + "; " if title else "") + "column: cosine similarity to the target (Fig. 3)")
 
 
 def train(config: VAEPlusTrainConfig, out, *, resume: bool = False, strategy=None, verbose: int = 1):
@@ -323,9 +325,10 @@ def train(config: VAEPlusTrainConfig, out, *, resume: bool = False, strategy=Non
 
         def callbacks(run):
             def figures(epoch, logs, trained):
-                reconstruction_panel(trained, panel_images, cells.channel_names,
-                                     run.figures / f"reconstructions_epoch{epoch:04d}.png")
-                reconstruction_panel(trained, panel_images, cells.channel_names, run.figures / "reconstructions.png")
+                losses = ", ".join(f"{key.replace('_', ' ')} {logs[key]:.4g}" for key in ("val_loss",) if key in logs)
+                title = f"VAE+ epoch {epoch}: validation crops and reconstructions from μ" + (f"; {losses}" if losses else "")
+                for name in (f"reconstruction_epoch{epoch:03d}.png", "reconstructions.png"):
+                    reconstruction_panel(trained, panel_images, cells.channel_names, run.figures / name, title)
 
             return [figures]
 

@@ -41,7 +41,7 @@ def test_train_vaeplus_writes_a_run_and_resume_continues_the_schedule(tmp_path):
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     for name in ("config.json", "history.csv", "best.keras", "saved_model/saved_model.pb",
-                 "figures/reconstructions.png", "figures/reconstructions_epoch0002.png"):
+                 "figures/reconstructions.png", "figures/reconstruction_epoch002.png"):
         assert (out / name).exists(), name
     history = pd.read_csv(out / "history.csv")
     assert list(history["step"]) == [2, 4]

@@ -39,7 +39,7 @@ def write_montages(
     Returns:
         The PNG paths.
     """
-    import matplotlib.pyplot as plt
+    from statcell_tf import figures
 
     out = Path(out)
     rng = np.random.default_rng(seed)
@@ -65,12 +65,13 @@ def write_montages(
     for group, picks in sorted(reservoirs.items()):
         columns = int(np.ceil(np.sqrt(len(picks))))
         rows = int(np.ceil(len(picks) / columns))
-        figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.6 * rows + 0.4), squeeze=False)
+        figure, axes = figures.new_figure(rows, columns, panel=(1.4, 1.4), figsize=(1.4 * columns + 0.2, 1.5 * rows + 0.6))
         for ax in axes.ravel():
             ax.axis("off")
         for ax, (chunk, position, row) in zip(axes.ravel(), picks):
             ax.imshow(writer.display(chunk, row, position), interpolation="nearest")
             ax.set_title(f"{row['field']}:{row['nucleus_label']}", fontsize=6)
-        figure.suptitle(f"{config.group_column} = {group} ({seen[group]} crops)", fontsize=9)
+        figures.suptitle(figure, f"{config.group_column} = {group}: {len(picks)} random crops of {seen[group]}; "
+                                 "title: field:nucleus")
         paths.append(save_figure(folder / f"{file_stem(group)}.png", figure))
     return paths
