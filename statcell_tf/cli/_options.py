@@ -43,6 +43,20 @@ precision_option = click.option(
     show_default=True,
     help="auto = float32 on CPU, mixed_bfloat16 on GPU.",
 )
+
+
+def shuffle_option(command):
+    """``--shuffle auto|full|block`` of the trainers (`statcell_tf.data.pipeline.make_dataset`)."""
+    from statcell_tf.data.source import SHUFFLES
+
+    return click.option(
+        "--shuffle", type=click.Choice(SHUFFLES), default="auto", show_default=True,
+        help="How training rows are shuffled each epoch: full = any order; block = contiguous blocks in "
+        "random order mixed in a bounded buffer (sequential reads: data larger than memory stream at disk "
+        "speed); auto = block when the training images exceed a quarter of the memory.",
+    )(command)
+
+
 seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 allow_pickle_option = click.option(
     "--allow-pickle",

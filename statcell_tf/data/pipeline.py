@@ -8,6 +8,23 @@ float32, normalised in TensorFlow on the whole batch (a named normalisation: the
 k·90°, k ∈ {0, 1, 2, 3} (the cytoself reference code applied every rotation together, so 90°
 never happened), and random horizontal and vertical flips, per image.
 
+Shuffling. Data that fit in memory are fully shuffled: any row may follow any other. Data
+larger than a quarter of the memory (`statcell_tf.data.source.is_large`, or ``shuffle="block"``)
+are shuffled by blocks, so the disk reads sequentially: the rows (in file order) are cut into
+contiguous blocks of about `BLOCK_BYTES`; the order of the blocks is shuffled; consecutive
+blocks in that order are read together into a buffer of about `BUFFER_BYTES` (k blocks, read
+sorted: one sequential sweep per file), the buffer's rows are shuffled in memory and cut into
+batches. Memory holds a few buffers, whatever the size of the data.
+
+How mixed block-shuffled batches are: a batch of B rows drawn from a buffer of k blocks holds
+rows of about k·(1 − (1 − 1/k)^B) distinct blocks, and rows of one block are neighbours on
+disk (the same protein in OpenCell's per-protein files, the same plate/well in prepared
+crops). For 100×100×2 float32 crops (80 KB) the defaults give blocks of 6 images and buffers of
+about 1,600 images (~270 blocks): a batch of 256 spans ~165 distinct blocks, so with OpenCell's
+~840 crops per protein (1.1 M crops, 1,311 proteins) about 160 distinct proteins against ~230
+for a full shuffle (tests/data/test_pipeline.py measures it on labelled toy data). Every row is
+still read exactly once per epoch.
+
 Determinism: every pass over the dataset (an epoch) draws one epoch key from
 ``tf.data.Dataset.random(seed, rerandomize_each_iteration=True)``; the shuffle order is a
 stateless shuffle keyed by (epoch key) and the augmentation of a batch is keyed by
@@ -23,10 +40,37 @@ from collections.abc import Sequence
 import numpy as np
 
 from statcell_tf.backend import tf
-from statcell_tf.data.source import CellImages
+from statcell_tf.data.source import CellImages, check_shuffle, is_large
 from statcell_tf.errors import USER_ERROR_MARK, UserError
 
 NORMALIZATIONS = ("none", "mode", "max", "minmax")
+BLOCK_BYTES = 1 << 19  # contiguous rows read as one run (≈ 6 crops of 80 KB; 256 KB per channel file)
+BUFFER_BYTES = 1 << 27  # rows mixed in memory at a time (as float32)
+
+
+def shuffle_mode(shuffle, cells: CellImages, indices) -> str | None:
+    """The shuffle `make_dataset` uses: None (no shuffle), ``"full"`` or ``"block"``.
+
+    ``True`` and ``"auto"`` mean ``"block"`` when the selected rows are large data (more than a
+    quarter of the memory, `statcell_tf.data.source.is_large`), else ``"full"``.
+    """
+    if shuffle is False or shuffle is None:
+        return None
+    if shuffle is True:
+        shuffle = "auto"
+    if check_shuffle(shuffle) == "auto":
+        nbytes = len(indices) * int(np.prod(cells.image_shape)) * np.dtype(cells.images.dtype).itemsize
+        return "block" if is_large(nbytes) else "full"
+    return shuffle
+
+
+def _block_plan(indices: np.ndarray, image_bytes: int, block_rows: int | None, buffer_rows: int | None):
+    """(sorted rows, block starts (n_blocks + 1,), blocks per buffer) of a block shuffle."""
+    rows = np.sort(indices)
+    block = max(1, block_rows or BLOCK_BYTES // image_bytes)
+    per_buffer = max(1, (buffer_rows or BUFFER_BYTES // image_bytes) // block)
+    starts = np.append(np.arange(0, len(rows), block), len(rows)).astype(np.int64)
+    return rows, starts, per_buffer
 
 
 def _normalizer(normalize):
@@ -91,7 +135,7 @@ def make_dataset(
     indices,
     batch_size: int,
     *,
-    shuffle: bool = False,
+    shuffle: bool | str = False,
     seed: int = 0,
     augment: bool = False,
     normalize=None,
@@ -102,6 +146,8 @@ def make_dataset(
     drop_remainder: bool = False,
     epoch: int | None = None,
     steps: int | None = None,
+    block_rows: int | None = None,
+    buffer_rows: int | None = None,
 ) -> tf.data.Dataset:
     """A dataset of dict batches over rows `indices` of `cells`.
 
@@ -109,9 +155,11 @@ def make_dataset(
         cells: CellImages. The data.
         indices: int array. Rows to use (e.g. one split).
         batch_size: int. Global batch size.
-        shuffle: bool. Reshuffle the rows every epoch (deterministic under `seed`). Rows within
-            a shuffled batch come in increasing order (sequential reads); without shuffling
-            the batches follow `indices` exactly.
+        shuffle: bool or str. Reshuffle the rows every epoch (deterministic under `seed`):
+            ``"full"``, ``"block"`` (see the module docstring), ``"auto"`` or True (block for
+            data larger than a quarter of the memory, else full). Rows within a fully shuffled
+            batch come in increasing order (sequential reads); without shuffling the batches
+            follow `indices` exactly.
         seed: int. Seed of shuffling and augmentation.
         augment: bool. Random k·90° rotations (k uniform in {0, 1, 2, 3}; {0, 2} for
             non-square images) and horizontal/vertical flips in the YX plane, per image,
@@ -131,6 +179,9 @@ def make_dataset(
             exactly what an uninterrupted one reads. With `repeat` the stream is endless
             and the epoch is its `steps` batches starting at batch (epoch − 1)·steps.
         steps: int or None. Batches per epoch of a repeated stream (with `epoch`).
+        block_rows: int or None. Rows per block of a block shuffle (default: `BLOCK_BYTES`).
+        buffer_rows: int or None. Rows mixed together by a block shuffle (default:
+            `BUFFER_BYTES`); rounded down to whole blocks.
 
     Returns:
         tf.data.Dataset of ``{"image": float32 (B, ..., C), "index": int64 (B,),
@@ -151,6 +202,7 @@ def make_dataset(
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1. Received: {batch_size}")
     normalizer, normalization_layer = _normalizer(normalize)
+    mode = shuffle_mode(shuffle, cells, indices)
     image_shape = tuple(cells.image_shape)
     images = cells.images
     source = cells.source
@@ -159,7 +211,8 @@ def make_dataset(
     # copies) and interleaved by the augmentation's copy: one strided pass instead of two.
     planar_reads = augment and normalizer is None and hasattr(images, "take_planar") and len(image_shape) == 3
 
-    def gather(rows: np.ndarray, codes: np.ndarray | None = None) -> np.ndarray:
+    def gather(rows: np.ndarray, codes: np.ndarray | None = None, order: np.ndarray | None = None) -> np.ndarray:
+        """Images at `rows` (augmented by `codes`), reordered by `order` when given."""
         planar = False
         try:
             if rows.size > 1 and (rows[1:] >= rows[:-1]).all():  # sorted: skip the reorder copy
@@ -177,7 +230,7 @@ def make_dataset(
                 "pixels; expected finite values (fix or drop that image)"
             )
         if planar:
-            return dihedral_numpy(batch, codes, channels_first=True)
+            return dihedral_numpy(batch, codes, channels_first=True, order=order)
         if normalizer is not None:
             batch = np.asarray(normalizer(batch), dtype=np.float32)
             if batch.shape[1:] != image_shape:
@@ -186,8 +239,8 @@ def make_dataset(
                     f"expected (B, {', '.join(map(str, image_shape))})"
                 )
         if codes is not None:
-            batch = dihedral_numpy(batch, codes)
-        return batch
+            return dihedral_numpy(batch, codes, order=order)
+        return batch if order is None else batch[order]
 
     columns = {}
     metadata = cells.metadata
@@ -212,13 +265,50 @@ def make_dataset(
 
     def one_epoch(key):
         rows = all_rows
-        if shuffle:
+        if mode:
             rows = tf.random.experimental.stateless_shuffle(rows, seed=tf.stack([key, tf.constant(-1, tf.int64)]))
         batches = tf.data.Dataset.from_tensor_slices(rows).batch(batch_size, drop_remainder=drop_remainder)
         return batches.enumerate().map(lambda position, batch_rows: (key, position, batch_rows))
 
+    if mode == "block":
+        image_bytes = int(np.prod(image_shape)) * 4
+        sorted_rows, starts, per_buffer = _block_plan(indices, image_bytes, block_rows, buffer_rows)
+        blocks = tf.RaggedTensor.from_row_splits(tf.constant(sorted_rows), tf.constant(starts))
+        n_blocks = len(starts) - 1
+        n_buffers = -(-n_blocks // per_buffer)
+
+    def read_buffer(key, number, block_ids):
+        # The buffer's blocks in file order: one sequential sweep; then its rows mixed in memory.
+        rows = tf.gather(blocks, tf.sort(block_ids)).flat_values
+        n = tf.shape(rows)[0]
+        order = tf.random.experimental.stateless_shuffle(tf.range(n), seed=tf.stack([key, number]))
+        if augment:
+            codes = augmentation_codes(n, tf.stack([key, -3 - number]), square)
+            images = tf.numpy_function(gather, [rows, codes, order], tf.float32, stateful=False)
+        else:
+            images = tf.numpy_function(lambda r, o: gather(r, None, o), [rows, order], tf.float32, stateful=False)
+        return {"image": tf.ensure_shape(images, (None,) + image_shape), "index": tf.gather(rows, order)}
+
+    def block_epoch(key):
+        block_order = tf.random.experimental.stateless_shuffle(
+            tf.range(n_blocks, dtype=tf.int64), seed=tf.stack([key, tf.constant(-2, tf.int64)]))
+        buffers = tf.data.Dataset.range(n_buffers).map(
+            lambda number: (key, number, block_order[number * per_buffer:(number + 1) * per_buffer]))
+        # Two buffers read at once (a second sequential stream; bounded memory).
+        return buffers.map(read_buffer, num_parallel_calls=2, deterministic=True).rebatch(
+            batch_size, drop_remainder=drop_remainder)
+
+    def finish(batch):
+        image = tf.ensure_shape(batch["image"], (batch_size if drop_remainder else None,) + image_shape)
+        if normalization_layer is not None:
+            image = normalization_layer(image)
+        out = {"image": image, "index": batch["index"]}
+        for name, values in columns.items():
+            out[name] = tf.gather(values, batch["index"])
+        return out
+
     def load(key, position, rows):
-        if shuffle:
+        if mode:
             rows = tf.sort(rows)  # order inside a random batch is free: read sequentially
         if augment:
             # Drawn in TensorFlow (stateless, keyed by epoch and batch), applied by NumPy while
@@ -228,13 +318,8 @@ def make_dataset(
             batch = tf.numpy_function(gather, [rows, codes], tf.float32, stateful=False)
         else:
             batch = tf.numpy_function(gather, [rows], tf.float32, stateful=False)
-        batch = tf.ensure_shape(batch, (batch_size if drop_remainder else None,) + image_shape)
-        if normalization_layer is not None:  # per image statistics: commutes with the augmentation
-            batch = normalization_layer(batch)
-        out = {"image": batch, "index": rows}
-        for name, values in columns.items():
-            out[name] = tf.gather(values, rows)
-        return out
+        # per image statistics in `finish`'s normalisation: commutes with the augmentation
+        return finish({"image": batch, "index": rows})
 
     per_pass = len(indices) // batch_size if drop_remainder else -(-len(indices) // batch_size)
     if per_pass == 0:
@@ -242,6 +327,7 @@ def make_dataset(
             f"--batch-size {batch_size} is larger than the {len(indices)} images selected from {source}; "
             "expected at most that many"
         )
+    passes = block_epoch if mode == "block" else one_epoch  # block: batches come out read
     if epoch is not None:
         # Pass p of the data has key p of a fixed random sequence: positioned without state.
         keys = tf.data.Dataset.random(seed=seed)
@@ -249,21 +335,24 @@ def make_dataset(
             if not steps or steps < 1:
                 raise ValueError(f"`steps` must be >= 1 with `epoch` and `repeat`. Received: steps={steps}")
             start = (int(epoch) - 1) * int(steps)
-            dataset = keys.skip(start // per_pass).flat_map(one_epoch).skip(start % per_pass).take(steps)
+            dataset = keys.skip(start // per_pass).flat_map(passes).skip(start % per_pass).take(steps)
             count = steps
         else:
-            dataset = keys.skip(int(epoch) - 1).take(1).flat_map(one_epoch)
+            dataset = keys.skip(int(epoch) - 1).take(1).flat_map(passes)
             count = per_pass
     else:
         # One element per epoch: a key that differs per pass over the dataset, reproducibly.
         epochs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         if not repeat:
             epochs = epochs.take(1)
-        dataset = epochs.flat_map(one_epoch)
+        dataset = epochs.flat_map(passes)
         count = None if repeat else per_pass
     if count is not None:  # a known length: progress bars show steps and an ETA
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if mode == "block":
+        dataset = dataset.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    else:
+        dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     options.deterministic = True
@@ -329,15 +418,17 @@ def augmentation_codes(n, key, square: bool = True):
     return tf.stack([k, draws[:, 1] % 2, draws[:, 2] % 2], axis=1)
 
 
-def dihedral_numpy(images: np.ndarray, codes: np.ndarray, channels_first: bool = False) -> np.ndarray:
+def dihedral_numpy(images: np.ndarray, codes: np.ndarray, channels_first: bool = False,
+                   order: np.ndarray | None = None) -> np.ndarray:
     """NumPy twin of `dihedral`: image j rotated by ``codes[j, 0]``·90° then flipped in W
     (``codes[j, 1]``) and H (``codes[j, 2]``); (B, ..., H, W, C) in (or (B, C, ..., H, W)
-    with `channels_first`), a new channel-last array out."""
+    with `channels_first`), a new channel-last array out. With `order`, output image j is
+    input image ``order[j]`` (a reordering fused into the same copy)."""
     if channels_first:
         images = np.moveaxis(images, 1, -1)  # a view: the copy below interleaves the channels
     out = np.empty(images.shape, images.dtype)
     for j, (k, flip_w, flip_h) in enumerate(np.asarray(codes)):
-        view = np.rot90(images[j], int(k), axes=(-3, -2))
+        view = np.rot90(images[j if order is None else order[j]], int(k), axes=(-3, -2))
         if flip_w:
             view = view[..., ::-1, :]
         if flip_h:
