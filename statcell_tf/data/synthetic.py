@@ -36,6 +36,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from statcell_tf.atomic import atomic_path
+from statcell_tf.data import layout_files
 from statcell_tf.data.preprocess import normalize_signed_distance, signed_distance
 
 FAMILIES: tuple[str, ...] = (
@@ -485,6 +486,7 @@ def _check_families(n_families: int) -> tuple[str, ...]:
 
 
 ALLEN_IDS_PER_FAMILY = 100000  # Allen CellIds: family k gets k * 100000 + 1, ...
+ALLEN_CHANNELS: tuple[str, ...] = ("membrane", "dna", "structure")  # the cell TIFFs' channels, in order
 
 
 def _ensg(family_index: int, protein_index: int) -> str:
@@ -546,12 +548,10 @@ def write_opencell(
                     )
                     arrays["pro"][n], arrays["nuc"][n], arrays["nucdist"][n] = cell["protein"], cell["dna"], cell["nucdist"]
                     fovs.append(f"{name}_fov{fov}")
-                for key, value in arrays.items():
-                    np.save(tmp / f"{ensg}_{key}.npy", value)
                 labels = pd.DataFrame(
                     {"ensg": ensg, "protein": name, "localization": family, "fov": fovs, "family": family}
                 )
-                labels.to_csv(tmp / f"{ensg}_label.csv", index=False)
+                layout_files.write_opencell_set(tmp, ensg, arrays, labels)
                 if progress is not None:
                     progress()
     return out_dir
@@ -605,8 +605,6 @@ def write_allencell(
     Returns:
         Path of `out_dir`.
     """
-    import tifffile
-
     families = _check_families(n_families)
     if dims not in (2, 3):
         raise ValueError(f"`dims` must be 2 or 3. Received: dims={dims}")
@@ -625,7 +623,6 @@ def write_allencell(
         )
     _check_treatment(treatment)
     treated = treatment != "none"
-    axes = "CYX" if dims == 2 else "CZYX"
     out_dir = Path(out_dir)
     rows = []
     with atomic_path(out_dir, suffix="") as tmp:
@@ -644,14 +641,12 @@ def write_allencell(
                     if treated:  # never the CellId of an untreated cell
                         cell_id = f"{treatment}-{cell_id}"
                     rel = f"cells/{cell_id}.tiff"
-                    tifffile.imwrite(tmp / rel, image, metadata={"axes": axes})
+                    layout_files.write_allen_cell(tmp / rel, image)
                     row = {
                         "CellId": cell_id,
                         "structure_name": family.upper(),
                         "path": rel,
-                        "ch_membrane": 0,
-                        "ch_dna": 1,
-                        "ch_structure": 2,
+                        **layout_files.allen_channel_columns(ALLEN_CHANNELS),
                         "cell_cycle_phase": phase,
                         "family": family,
                     }
