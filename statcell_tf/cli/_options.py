@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+
 def commits_progress(command: click.Command) -> click.Command:
     """Mark a command whose outputs must survive its own later failure (training commits
     every epoch so that ``--resume`` continues); every other command is all-or-nothing."""
@@ -55,6 +56,14 @@ def shuffle_option(command):
         "random order mixed in a bounded buffer (sequential reads: data larger than memory stream at disk "
         "speed); auto = block when the training images exceed a quarter of the memory.",
     )(command)
+
+
+def workers_option(items: str):
+    """``--workers N``: processes working on `items` in parallel (`statcell_tf.parallel.map_ordered`)."""
+    return click.option(
+        "--workers", type=click.IntRange(min=1), default=1, show_default=True,
+        help=f"Processes working on {items} in parallel (the output does not depend on it).",
+    )
 
 
 seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import click
 
-from statcell_tf.cli._options import commits_progress, out_path, seed_option
+from statcell_tf.cli._options import (
+    commits_progress,
+    out_path,
+    seed_option,
+    workers_option,
+)
 
 # = statcell_tf.data.prepare.LAYOUTS, not imported so that --help stays instant.
 LAYOUTS = ("opencell", "bbbc021", "allencell")
@@ -42,8 +47,7 @@ LAYOUTS = ("opencell", "bbbc021", "allencell")
               help="Metadata column with one montage per value [protein, compound, structure_name].")
 @click.option("--montage-crops", type=click.IntRange(min=0), default=16, show_default=True,
               help="Random crops per montage (0: no montages).")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Processes working on fields in parallel (the output does not depend on it).")
+@workers_option("fields")
 @click.option("--resume", is_flag=True, default=False,
               help="Continue the run in --out: skip the fields it finished (FOVS.csv rows must be unchanged).")
 @seed_option

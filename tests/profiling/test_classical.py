@@ -182,3 +182,19 @@ def test_real_bbbc021_cycloheximide_differs_from_dmso(shared_data, tmp_path):
     model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
     accuracy = cross_val_score(model, features.to_numpy(), treated, cv=5).mean()
     assert accuracy > 0.75, accuracy  # chance: 0.5
+
+
+def test_workers_write_the_same_bytes_as_one_process(tmp_path):
+    crops = [_crop(shift=s, actin=ACTIN_LEVEL + 500 * s) for s in (-3, -2, -1, 0, 1, 2, 3)]
+    cells = read_cells(write_crops(tmp_path / "data", crops))
+    settings = ClassicalSettings(groups=("areashape", "intensity", "texture"))
+    one = write_classical(cells, tmp_path / "one.parquet", settings, chunk_size=2).path
+    two = write_classical(cells, tmp_path / "two.parquet", settings, chunk_size=2, workers=2).path
+    assert Path(one).read_bytes() == Path(two).read_bytes()
+    assert len(pd.read_parquet(two)) == 7
+    # the command line's --workers
+    out = tmp_path / "cli.parquet"
+    args = ["--data", str(tmp_path / "data"), "--out", str(out), "--features", "areashape,intensity,texture",
+            "--chunk-size", "2", "--workers", "2"]
+    assert run_command("embed-classical", args) == 0
+    assert out.read_bytes() == Path(one).read_bytes()
