@@ -11,16 +11,16 @@ never happened), and random horizontal and vertical flips, per image.
 Shuffling. Data that fit in memory are fully shuffled: any row may follow any other. Data
 larger than a quarter of the memory (`statcell_tf.data.source.is_large`, or ``shuffle="block"``)
 are shuffled by blocks, so the disk reads sequentially: the rows (in file order) are cut into
-contiguous blocks of about `BLOCK_BYTES`; the order of the blocks is shuffled; consecutive
-blocks in that order are read together into a buffer of about `BUFFER_BYTES` (k blocks, read
-sorted: one sequential sweep per file), the buffer's rows are shuffled in memory and cut into
-batches. Memory holds a few buffers, whatever the size of the data.
+contiguous blocks of about `BLOCK_BYTES`; the order of the blocks is shuffled; the epoch's
+rows in that order are cut into buffers of about `BUFFER_BYTES` (whole batches: k blocks),
+each buffer is read in file order (one sequential sweep per file), its rows are shuffled in
+memory and cut into batches. Memory holds a few buffers, whatever the size of the data.
 
 How mixed block-shuffled batches are: a batch of B rows drawn from a buffer of k blocks holds
 rows of about k·(1 − (1 − 1/k)^B) distinct blocks, and rows of one block are neighbours on
 disk (the same protein in OpenCell's per-protein files, the same plate/well in prepared
 crops). For 100×100×2 float32 crops (80 KB) the defaults give blocks of 6 images and buffers of
-about 1,600 images (~270 blocks): a batch of 256 spans ~165 distinct blocks, so with OpenCell's
+1,536 images (256 blocks): a batch of 256 spans ~162 distinct blocks, so with OpenCell's
 ~840 crops per protein (1.1 M crops, 1,311 proteins) about 160 distinct proteins against ~230
 for a full shuffle (tests/data/test_pipeline.py measures it on labelled toy data). Every row is
 still read exactly once per epoch.
@@ -64,13 +64,11 @@ def shuffle_mode(shuffle, cells: CellImages, indices) -> str | None:
     return shuffle
 
 
-def _block_plan(indices: np.ndarray, image_bytes: int, block_rows: int | None, buffer_rows: int | None):
-    """(sorted rows, block starts (n_blocks + 1,), blocks per buffer) of a block shuffle."""
+def _blocks(indices: np.ndarray, image_bytes: int, block_rows: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted rows, row splits): `indices` in file order cut into blocks of contiguous rows."""
     rows = np.sort(indices)
     block = max(1, block_rows or BLOCK_BYTES // image_bytes)
-    per_buffer = max(1, (buffer_rows or BUFFER_BYTES // image_bytes) // block)
-    starts = np.append(np.arange(0, len(rows), block), len(rows)).astype(np.int64)
-    return rows, starts, per_buffer
+    return rows, np.append(np.arange(0, len(rows), block), len(rows)).astype(np.int64)
 
 
 def _normalizer(normalize):
@@ -211,12 +209,10 @@ def make_dataset(
     # copies) and interleaved by the augmentation's copy: one strided pass instead of two.
     planar_reads = augment and normalizer is None and hasattr(images, "take_planar") and len(image_shape) == 3
 
-    def gather(rows: np.ndarray, codes: np.ndarray | None = None, order: np.ndarray | None = None) -> np.ndarray:
-        """Images at `rows` (augmented by `codes`), reordered by `order` when given."""
-        planar = False
+    def read(rows: np.ndarray, planar: bool) -> np.ndarray:
+        """float32 images at `rows` (channel-first with `planar`, for sorted rows), checked finite."""
         try:
             if rows.size > 1 and (rows[1:] >= rows[:-1]).all():  # sorted: skip the reorder copy
-                planar = planar_reads and codes is not None
                 batch = images.take_planar(rows) if planar else images._take(rows)
             else:
                 batch = images[rows]
@@ -229,8 +225,15 @@ def make_dataset(
                 f"{USER_ERROR_MARK}image {int(rows[np.argmax(bad)])} in {source} has NaN or infinite "
                 "pixels; expected finite values (fix or drop that image)"
             )
+        return batch
+
+    def arrange(batch: np.ndarray, codes=None, order=None, planar: bool = False) -> np.ndarray:
+        """Images ``batch[order]`` (all without `order`), normalised by a NumPy function and
+        augmented by `codes`, channel-last: the reorder is fused into the augmentation's copy."""
         if planar:
             return dihedral_numpy(batch, codes, channels_first=True, order=order)
+        if order is not None:
+            batch = batch[order]
         if normalizer is not None:
             batch = np.asarray(normalizer(batch), dtype=np.float32)
             if batch.shape[1:] != image_shape:
@@ -239,8 +242,12 @@ def make_dataset(
                     f"expected (B, {', '.join(map(str, image_shape))})"
                 )
         if codes is not None:
-            return dihedral_numpy(batch, codes, order=order)
-        return batch if order is None else batch[order]
+            batch = dihedral_numpy(batch, codes)
+        return batch
+
+    def gather(rows: np.ndarray, codes: np.ndarray | None = None) -> np.ndarray:
+        planar = planar_reads and codes is not None and rows.size > 1 and bool((rows[1:] >= rows[:-1]).all())
+        return arrange(read(rows, planar), codes, None, planar)
 
     columns = {}
     metadata = cells.metadata
@@ -272,31 +279,46 @@ def make_dataset(
 
     if mode == "block":
         image_bytes = int(np.prod(image_shape)) * 4
-        sorted_rows, starts, per_buffer = _block_plan(indices, image_bytes, block_rows, buffer_rows)
-        blocks = tf.RaggedTensor.from_row_splits(tf.constant(sorted_rows), tf.constant(starts))
-        n_blocks = len(starts) - 1
-        n_buffers = -(-n_blocks // per_buffer)
-
-    def read_buffer(key, number, block_ids):
-        # The buffer's blocks in file order: one sequential sweep; then its rows mixed in memory.
-        rows = tf.gather(blocks, tf.sort(block_ids)).flat_values
-        n = tf.shape(rows)[0]
-        order = tf.random.experimental.stateless_shuffle(tf.range(n), seed=tf.stack([key, number]))
-        if augment:
-            codes = augmentation_codes(n, tf.stack([key, -3 - number]), square)
-            images = tf.numpy_function(gather, [rows, codes, order], tf.float32, stateful=False)
-        else:
-            images = tf.numpy_function(lambda r, o: gather(r, None, o), [rows, order], tf.float32, stateful=False)
-        return {"image": tf.ensure_shape(images, (None,) + image_shape), "index": tf.gather(rows, order)}
+        blocks = tf.RaggedTensor.from_row_splits(*map(tf.constant, _blocks(indices, image_bytes, block_rows)))
+        n_blocks = int(blocks.nrows())
+        # Buffers hold whole batches: only the epoch's last batch may be partial, as without blocks.
+        per_buffer = max(1, (buffer_rows or BUFFER_BYTES // image_bytes) // batch_size) * batch_size
+        n_buffers = -(-len(indices) // per_buffer)
 
     def block_epoch(key):
+        # The epoch's rows: whole blocks in random order, cut into buffers of `per_buffer` rows.
         block_order = tf.random.experimental.stateless_shuffle(
             tf.range(n_blocks, dtype=tf.int64), seed=tf.stack([key, tf.constant(-2, tf.int64)]))
-        buffers = tf.data.Dataset.range(n_buffers).map(
-            lambda number: (key, number, block_order[number * per_buffer:(number + 1) * per_buffer]))
-        # Two buffers read at once (a second sequential stream; bounded memory).
-        return buffers.map(read_buffer, num_parallel_calls=2, deterministic=True).rebatch(
-            batch_size, drop_remainder=drop_remainder)
+        epoch_rows = tf.gather(blocks, block_order).flat_values
+
+        def read_buffer(number):
+            # A buffer's rows in file order: one sequential sweep over its blocks.
+            rows = tf.sort(epoch_rows[number * per_buffer:(number + 1) * per_buffer])
+            raw = tf.numpy_function(lambda r: read(r, planar_reads), [rows], tf.float32, stateful=False)
+            return number, raw, rows
+
+        def batches(number, raw, rows):
+            # The buffer's rows mixed in memory, then cut into batches (gathered in parallel).
+            n = tf.shape(rows, out_type=tf.int64)[0]
+            order = tf.random.experimental.stateless_shuffle(tf.range(n), seed=tf.stack([key, number]))
+            count = n // batch_size if drop_remainder else (n + batch_size - 1) // batch_size
+            first = number * (per_buffer // batch_size)
+            return tf.data.Dataset.range(count).map(lambda j: (
+                key, first + j, raw, tf.gather(rows, order[j * batch_size:(j + 1) * batch_size]),
+                order[j * batch_size:(j + 1) * batch_size]))
+
+        # Two buffers read at once (a second sequential stream; a few buffers in memory at most).
+        return tf.data.Dataset.range(n_buffers).map(read_buffer, num_parallel_calls=2, deterministic=True) \
+            .flat_map(batches)
+
+    def load_block(key, position, raw, rows, order):
+        if augment:
+            codes = augmentation_codes(tf.shape(rows)[0], tf.stack([key, position]), square)
+            batch = tf.numpy_function(lambda r, o, c: arrange(r, c, o, planar_reads), [raw, order, codes],
+                                      tf.float32, stateful=False)
+        else:
+            batch = tf.numpy_function(lambda r, o: arrange(r, None, o), [raw, order], tf.float32, stateful=False)
+        return finish({"image": batch, "index": rows})
 
     def finish(batch):
         image = tf.ensure_shape(batch["image"], (batch_size if drop_remainder else None,) + image_shape)
@@ -327,7 +349,7 @@ def make_dataset(
             f"--batch-size {batch_size} is larger than the {len(indices)} images selected from {source}; "
             "expected at most that many"
         )
-    passes = block_epoch if mode == "block" else one_epoch  # block: batches come out read
+    passes = block_epoch if mode == "block" else one_epoch
     if epoch is not None:
         # Pass p of the data has key p of a fixed random sequence: positioned without state.
         keys = tf.data.Dataset.random(seed=seed)
@@ -349,10 +371,8 @@ def make_dataset(
         count = None if repeat else per_pass
     if count is not None:  # a known length: progress bars show steps and an ETA
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
-    if mode == "block":
-        dataset = dataset.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    else:
-        dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.map(load_block if mode == "block" else load, num_parallel_calls=tf.data.AUTOTUNE,
+                          deterministic=True)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     options.deterministic = True
