@@ -77,7 +77,7 @@ def command(run, from_cell, to_compound, concentration, data, steps, out, batch_
     import matplotlib.pyplot as plt
 
     from statcell_tf import atomic
-    from statcell_tf.profiling import moa as profiling
+    from statcell_tf.vaeplus import interpolation
     from statcell_tf.vaeplus.training import batched, load_cells, load_endpoints, normalize, to_rgb
 
     run_directory, loaded = load_endpoints(run)
@@ -85,11 +85,11 @@ def command(run, from_cell, to_compound, concentration, data, steps, out, batch_
     source_row = resolve_cell(cells.metadata, from_cell)
     rows = compound_rows(cells.metadata, to_compound, concentration)
     embeddings = batched(loaded.encode, cells.images[rows], batch_size)
-    target_row = int(rows[profiling.closest_to_mean(embeddings)])
+    target_row = int(rows[interpolation.closest_to_mean(embeddings)])
     source_image, target_image = normalize(cells.images[np.array([source_row, target_row])])
     source_z, target_z = batched(loaded.encode, np.stack([source_image, target_image]))
-    path, shifted = profiling.feature_shift_path(source_z, target_z, steps)
-    similarity = profiling.cosine_similarity(path, target_z)
+    path, shifted = interpolation.feature_shift_path(source_z, target_z, steps)
+    similarity = interpolation.cosine_similarity(path, target_z)
     frames = batched(loaded.decode, path.astype(np.float32))
 
     name = Path(str(cells.metadata["file"].iloc[source_row]) if "file" in cells.metadata else str(source_row)).stem

@@ -96,6 +96,7 @@ def command(embeddings, names, vectors, run, data, control, out, feature_prefix,
 
     from statcell_tf import atomic
     from statcell_tf.atomic import check_out
+    from statcell_tf.data.embedding_files import write_embedding_table
     from statcell_tf.profiling import cells as cell_tables
     from statcell_tf.profiling import mean_ap, report
     from statcell_tf.profiling import moa as profiling
@@ -143,7 +144,7 @@ def command(embeddings, names, vectors, run, data, control, out, feature_prefix,
                            pd.DataFrame(encoded, columns=[f"z_{j}" for j in range(encoded.shape[1])])], axis=1)
         methods.append((names[0] if names else Path(run).name,
                         cell_tables.validate_cells(table, f"--data {data} metadata", None, nonfinite)))
-        written.append(lambda: profiling.write_embedding_table(out / "embeddings.h5", encoded, crops.metadata))
+        written.append(lambda: write_embedding_table(out / "embeddings.h5", encoded, crops.metadata))
     timings.append(("read" if embeddings else "embed", time.perf_counter() - start))
 
     # 2. Evaluate every method (still nothing written: a user error leaves no output).

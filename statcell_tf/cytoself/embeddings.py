@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from statcell_tf.data.embedding_files import read_metadata
+from statcell_tf.data.embedding_files import read_arrays
 from statcell_tf.errors import UserError
 
 ARRAY_KEYS = (
@@ -178,26 +178,18 @@ def load_embeddings(path, keys: Sequence[str] | None = None) -> tuple[dict, pd.D
     path = Path(path)
     if not path.exists():
         raise UserError(f"embeddings file {path} does not exist")
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as error:
-        raise UserError(f"{path} is not a readable HDF5 file ({error})") from None
-    with handle:
-        if "metadata" not in handle or "label" not in handle:
+
+    def cytoself_arrays(where, handle):
+        if "label" not in handle:
             raise UserError(
                 f"{path} is not a cytoself embeddings file: it needs a 'label' dataset and a "
                 f"'metadata' group. Received: {sorted(handle.keys())}"
             )
-        wanted = [k for k in ARRAY_KEYS + ("label", "index") if k in handle]
-        if keys is not None:
-            missing = sorted(set(keys) - set(wanted))
-            if missing:
-                raise UserError(f"{path} has no dataset(s) {', '.join(missing)}. Received: {', '.join(wanted)}")
-            wanted = list(keys)
-        arrays = {k: handle[k][()] for k in wanted}
-        metadata = read_metadata(handle["metadata"])
-        metadata.attrs = {
-            k: (v.decode() if isinstance(v, bytes) else v.item() if hasattr(v, "item") else v)
-            for k, v in handle.attrs.items()
-        }
+        present = [k for k in ARRAY_KEYS + ("label", "index") if isinstance(handle.get(k), h5py.Dataset)]
+        missing = sorted(set(keys or ()) - set(present))
+        if missing:
+            raise UserError(f"{path} has no dataset(s) {', '.join(missing)}. Received: {', '.join(present)}")
+        return present if keys is None else list(keys)
+
+    arrays, metadata = read_arrays(path, cytoself_arrays, "embeddings file")
     return arrays, metadata

@@ -20,8 +20,10 @@ Two formats, chosen by the output's suffix:
 - **HDF5** (``.h5``, ``.hdf5``): one dataset per vector (N, ...) in its own shape and dtype, and
   group ``metadata`` with one 1-D dataset per metadata column under its original name (text
   as UTF-8 strings, numbers as numbers; the group's ``columns`` attribute keeps the order),
-  plus file attributes. `statcell_tf.profiling.moa.read_embedding_table` and
-  `statcell_tf.cytoself.embeddings.load_embeddings` read this layout.
+  plus file attributes.
+
+`read_embeddings` is the one reader of both formats (and of CSV/TSV tables): profile-moa, the
+cytoself analyses (`read_arrays`, arrays in their own shapes) and the tests use it.
 
 Every file is written under a temporary name and renamed when complete
 (`statcell_tf.atomic`): a failure leaves nothing behind. `check_out_file` validates the
@@ -31,6 +33,7 @@ destination before anything is computed.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -43,6 +46,8 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 HDF5_SUFFIXES = (".h5", ".hdf5")
 SUFFIXES = PARQUET_SUFFIXES + HDF5_SUFFIXES
 METADATA_PREFIX = "Metadata_"
+# Bare metadata names of the profiling convention (never features, even beside Metadata_ columns).
+BARE_KEYS = ("plate", "well", "compound", "concentration", "moa", "batch")
 ATTRS_KEY = b"statcell_tf"
 
 
@@ -338,16 +343,38 @@ def vector_datasets(handle) -> list[str]:
     )
 
 
-def read_embeddings(path, vectors: Sequence[str] | None = None, flag: str = "--embeddings") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read an embedding file of either format as (metadata, features), one row per cell.
+DEFAULT_VECTORS = ("embeddings", "global")
+FEATURE_PATTERN = re.compile(r"^(z|emb|embedding|feature|f|mu)_?\d+$")
+
+
+def read_embeddings(
+    path,
+    vectors: str | Sequence[str] | None = None,
+    flag: str = "--embeddings",
+    prefix: str | None = None,
+    check_finite: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """THE reader of per-cell embedding tables: (metadata, features), one row per cell.
+
+    Formats, by suffix:
+
+    - a table (Parquet, CSV, TSV; `statcell_tf.data.tables.read_table`): with ``Metadata_*``
+      columns, those are the metadata (prefix removed) and every other column a feature;
+      without, the features are the columns named like ``z_0``, ``emb_3``, ``mu_1`` (a word
+      and an index, `FEATURE_PATTERN`) and the rest metadata. `prefix` picks the feature
+      columns by name instead.
+    - HDF5 (group ``metadata`` + vector datasets, `EmbeddingWriter`, embed-cytoself, profile-moa's
+      ``embeddings.h5``): the `vectors` datasets, each flattened per cell into
+      ``<vector>_<j>``. None = ``embeddings``, else ``global``, else the file's only vector
+      dataset (`vector_datasets`); several and none of those: a UserError asking for them.
 
     Args:
-        path: str or Path. A Parquet file (``Metadata_*`` columns + float features) or an
-            HDF5 file (vector datasets + group ``metadata``).
-        vectors: sequence of str or None. Keep only these vectors: Parquet features whose
-            name starts with ``<vector>_``, HDF5 datasets of that name (flattened to
-            ``<vector>_<j>``). None = every feature (Parquet) or every vector dataset (HDF5).
+        path: str or Path. The file.
+        vectors: str, sequence of str or None. HDF5 only: the vector datasets.
         flag: str. Names `path` in messages.
+        prefix: str or None. Tables only: the feature columns start with it.
+        check_finite: bool. Check every feature value is a finite number (False: the caller
+            does, e.g. to drop such cells). Defaults to True.
 
     Returns:
         (metadata with the original column names, i.e. without the ``Metadata_`` prefix;
@@ -357,44 +384,161 @@ def read_embeddings(path, vectors: Sequence[str] | None = None, flag: str = "--e
 
     path = Path(path)
     where = f"{flag} {path}"
-    kind = file_format(path, flag)
-    if not path.is_file():
-        raise UserError(f"{where} does not exist" if not path.exists() else f"{where} is not a file")
-    if kind == "parquet":
-        table = tables.read_table(path, flag)
-        meta_columns = [c for c in table.columns if str(c).startswith(METADATA_PREFIX)]
-        feature_columns = [c for c in table.columns if c not in meta_columns]
+    if not path.exists():
+        raise UserError(f"{where} does not exist")
+    if path.is_dir():
+        raise UserError(f"{where} is a folder; expected a table or HDF5 file")
+    if isinstance(vectors, str):
+        vectors = [vectors]
+    if path.suffix.lower() not in HDF5_SUFFIXES:
+        if path.suffix.lower() not in tables.TABLE_SUFFIXES:
+            raise UserError(
+                f"{where} must be a table ({', '.join(tables.TABLE_SUFFIXES)}) or an .h5/.hdf5 file. "
+                f"Received suffix: {path.suffix!r}"
+            )
         if vectors is not None:
-            feature_columns = [c for c in feature_columns if any(str(c).startswith(f"{v}_") for v in vectors)]
-        metadata = table[meta_columns].rename(columns=lambda c: c[len(METADATA_PREFIX):])
-        values, _ = tables.numeric_matrix(table, feature_columns, where)
-        return metadata.reset_index(drop=True), pd.DataFrame(values, columns=feature_columns)
+            raise UserError(
+                f"--vectors applies to HDF5 embedding files; {path} is not one (choose table columns with --features "
+                f"PREFIX). Received: --vectors {','.join(vectors)}"
+            )
+        table = tables.read_table(path, flag)
+        metadata, features = split_columns(table, prefix, where)
+        values = tables.numeric_matrix(table, features, where)[0] if check_finite else table[features]
+        metadata = table[metadata].rename(columns=lambda c: c[len(METADATA_PREFIX):] if c.startswith(METADATA_PREFIX) else c)
+        return metadata.reset_index(drop=True), pd.DataFrame(values, columns=features).reset_index(drop=True)
+    if prefix is not None:
+        raise UserError(f"--features applies to tables; {where} is HDF5 (choose its vectors with --vectors). "
+                        f"Received: --features {prefix}")
+    arrays, metadata = read_arrays(path, lambda where, handle: _choose_vectors(where, handle, vectors), flag)
+    frames = []
+    for name, value in arrays.items():
+        value = np.asarray(value, dtype=np.float64).reshape(len(value), -1)  # (N, 4, 4, 576) -> (N, 9216)
+        if len(value) != len(metadata):
+            raise UserError(f"{where}: {name!r} has {len(value)} rows for {len(metadata)} metadata rows")
+        frames.append(pd.DataFrame(value, columns=feature_names(name, value.shape[1:])))
+    features = pd.concat(frames, axis=1) if frames else pd.DataFrame(index=range(len(metadata)))
+    if frames and check_finite:
+        tables.numeric_matrix(features, list(features.columns), where)
+    return metadata, features
+
+
+def read_arrays(path, keys=None, flag: str = "--embeddings") -> tuple[dict, pd.DataFrame]:
+    """Datasets of an HDF5 embedding file in their own shapes, and its metadata.
+
+    Args:
+        path: str or Path. The file (group ``metadata`` + datasets).
+        keys: sequence of str, callable or None. Datasets to read (each must exist); a
+            callable ``keys(where, handle)`` returns them (and may refuse the file); None =
+            every vector dataset (`vector_datasets`).
+        flag: str. Names `path` in messages.
+
+    Returns:
+        ({name: array}, metadata DataFrame with the file's attributes in ``.attrs``).
+    """
     import h5py
 
+    path = Path(path)
+    where = f"{flag} {path}"
+    if not path.is_file():
+        raise UserError(f"{where} does not exist" if not path.exists() else f"{where} is not a file")
     try:
         handle = h5py.File(path, "r")
     except OSError as error:
         raise UserError(f"{where} is not a readable HDF5 file ({error})") from None
     with handle:
         if not isinstance(handle.get("metadata"), h5py.Group):
-            raise UserError(f"{where}: expected a group 'metadata' (one dataset per column). Received: {sorted(handle.keys())}")
-        metadata = read_metadata(handle["metadata"])
-        candidates = set(vector_datasets(handle))
-        available = [name for name in handle if name in candidates]  # the file's order
-        names = available if vectors is None else list(vectors)
-        missing = [n for n in names if n not in available]
+            raise UserError(f"{where}: expected a group 'metadata' (one dataset per column). "
+                            f"Received: {', '.join(sorted(handle.keys())) or 'nothing'}")
+        keys = vector_datasets(handle) if keys is None else keys(where, handle) if callable(keys) else list(keys)
+        missing = [k for k in keys if not isinstance(handle.get(k), h5py.Dataset)]
         if missing:
-            raise UserError(f"{where} has no vector dataset(s) {', '.join(missing)}. Received: {', '.join(available) or 'none'}")
-        frames = []
-        for name in names:
-            value = np.asarray(handle[name][()], dtype=np.float64).reshape(len(handle[name]), -1)
-            if len(value) != len(metadata):
-                raise UserError(f"{where}: {name!r} has {len(value)} rows for {len(metadata)} metadata rows")
-            frames.append(pd.DataFrame(value, columns=feature_names(name, value.shape[1:])))
-    features = pd.concat(frames, axis=1) if frames else pd.DataFrame(index=range(len(metadata)))
-    if frames:
-        tables.numeric_matrix(features, list(features.columns), where)
-    return metadata, features
+            available = ", ".join(name for name in handle if isinstance(handle[name], h5py.Dataset)) or "none"
+            raise UserError(f"{where} has no dataset(s) {', '.join(missing)}. Received: {available}")
+        arrays = {k: handle[k][()] for k in keys}
+        metadata = read_metadata(handle["metadata"])
+        metadata.attrs = {
+            k: (v.decode() if isinstance(v, bytes) else v.item() if hasattr(v, "item") else v)
+            for k, v in handle.attrs.items()
+        }
+    return arrays, metadata
+
+
+def _choose_vectors(where: str, handle, vectors: Sequence[str] | None) -> list[str]:
+    """The vectors `read_embeddings` reads from an open HDF5 file: `vectors` (checked) or the default."""
+    candidates = vector_datasets(handle)
+    listed = ", ".join(candidates) or "none"
+    for name in vectors or ():
+        if name not in candidates:
+            why = (
+                "does not exist" if name not in handle
+                else "holds codebook indices, not vectors" if name.endswith("_indices")
+                else "is not a numeric (cells, dims, ...) dataset"
+            )
+            raise UserError(f"--vectors {name}: dataset {name!r} of {where} {why}; expected one of: {listed}. "
+                            f"Received: --vectors {name}")
+    if vectors:
+        return list(vectors)
+    for name in DEFAULT_VECTORS:
+        if name in candidates:
+            return [name]
+    if len(candidates) == 1:
+        return candidates
+    defaults = " or ".join(map(repr, DEFAULT_VECTORS))
+    if not candidates:
+        raise UserError(
+            f"{where} has no vector dataset (numeric, one row per cell; expected {defaults}). "
+            f"Received: {', '.join(sorted(handle.keys())) or 'nothing'}"
+        )
+    raise UserError(f"{where} has several vector datasets and no {defaults}; pass --vectors NAME. Received: {listed}")
+
+
+def split_columns(table: pd.DataFrame, prefix: str | None = None, source: str = "cell table") -> tuple[list[str], list[str]]:
+    """(metadata columns, feature columns) of a cell table (the rule of `read_embeddings`).
+
+    With ``Metadata_*`` columns every other column is a feature (bare `BARE_KEYS` excepted);
+    without, the features are the ``z_0``-like columns (`FEATURE_PATTERN`); with `prefix`,
+    those starting with it.
+    """
+    columns = [str(c) for c in table.columns]
+    if prefix is None and any(c.startswith(METADATA_PREFIX) for c in columns):
+        features = [c for c in columns if not c.startswith(METADATA_PREFIX) and c not in BARE_KEYS]
+        if not features:
+            raise UserError(f"{source}: no feature columns: every column is metadata. Received columns: {', '.join(columns[:12])}")
+    else:
+        features = feature_columns(table, prefix, source)
+    return [c for c in columns if c not in features], features
+
+
+def feature_columns(table: pd.DataFrame, prefix: str | None = None, source: str = "embedding table") -> list[str]:
+    """The embedding columns of a table without ``Metadata_`` names.
+
+    Args:
+        table: DataFrame. One row per cell.
+        prefix: str or None. Columns starting with it; None = columns named like ``z_0``,
+            ``z0``, ``emb_3``, ``feature_12``, ``f7``, ``mu_1`` (a word and an index).
+    """
+    if prefix is not None:
+        columns = [c for c in table.columns if str(c).startswith(prefix)]
+    else:
+        columns = [c for c in table.columns if FEATURE_PATTERN.match(str(c))]
+    if not columns:
+        shown = ", ".join(map(str, list(table.columns)[:12]))
+        raise UserError(
+            f"{source}: no embedding columns found (expected columns "
+            f"{'starting with ' + repr(prefix) if prefix else 'named like z_0, z_1, ...'}; pass --features PREFIX). "
+            f"Received columns: {shown}{', ...' if len(table.columns) > 12 else ''}"
+        )
+    return columns
+
+
+def write_embedding_table(path, embeddings: np.ndarray, metadata: pd.DataFrame, name: str = "embeddings") -> Path:
+    """Write whole arrays of cell vectors + metadata as HDF5 (dataset `name`), via `EmbeddingWriter`."""
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    if len(embeddings) != len(metadata):
+        raise ValueError(f"{len(embeddings)} embeddings for {len(metadata)} metadata rows")
+    with EmbeddingWriter(path, metadata) as writer:
+        writer.write({name: embeddings})
+    return Path(path)
 
 
 # ----- streaming a model's encodings ------------------------------------------------------------

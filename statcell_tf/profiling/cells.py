@@ -5,8 +5,8 @@ per cell (or per well / treatment profile), metadata columns named ``Metadata_<n
 (``Metadata_plate``, ``Metadata_well``, ``Metadata_compound``, ``Metadata_concentration``,
 ``Metadata_moa``, optional ``Metadata_batch``) and every other column a numeric feature
 (learned ``global_0``, ``mu_3``, ``z_0``…; classical ``Cells_Intensity_MeanIntensity_DNA``…).
-Older tables name the metadata bare (``plate``, ``well``, …) and their features ``z_0``-like
-(`moa.feature_columns`); both are accepted. HDF5 files are read by `moa.read_embedding_table`.
+Older tables name the metadata bare (``plate``, ``well``, …) and their features ``z_0``-like;
+both are accepted. Every format is read by `statcell_tf.data.embedding_files.read_embeddings`.
 
 Inside the package the metadata go by their bare names (the NSC/NSCB code and the crops'
 metadata use them); profiles are written back with ``Metadata_`` names
@@ -20,11 +20,11 @@ import dataclasses
 import pandas as pd
 
 from statcell_tf.data import tables
+from statcell_tf.data.embedding_files import BARE_KEYS, METADATA_PREFIX, read_embeddings, split_columns
 from statcell_tf.errors import UserError
 from statcell_tf.profiling import moa
 
-METADATA_PREFIX = "Metadata_"
-KEYS = ("plate", "well", "compound", "concentration", "moa", "batch")
+KEYS = BARE_KEYS
 
 
 @dataclasses.dataclass
@@ -45,24 +45,6 @@ class CellTable:
     source: str
 
 
-def split_columns(
-    table: pd.DataFrame, prefix: str | None = None, source: str = "cell table"
-) -> tuple[list[str], list[str]]:
-    """(metadata columns, feature columns) of a cell table.
-
-    With ``Metadata_*`` columns every other column is a feature (bare `KEYS` excepted);
-    without, features are the ``z_0``-like columns (or those starting with `prefix`).
-    """
-    columns = [str(c) for c in table.columns]
-    if prefix is None and any(c.startswith(METADATA_PREFIX) for c in columns):
-        features = [c for c in columns if not c.startswith(METADATA_PREFIX) and c not in KEYS]
-        if not features:
-            raise UserError(f"{source}: no feature columns: every column is metadata. Received columns: {', '.join(columns[:12])}")
-    else:
-        features = moa.feature_columns(table, prefix, source)
-    return [c for c in columns if c not in features], features
-
-
 def bare_metadata(table: pd.DataFrame) -> pd.DataFrame:
     """``Metadata_plate`` → ``plate`` (and so on for `KEYS`) where the bare name is absent."""
     renames = {f"{METADATA_PREFIX}{key}": key for key in KEYS
@@ -71,18 +53,21 @@ def bare_metadata(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def validate_cells(
-    table: pd.DataFrame, source: str, prefix: str | None = None, nonfinite: str = "error"
+    table: pd.DataFrame, source: str, prefix: str | None = None, nonfinite: str = "error",
+    features: list[str] | None = None,
 ) -> CellTable:
     """Check metadata and features of a cell table (see `tables.numeric_matrix`).
 
     Args:
         table: DataFrame as read (either naming convention).
         source: str. Names the table in messages.
-        prefix: str or None. Feature columns starting with it (see `split_columns`).
+        prefix: str or None. Feature columns starting with it (`embedding_files.split_columns`).
         nonfinite: ``"error"`` stops at a NaN/inf/empty feature cell; ``"drop"`` drops the
             cells holding one and counts them. A text cell always stops.
+        features: list of str or None. The feature columns when known (from the reader).
     """
-    _, features = split_columns(table, prefix, source)
+    if features is None:
+        _, features = split_columns(table, prefix, source)
     table = moa.check_table(bare_metadata(table), source)
     values, kept = tables.numeric_matrix(table, features, source, nonfinite=nonfinite)
     if not kept.any():
@@ -95,8 +80,10 @@ def validate_cells(
 
 def read_cells(path, vectors: str | None = None, prefix: str | None = None, nonfinite: str = "error",
                flag: str = "--embeddings") -> CellTable:
-    """Read (`moa.read_embedding_table`) and validate (`validate_cells`) one cell table."""
-    return validate_cells(moa.read_embedding_table(path, vectors), f"{flag} {path}", prefix, nonfinite)
+    """Read (`embedding_files.read_embeddings`, the one reader) and validate (`validate_cells`) one cell table."""
+    metadata, features = read_embeddings(path, vectors, flag, prefix, check_finite=False)
+    table = pd.concat([metadata, features], axis=1)
+    return validate_cells(table, f"{flag} {path}", nonfinite=nonfinite, features=list(features.columns))
 
 
 def as_metadata_names(table: pd.DataFrame, features) -> pd.DataFrame:

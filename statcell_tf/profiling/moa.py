@@ -45,6 +45,8 @@ the classes whose compounds were all imaged in one batch): such a query can neve
 classified correctly, so we refuse with a `UserError`, or, with ``drop_unreferenced``,
 leave every such class out of that hold-out entirely (queries and references), as Ando
 et al. 2017 did for NSCB, and report which classes were dropped.
+
+Cell tables are read by `statcell_tf.data.embedding_files.read_embeddings` (the one reader).
 """
 
 from __future__ import annotations
@@ -52,13 +54,12 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from statcell_tf.data import tables
-from statcell_tf.data.embedding_files import read_metadata, vector_datasets, write_metadata
+from statcell_tf.data.embedding_files import feature_columns
 from statcell_tf.profiling import references
 from statcell_tf.errors import UserError
 
@@ -68,151 +69,10 @@ REQUIRED_COLUMNS = ("plate", "well", "compound", "concentration", "moa")
 SUMMARIES = ("Mean", "Mean+Whitened", "Mean+S.D.", "Mean+S.D.+Whitened")
 HOLDOUTS = ("NSC", "NSCB")
 METRICS = ("cosine", "euclidean")
-FEATURE_PATTERN = re.compile(r"^(z|emb|embedding|feature|f|mu)_?\d+$")
 WEEK_PATTERN = re.compile(r"^(Week\d+)_")
 
 
-# ----- embedding tables ------------------------------------------------------------------
-DEFAULT_VECTORS = ("embeddings", "global")
-
-
-def read_embedding_table(path, vectors: str | None = None) -> pd.DataFrame:
-    """Read a cell embedding table: a CSV, or an HDF5 file of cell vectors and metadata.
-
-    CSV: one row per cell, embedding columns (``z_0``, ``z_1``, … or any prefix, see
-    `feature_columns`) plus metadata columns (plate, well, compound, concentration, moa).
-
-    HDF5: a vector dataset (N, …) and one 1-D dataset per metadata column in group
-    ``metadata``, as written by `write_embedding_table` (dataset ``embeddings``) or by
-    ``bin/embed-cytoself`` (`statcell_tf.cytoself.embeddings`: ``global``, ``local``,
-    ``global_hist``, ``local_hist``, ``probabilities``). Each cell's vector is flattened
-    (``global`` (N, 4, 4, 576) → (N, 9216)) into columns ``z_0 … z_{D−1}``.
-
-    Args:
-        path: str or Path. The table.
-        vectors: str or None. HDF5 only: the vector dataset. None = ``embeddings`` if present,
-            else ``global``, else the file's only candidate (`vector_datasets`).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"--embeddings {path} does not exist")
-    if path.is_dir():
-        raise UserError(f"--embeddings {path} is a folder; expected a table or HDF5 file")
-    if path.suffix.lower() in (".h5", ".hdf5"):
-        return _read_hdf5_table(path, vectors)
-    if vectors is not None:
-        raise UserError(
-            f"--vectors applies to HDF5 embedding files; {path} is not one (choose CSV columns with --features "
-            f"PREFIX). Received: --vectors {vectors}"
-        )
-    if path.suffix.lower() not in tables.TABLE_SUFFIXES:
-        raise UserError(
-            f"--embeddings {path} must be a table ({', '.join(tables.TABLE_SUFFIXES)}) or an .h5/.hdf5 file. "
-            f"Received suffix: {path.suffix!r}"
-        )
-    return tables.read_table(path, "--embeddings")
-
-
-def _choose_vectors(path: Path, handle, vectors: str | None) -> str:
-    candidates = vector_datasets(handle)
-    listed = ", ".join(candidates) or "none"
-    if vectors is not None:
-        if vectors not in candidates:
-            why = (
-                "does not exist" if vectors not in handle
-                else "holds codebook indices, not vectors" if vectors.endswith("_indices")
-                else "is not a numeric (cells, dims, ...) dataset"
-            )
-            raise UserError(
-                f"--vectors {vectors}: dataset {vectors!r} of {path} {why}; expected one of: {listed}. "
-                f"Received: --vectors {vectors}"
-            )
-        return vectors
-    for name in DEFAULT_VECTORS:
-        if name in handle:
-            return name
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates:
-        raise UserError(
-            f"--embeddings {path} has no vector dataset (numeric, one row per cell; expected "
-            f"{' or '.join(map(repr, DEFAULT_VECTORS))}). Received: {', '.join(sorted(handle.keys())) or 'nothing'}"
-        )
-    raise UserError(
-        f"--embeddings {path} has several vector datasets and no {' or '.join(map(repr, DEFAULT_VECTORS))}; "
-        f"pass --vectors NAME. Received: {listed}"
-    )
-
-
-def _read_hdf5_table(path: Path, vectors: str | None) -> pd.DataFrame:
-    import h5py
-
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as error:
-        raise UserError(f"--embeddings {path} is not a readable HDF5 file ({error})") from None
-    with handle:
-        name = _choose_vectors(path, handle, vectors)
-        if not isinstance(handle.get("metadata"), h5py.Group):
-            raise UserError(
-                f"--embeddings {path}: an HDF5 embedding table needs a group 'metadata' (one dataset per column). "
-                f"Received: {', '.join(sorted(handle.keys())) or 'nothing'}"
-            )
-        dataset = handle[name]
-        if not isinstance(dataset, h5py.Dataset) or dataset.ndim < 2 or dataset.dtype.kind not in "fiu":
-            shape = dataset.shape if isinstance(dataset, h5py.Dataset) else "a group"
-            raise UserError(
-                f"--embeddings {path}: {name!r} must be a numeric (cells, dims, ...) dataset. Received: {shape}"
-            )
-        embeddings = np.asarray(dataset[()], dtype=np.float64)
-        metadata = read_metadata(handle["metadata"])
-    embeddings = embeddings.reshape(len(embeddings), -1)  # (N, 4, 4, 576) -> (N, 9216)
-    if len(metadata) != len(embeddings):
-        raise UserError(
-            f"--embeddings {path}: metadata has {len(metadata)} rows for {len(embeddings)} cells in {name!r}"
-        )
-    features = pd.DataFrame(embeddings, columns=[f"z_{j}" for j in range(embeddings.shape[1])])
-    return pd.concat([metadata.reset_index(drop=True), features], axis=1)
-
-
-def write_embedding_table(path, embeddings: np.ndarray, metadata: pd.DataFrame) -> Path:
-    """Write cell embeddings + metadata as HDF5 (the layout `read_embedding_table` reads)."""
-    import h5py
-
-    from statcell_tf.atomic import atomic_path
-
-    embeddings = np.asarray(embeddings, dtype=np.float32)
-    if len(embeddings) != len(metadata):
-        raise ValueError(f"{len(embeddings)} embeddings for {len(metadata)} metadata rows")
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as handle:
-            handle.create_dataset("embeddings", data=embeddings, compression="gzip")
-            write_metadata(handle.create_group("metadata"), metadata)
-    return Path(path)
-
-
-def feature_columns(table: pd.DataFrame, prefix: str | None = None, source: str = "embedding table") -> list[str]:
-    """The embedding columns of `table`.
-
-    Args:
-        table: DataFrame. One row per cell.
-        prefix: str or None. Columns starting with it; None = columns named like ``z_0``,
-            ``z0``, ``emb_3``, ``feature_12``, ``f7``, ``mu_1`` (a word and an index).
-    """
-    if prefix is not None:
-        columns = [c for c in table.columns if str(c).startswith(prefix)]
-    else:
-        columns = [c for c in table.columns if FEATURE_PATTERN.match(str(c))]
-    if not columns:
-        shown = ", ".join(map(str, list(table.columns)[:12]))
-        raise UserError(
-            f"{source}: no embedding columns found (expected columns "
-            f"{'starting with ' + repr(prefix) if prefix else 'named like z_0, z_1, ...'}; pass --features PREFIX). "
-            f"Received columns: {shown}{', ...' if len(table.columns) > 12 else ''}"
-        )
-    return columns
-
-
+# ----- metadata of cell tables (read by `statcell_tf.data.embedding_files.read_embeddings`) -------
 def check_table(table: pd.DataFrame, source: str = "embedding table") -> pd.DataFrame:
     """Validate the metadata columns and normalise their types (a copy)."""
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
@@ -553,46 +413,3 @@ def accuracy_markdown(accuracy: pd.DataFrame) -> str:
             note += f" (dropped: {row['dropped_classes'].replace('|', ', ')})"
         notes.append(note)
     return "\n".join(lines) + "\n\nAccuracy (%) of 1-nearest-neighbour MoA assignment. " + "; ".join(notes) + ".\n"
-
-
-# ----- latent interpolation between phenotypes (Lafarge et al. 2019, Fig. 3) -------------------
-def closest_to_mean(embeddings: np.ndarray) -> int:
-    """Index of the row closest (Euclidean) to the mean row: the compound's "typical" cell."""
-    embeddings = np.asarray(embeddings, dtype=np.float64)
-    if len(embeddings) == 0:
-        raise ValueError("no embeddings to choose from")
-    return int(np.argmin(((embeddings - embeddings.mean(axis=0)) ** 2).sum(axis=1)))
-
-
-def feature_shift_path(source: np.ndarray, target: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """Embeddings that move `source` to `target` by shifting the most different features first.
-
-    Features are ranked by |target − source| (largest first); frame k of ``steps + 1``
-    takes the target's value for the first round(k·D/steps) of them and keeps the source's
-    for the rest (Fig. 3: "each interpolation step is a shift of features with highest
-    absolute difference w.r.t. the target features"). Frame 0 is the source, the last the
-    target.
-
-    Returns:
-        (path (steps + 1, D), shifted (steps + 1,) number of features taken from the target).
-    """
-    source = np.asarray(source, dtype=np.float64).ravel()
-    target = np.asarray(target, dtype=np.float64).ravel()
-    if source.shape != target.shape:
-        raise ValueError(f"source and target differ in size: {source.shape} vs {target.shape}")
-    if steps < 1:
-        raise ValueError(f"`steps` must be >= 1. Received: steps={steps}")
-    order = np.argsort(-np.abs(target - source), kind="stable")
-    counts = np.rint(np.arange(steps + 1) * len(source) / steps).astype(int)
-    path = np.repeat(source[None], steps + 1, axis=0)
-    for k, count in enumerate(counts):
-        path[k, order[:count]] = target[order[:count]]
-    return path, counts
-
-
-def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine similarity of every row of `a` with the vector (or matching rows) `b`."""
-    a = np.atleast_2d(np.asarray(a, dtype=np.float64))
-    b = np.asarray(b, dtype=np.float64)
-    norm = np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
-    return (a * b).sum(axis=-1) / norm

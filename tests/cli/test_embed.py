@@ -148,18 +148,14 @@ def test_vaeplus_parquet_equals_the_encoder_and_streams(vaeplus, tmp_path):
 
 
 def test_vaeplus_hdf5_is_read_by_profile_moa(vaeplus, tmp_path):
-    from statcell_tf.profiling.moa import read_embedding_table
-
     run, data, _ = vaeplus
     assert _embed(run, "--data", data, "--out", tmp_path / "e.h5", "--batch-size", 4) == 0
     assert _embed(run, "--data", data, "--out", tmp_path / "e.parquet") == 0
-    table = read_embedding_table(tmp_path / "e.h5")
+    metadata, features = read_embeddings(tmp_path / "e.h5")
     parquet = pd.read_parquet(tmp_path / "e.parquet")
     # (batch sizes differ: TensorFlow's convolutions may differ in the last float32 bit)
-    np.testing.assert_allclose(table[[f"z_{j}" for j in range(4)]].to_numpy(np.float32), _features(parquet, "mu"),
-                               rtol=1e-5, atol=1e-6)
-    assert table["compound"].tolist() == parquet["Metadata_compound"].tolist()
-    metadata, features = read_embeddings(tmp_path / "e.h5")
+    np.testing.assert_allclose(features.to_numpy(np.float32), _features(parquet, "mu"), rtol=1e-5, atol=1e-6)
+    assert metadata["compound"].tolist() == parquet["Metadata_compound"].tolist()
     assert list(features.columns) == [f"mu_{j}" for j in range(4)] and len(metadata) == 6
 
 

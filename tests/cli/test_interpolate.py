@@ -3,11 +3,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from statcell_tf.profiling import moa as profiling
 from statcell_tf.atomic import write_json
 from statcell_tf.cli import cli, run_command
 from statcell_tf.cli.interpolate import compound_rows, resolve_cell
 from statcell_tf.errors import UserError
+from statcell_tf.vaeplus import interpolation
 
 
 def write_bbbc021(root, cells_per_well=3, size=68, seed=0):
@@ -47,14 +47,14 @@ def untrained_run(path):
 def test_feature_shift_path_moves_largest_differences_first():
     source = np.array([0.0, 0.0, 0.0, 0.0])
     target = np.array([1.0, -5.0, 0.5, 3.0])
-    path, shifted = profiling.feature_shift_path(source, target, steps=2)
+    path, shifted = interpolation.feature_shift_path(source, target, steps=2)
     assert list(shifted) == [0, 2, 4]
     np.testing.assert_array_equal(path[0], source)
     np.testing.assert_array_equal(path[1], [0.0, -5.0, 0.0, 3.0])  # |−5| and |3| first
     np.testing.assert_array_equal(path[2], target)
-    similarity = profiling.cosine_similarity(path[1:], target)
+    similarity = interpolation.cosine_similarity(path[1:], target)
     assert similarity[-1] == pytest.approx(1.0) and similarity[0] < 1.0
-    assert profiling.closest_to_mean(np.array([[0.0, 0.0], [1.0, 1.0], [10.0, 10.0]])) == 1  # mean (3.7, 3.7)
+    assert interpolation.closest_to_mean(np.array([[0.0, 0.0], [1.0, 1.0], [10.0, 10.0]])) == 1  # mean (3.7, 3.7)
 
 
 def test_cell_and_compound_lookup():

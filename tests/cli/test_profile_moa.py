@@ -7,6 +7,7 @@ from click.testing import CliRunner
 
 from statcell_tf.atomic import write_json
 from statcell_tf.cli import cli, run_command
+from statcell_tf.data.embedding_files import read_embeddings
 
 
 def _cells(tmp_path: Path, unreferenced: bool = False) -> Path:
@@ -113,10 +114,8 @@ def test_profile_moa_embeds_crops_with_a_run(tmp_path):
     result = CliRunner().invoke(cli, ["profile-moa", "--run", str(run), "--data", str(data), "--out", str(out),
                                       "--batch-size", "5"])
     assert result.exit_code == 0, result.output
-    from statcell_tf.profiling import moa as profiling
-
-    cells = profiling.read_embedding_table(out / "embeddings.h5")
-    assert len(cells) == 24 and profiling.feature_columns(cells) == ["z_0", "z_1", "z_2"]
+    cells, features = read_embeddings(out / "embeddings.h5")
+    assert len(cells) == 24 and list(features.columns) == ["embeddings_0", "embeddings_1", "embeddings_2"]
     assert set(cells["compound"]) == {"DMSO", "a1", "a2", "b1", "b2"}
     accuracy = pd.read_csv(out / "accuracy.csv")
     assert accuracy["method"].tolist() == ["run", "run"] and (accuracy["treatments"] == 4).all()
@@ -181,11 +180,9 @@ def test_profile_moa_reads_embed_cytoself_files(tmp_path):
     pairs = {"a1": "b2", "b2": "a1", "a2": "b1", "b1": "a2"}
     assert (predictions["neighbor_compound"] == predictions["compound"].map(pairs)).all()
 
-    from statcell_tf.profiling import moa as profiling
-
-    cells = profiling.read_embedding_table(h5, "local")  # (N, 2, 3) flattened per cell
-    assert profiling.feature_columns(cells) == [f"z_{j}" for j in range(6)]
-    np.testing.assert_allclose(cells[[f"z_{j}" for j in range(6)]].to_numpy(), local.reshape(n, 6), rtol=1e-6)
+    cells, features = read_embeddings(h5, "local")  # (N, 2, 3) flattened per cell
+    assert list(features.columns) == [f"local_{j}" for j in range(6)]
+    np.testing.assert_allclose(features.to_numpy(), local.reshape(n, 6), rtol=1e-6)
     pd.testing.assert_frame_equal(cells[["plate", "well", "compound", "concentration", "moa"]],
                                   table[["plate", "well", "compound", "concentration", "moa"]], check_dtype=False)
 
@@ -217,9 +214,7 @@ def test_profile_moa_vector_dataset_errors(tmp_path, capsys):
     assert not (tmp_path / "never").exists()
     # One candidate only: chosen without --vectors.
     single = _cytoself_layout(tmp_path / "single.h5", table, {"local_hist": np.ones((n, 4), np.int16)})
-    from statcell_tf.profiling import moa as profiling
-
-    assert profiling.feature_columns(profiling.read_embedding_table(single)) == ["z_0", "z_1", "z_2", "z_3"]
+    assert list(read_embeddings(single)[1].columns) == [f"local_hist_{j}" for j in range(4)]
     result = CliRunner().invoke(cli, ["profile-moa", "--run", str(tmp_path), "--data", str(tmp_path),
                                       "--vectors", "local", "--out", "x"])
     assert result.exit_code == 2 and "--vectors is only used with --embeddings" in result.output
@@ -258,10 +253,8 @@ def test_profile_moa_reads_what_embed_cytoself_writes(tmp_path):
         assert result.exit_code == 0, result.output
         accuracy = pd.read_csv(out / "accuracy.csv")
         assert (accuracy["treatments"] == 4).all() and (accuracy["classes"] == 2).all()
-    from statcell_tf.profiling import moa as profiling
-
-    table = profiling.read_embedding_table(h5)
-    assert len(profiling.feature_columns(table)) == 2 * 2 * 16  # global (N, 2, 2, 16) per cell
+    table, features = read_embeddings(h5)
+    assert len(features.columns) == 2 * 2 * 16  # global (N, 2, 2, 16) per cell
     pd.testing.assert_frame_equal(table[list(metadata.columns)], metadata, check_dtype=False)
 
 

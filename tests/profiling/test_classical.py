@@ -91,8 +91,6 @@ def test_parquet_convention_per_channel_names_and_pycytominer(tmp_path):
 
 
 def test_streaming_gives_the_same_file_and_hdf5_is_readable_by_profile_moa(tmp_path):
-    from statcell_tf.profiling.moa import read_embedding_table
-
     crops = [_crop(shift=s) for s in (-3, -1, 0, 2, 4)]
     crops[2][..., 0] = 0  # no DNA: the nucleus mask falls back to the centred disk
     cells = read_cells(write_crops(tmp_path / "data", crops))
@@ -102,12 +100,10 @@ def test_streaming_gives_the_same_file_and_hdf5_is_readable_by_profile_moa(tmp_p
     pd.testing.assert_frame_equal(small, whole)
     assert small["Metadata_mask_fallback"].tolist()[2] == "Nuclei"
     h5 = write_classical(cells, tmp_path / "f.h5", settings, chunk_size=2).path
-    table = read_embedding_table(h5)
-    features = [c for c in small.columns if not c.startswith("Metadata_")]
-    np.testing.assert_array_equal(table[[f"z_{j}" for j in range(len(features))]].to_numpy(np.float32),
-                                  small[features].to_numpy())
-    assert table["mask_fallback"].tolist() == small["Metadata_mask_fallback"].tolist()
     metadata, values = read_embeddings(h5)
+    features = [c for c in small.columns if not c.startswith("Metadata_")]
+    np.testing.assert_array_equal(values.to_numpy(np.float32), small[features].to_numpy())
+    assert metadata["mask_fallback"].tolist() == small["Metadata_mask_fallback"].tolist()
     assert values.shape == (5, len(features)) and metadata["plate"].tolist() == ["P1"] * 5
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from statcell_tf.data.embedding_files import feature_columns, read_embeddings, write_embedding_table
 from statcell_tf.profiling import moa as profiling
 from statcell_tf.errors import UserError
 
@@ -233,16 +234,15 @@ def test_benchmark_refuses_tables_without_metadata_or_controls():
 
 def test_embedding_table_round_trip_and_feature_detection(tmp_path):
     table = _cell_table(cells=2)
-    features = profiling.feature_columns(table)
+    features = feature_columns(table)
     assert features == ["z_0", "z_1", "z_2", "z_3"]
-    path = profiling.write_embedding_table(tmp_path / "cells.h5", table[features].to_numpy(),
-                                           table.drop(columns=features))
-    back = profiling.read_embedding_table(path)
-    assert profiling.feature_columns(back) == features
-    np.testing.assert_allclose(back[features].to_numpy(), table[features].to_numpy(), rtol=1e-6)
-    assert list(back["compound"]) == list(table["compound"])
-    np.testing.assert_allclose(back["concentration"], table["concentration"])
+    path = write_embedding_table(tmp_path / "cells.h5", table[features].to_numpy(), table.drop(columns=features))
+    metadata, back = read_embeddings(path)
+    assert list(back.columns) == [f"embeddings_{j}" for j in range(4)]
+    np.testing.assert_allclose(back.to_numpy(), table[features].to_numpy(), rtol=1e-6)
+    assert list(metadata["compound"]) == list(table["compound"])
+    np.testing.assert_allclose(metadata["concentration"], table["concentration"])
     table.to_csv(tmp_path / "cells.csv", index=False)
-    assert profiling.feature_columns(profiling.read_embedding_table(tmp_path / "cells.csv")) == features
+    assert list(read_embeddings(tmp_path / "cells.csv")[1].columns) == features
     with pytest.raises(UserError, match="no embedding columns"):
-        profiling.feature_columns(table, prefix="emb_")
+        feature_columns(table, prefix="emb_")
