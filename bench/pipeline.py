@@ -29,9 +29,9 @@ and deleted at the end, also when interrupted.
 import argparse
 import json
 import os
-import subprocess
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +39,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 
 CROP_BYTES = 100 * 100 * 2 * 4  # float32 protein + nuclear distance
 

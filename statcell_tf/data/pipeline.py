@@ -446,8 +446,9 @@ def dihedral_numpy(images: np.ndarray, codes: np.ndarray, channels_first: bool =
     input image ``order[j]`` (a reordering fused into the same copy)."""
     if channels_first:
         images = np.moveaxis(images, 1, -1)  # a view: the copy below interleaves the channels
-    out = np.empty(images.shape, images.dtype)
-    for j, (k, flip_w, flip_h) in enumerate(np.asarray(codes)):
+    codes = np.asarray(codes)
+    out = np.empty((len(codes),) + images.shape[1:], images.dtype)  # one image per code
+    for j, (k, flip_w, flip_h) in enumerate(codes):
         view = np.rot90(images[j if order is None else order[j]], int(k), axes=(-3, -2))
         if flip_w:
             view = view[..., ::-1, :]

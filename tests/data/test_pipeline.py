@@ -263,3 +263,19 @@ def test_block_shuffle_reads_blocks_mixes_them_and_is_keyed_by_seed_and_epoch():
         source.LARGE_DATA_FRACTION = original
     with pytest.raises(UserError, match="--shuffle must be one of auto, full, block"):
         make_dataset(cells, np.arange(n), 64, shuffle="random")
+
+
+def test_block_shuffle_of_opencell_files_gives_the_rows_images_augmented(tmp_path):
+    # OpenCell channel files are read channel-first (planar) and augmented while reordered.
+    cells = _cells(tmp_path)
+    n = len(cells)
+    dataset = make_dataset(cells, np.arange(n), 5, shuffle="block", seed=1, augment=True, block_rows=2,
+                           buffer_rows=10, label_column="protein")
+    batches = list(dataset)
+    assert [len(b["image"]) for b in batches] == [len(b["index"]) for b in batches]
+    assert sum(len(b["index"]) for b in batches) == n
+    for batch in batches:  # each image is its row's image turned/flipped: same sorted pixels per channel
+        rows = batch["index"].numpy()
+        got = np.sort(batch["image"].numpy().reshape(len(rows), -1, 2), axis=1)
+        expected = np.sort(np.asarray(cells.images[rows], np.float32).reshape(len(rows), -1, 2), axis=1)
+        np.testing.assert_array_equal(got, expected)
