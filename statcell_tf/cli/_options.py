@@ -66,6 +66,32 @@ def workers_option(items: str):
     )
 
 
+class _ShardType(click.ParamType):
+    name = "K/N"
+
+    def convert(self, value, param, ctx):
+        from statcell_tf.data.shards import Shard, parse_shard
+        from statcell_tf.errors import UserError
+
+        if isinstance(value, Shard):
+            return value
+        try:
+            return parse_shard(value)
+        except UserError as error:
+            self.fail(str(error).removeprefix("--shard "), param, ctx)
+
+
+def shard_option(items: str):
+    """``--shard K/N``: this job does the K-th of N contiguous slices of `items` and writes it as
+    one part inside --out (`statcell_tf.data.shards`)."""
+    return click.option(
+        "--shard", type=_ShardType(), default=None,
+        help=f"Do slice K of N of the {items} (K = 1..N) and write it as --out/part-K-of-N: N jobs with the "
+        "same --out fan the work out over machines (SLURM array, Kubernetes indexed Job); readers take the "
+        "folder as one output once every part is there.",
+    )
+
+
 seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 allow_pickle_option = click.option(
     "--allow-pickle",

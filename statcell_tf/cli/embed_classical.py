@@ -8,6 +8,7 @@ from statcell_tf.cli._options import (
     allow_pickle_option,
     existing_path,
     out_path,
+    shard_option,
     workers_option,
 )
 from statcell_tf.cli._progress import counter_bar
@@ -27,8 +28,9 @@ from statcell_tf.cli._progress import counter_bar
 @click.option("--chunk-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="Cells read, measured and written at a time (memory stays flat).")
 @workers_option("chunks of cells")
+@shard_option("cells")
 @allow_pickle_option
-def command(data, out, groups, nucleus_channel, texture_scale, min_area, chunk_size, workers, allow_pickle):
+def command(data, out, groups, nucleus_channel, texture_scale, min_area, chunk_size, workers, shard, allow_pickle):
     """CellProfiler-style features of every cell of --data: the classical baseline.
 
     Per cell, a nucleus mask (Otsu on the DNA channel, component under the crop centre) and
@@ -38,7 +40,9 @@ def command(data, out, groups, nucleus_channel, texture_scale, min_area, chunk_s
     and compartment. Columns are named as CellProfiler does (Cells_Intensity_MeanIntensity_DNA,
     Nuclei_AreaShape_Area, ...) so pycytominer finds them; every metadata column of the data
     becomes Metadata_<column>. --workers N measures N chunks at a time in N processes (the
-    file is byte-identical for any N). The file is written under a temporary name and renamed when
+    file is byte-identical for any N). --shard K/N measures cells K of N into
+    --out/part-K-of-N.<suffix> (--out names a folder; readers take it as one table once
+    every part is there). The file is written under a temporary name and renamed when
     complete.
     """
     import time
@@ -53,12 +57,17 @@ def command(data, out, groups, nucleus_channel, texture_scale, min_area, chunk_s
 
     chosen = tuple(g.strip() for g in groups.split(",") if g.strip())
     settings = ClassicalSettings(chosen, nucleus_channel, texture_scale, min_area)
-    check_out_file(out, "--out", inputs=[data])
+    from statcell_tf.data.shards import part_path
+
+    target = out if shard is None else part_path(out, shard)
+    check_out_file(target, "--out", inputs=[data])
     cells = read_cells(data, allow_pickle)
     nucleus_channel_index(cells.channel_names, nucleus_channel)
+    if shard is not None:
+        cells = cells.subset(range(*shard.bounds(len(cells))))
     started = time.perf_counter()
     with counter_bar(len(cells), "Measuring cells") as advance:
-        result = write_classical(cells, out, settings, chunk_size=chunk_size, progress=advance, workers=workers)
+        result = write_classical(cells, target, settings, chunk_size=chunk_size, progress=advance, workers=workers)
     seconds = time.perf_counter() - started
     click.echo(
         f"{result.features} features of {result.cells} cells written to {result.path} "
