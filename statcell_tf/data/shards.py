@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from statcell_tf.errors import UserError
@@ -97,11 +97,12 @@ def is_sharded(path) -> bool:
     return path.is_dir() and bool(_parts(path))
 
 
-def part_files(folder, flag: str = "--data") -> list[Path]:
+def part_files(folder, flag: str = "--data", finished: Callable[[Path], bool] | None = None) -> list[Path]:
     """The parts of a sharded output in K order, once every one is there; else one UserError line.
 
-    Refused: no part, parts of different shard counts, and a missing part (its job has not
-    finished, failed, or did not run).
+    Refused: no part, parts of different shard counts, a missing part (its job has not
+    finished, failed, or did not run) and, with `finished`, a part it says is unfinished (a
+    folder part written in place, e.g. prepare-crops' without its summary.csv).
     """
     folder = Path(folder)
     parts = _parts(folder) if folder.is_dir() else []
@@ -120,5 +121,12 @@ def part_files(folder, flag: str = "--data") -> list[Path]:
             f"{flag} {folder}: part(s) {', '.join(map(str, missing[:10]))} of {count} are missing (their "
             f"--shard K/{count} jobs have not finished or did not run; e.g. {example}); "
             f"found {len(present)} of {count}"
+        )
+    unfinished = [index for index, _, path in parts if finished is not None and not finished(path)]
+    if unfinished:
+        raise UserError(
+            f"{flag} {folder}: part(s) {', '.join(map(str, unfinished[:10]))} of {count} are unfinished (their "
+            f"--shard K/{count} jobs are running, were killed or failed: rerun them, with --resume where the "
+            "command has it)"
         )
     return [path for _, _, path in parts]
