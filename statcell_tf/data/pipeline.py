@@ -175,7 +175,8 @@ def make_dataset(
         epoch: int or None. Only this epoch (counting from 1): its shuffle order and
             augmentation keys depend on (`seed`, `epoch`) alone, so a resumed run reads
             exactly what an uninterrupted one reads. With `repeat` the stream is endless
-            and the epoch is its `steps` batches starting at batch (epoch − 1)·steps.
+            and the epoch is its `steps` batches starting at batch (epoch − 1)·steps (a
+            block shuffle reads the buffers of the batches it skips to get there).
         steps: int or None. Batches per epoch of a repeated stream (with `epoch`).
         block_rows: int or None. Rows per block of a block shuffle (default: `BLOCK_BYTES`).
         buffer_rows: int or None. Rows mixed together by a block shuffle (default:
