@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+
 def commits_progress(command: click.Command) -> click.Command:
     """Mark a command whose outputs must survive its own later failure (training commits
     every epoch so that ``--resume`` continues); every other command is all-or-nothing."""
@@ -43,6 +44,54 @@ precision_option = click.option(
     show_default=True,
     help="auto = float32 on CPU, mixed_bfloat16 on GPU.",
 )
+
+
+def shuffle_option(command):
+    """``--shuffle auto|full|block`` of the trainers (`statcell_tf.data.pipeline.make_dataset`)."""
+    from statcell_tf.data.source import SHUFFLES
+
+    return click.option(
+        "--shuffle", type=click.Choice(SHUFFLES), default="auto", show_default=True,
+        help="How training rows are shuffled each epoch: full = any order; block = contiguous blocks in "
+        "random order mixed in a bounded buffer (sequential reads: data larger than memory stream at disk "
+        "speed); auto = block when the training images exceed a quarter of the memory.",
+    )(command)
+
+
+def workers_option(items: str):
+    """``--workers N``: processes working on `items` in parallel (`statcell_tf.parallel.map_ordered`)."""
+    return click.option(
+        "--workers", type=click.IntRange(min=1), default=1, show_default=True,
+        help=f"Processes working on {items} in parallel (the output does not depend on it).",
+    )
+
+
+class _ShardType(click.ParamType):
+    name = "K/N"
+
+    def convert(self, value, param, ctx):
+        from statcell_tf.data.shards import Shard, parse_shard
+        from statcell_tf.errors import UserError
+
+        if isinstance(value, Shard):
+            return value
+        try:
+            return parse_shard(value)
+        except UserError as error:
+            self.fail(str(error).removeprefix("--shard "), param, ctx)
+
+
+def shard_option(items: str):
+    """``--shard K/N``: this job does the K-th of N contiguous slices of `items` and writes it as
+    one part inside --out (`statcell_tf.data.shards`)."""
+    return click.option(
+        "--shard", type=_ShardType(), default=None,
+        help=f"Do slice K of N of the {items} (K = 1..N) and write it as --out/part-K-of-N: N jobs with the "
+        "same --out fan the work out over machines (SLURM array, Kubernetes indexed Job); readers take the "
+        "folder as one output once every part is there.",
+    )
+
+
 seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 allow_pickle_option = click.option(
     "--allow-pickle",

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import click
 
-from statcell_tf.cli._options import allow_pickle_option, existing_path, out_path
+from statcell_tf.cli._options import (
+    allow_pickle_option,
+    existing_path,
+    out_path,
+    shard_option,
+    workers_option,
+)
 from statcell_tf.cli._progress import counter_bar
 
 
@@ -21,8 +27,10 @@ from statcell_tf.cli._progress import counter_bar
               help="Smallest mask in pixels; a smaller one falls back to a centred disk (Metadata_mask_fallback).")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="Cells read, measured and written at a time (memory stays flat).")
+@workers_option("chunks of cells")
+@shard_option("cells")
 @allow_pickle_option
-def command(data, out, groups, nucleus_channel, texture_scale, min_area, chunk_size, allow_pickle):
+def command(data, out, groups, nucleus_channel, texture_scale, min_area, chunk_size, workers, shard, allow_pickle):
     """CellProfiler-style features of every cell of --data: the classical baseline.
 
     Per cell, a nucleus mask (Otsu on the DNA channel, component under the crop centre) and
@@ -31,23 +39,35 @@ def command(data, out, groups, nucleus_channel, texture_scale, min_area, chunk_s
     intensity, Haralick texture, radial distribution and channel correlations per channel
     and compartment. Columns are named as CellProfiler does (Cells_Intensity_MeanIntensity_DNA,
     Nuclei_AreaShape_Area, ...) so pycytominer finds them; every metadata column of the data
-    becomes Metadata_<column>. The file is written under a temporary name and renamed when
+    becomes Metadata_<column>. --workers N measures N chunks at a time in N processes (the
+    file is byte-identical for any N). --shard K/N measures cells K of N into
+    --out/part-K-of-N.<suffix> (--out names a folder; readers take it as one table once
+    every part is there). The file is written under a temporary name and renamed when
     complete.
     """
     import time
 
     from statcell_tf.data.embedding_files import check_out_file
     from statcell_tf.data.readers import read_cells
-    from statcell_tf.profiling.classical import ClassicalSettings, nucleus_channel_index, write_classical
+    from statcell_tf.profiling.classical import (
+        ClassicalSettings,
+        nucleus_channel_index,
+        write_classical,
+    )
 
     chosen = tuple(g.strip() for g in groups.split(",") if g.strip())
     settings = ClassicalSettings(chosen, nucleus_channel, texture_scale, min_area)
-    check_out_file(out, "--out", inputs=[data])
+    from statcell_tf.data.shards import part_path
+
+    target = out if shard is None else part_path(out, shard)
+    check_out_file(target, "--out", inputs=[data])
     cells = read_cells(data, allow_pickle)
     nucleus_channel_index(cells.channel_names, nucleus_channel)
+    if shard is not None:
+        cells = cells.subset(range(*shard.bounds(len(cells))))
     started = time.perf_counter()
     with counter_bar(len(cells), "Measuring cells") as advance:
-        result = write_classical(cells, out, settings, chunk_size=chunk_size, progress=advance)
+        result = write_classical(cells, target, settings, chunk_size=chunk_size, progress=advance, workers=workers)
     seconds = time.perf_counter() - started
     click.echo(
         f"{result.features} features of {result.cells} cells written to {result.path} "

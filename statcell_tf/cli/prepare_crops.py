@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from statcell_tf.cli._options import commits_progress, out_path, seed_option
+from statcell_tf.cli._options import (
+    commits_progress,
+    out_path,
+    seed_option,
+    shard_option,
+    workers_option,
+)
 
 # = statcell_tf.data.prepare.LAYOUTS, not imported so that --help stays instant.
 LAYOUTS = ("opencell", "bbbc021", "allencell")
@@ -42,13 +48,13 @@ LAYOUTS = ("opencell", "bbbc021", "allencell")
               help="Metadata column with one montage per value [protein, compound, structure_name].")
 @click.option("--montage-crops", type=click.IntRange(min=0), default=16, show_default=True,
               help="Random crops per montage (0: no montages).")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Processes working on fields in parallel (the output does not depend on it).")
+@workers_option("fields")
 @click.option("--resume", is_flag=True, default=False,
               help="Continue the run in --out: skip the fields it finished (FOVS.csv rows must be unchanged).")
+@shard_option("fields of view (FOVS.csv rows)")
 @seed_option
 def command(fovs, layout, out, channels, size, downsample, projection, nucleus_channel, cell_channel, min_distance,
-            qc, group_column, montage_crops, workers, resume, seed):
+            qc, group_column, montage_crops, workers, resume, shard, seed):
     """Cut the fields of view listed in FOVS.csv into single-cell crops in a paper's layout.
 
     FOVS.csv has one row per field of view. Columns named after channels hold image paths
@@ -65,7 +71,9 @@ def command(fovs, layout, out, channels, size, downsample, projection, nucleus_c
     the file headers before anything is written. Fields are processed one at a time (or in
     --workers processes) and committed in chunks, so memory stays flat; --resume skips
     finished fields. Writes summary.csv (one row per field) and montage/<group>.png beside
-    the data, which inspect-data reads and the matching train-* command trains on.
+    the data, which inspect-data reads and the matching train-* command trains on. With
+    --shard K/N this job prepares fields K of N into --out/part-K-of-N (a complete folder of
+    the layout); every reader takes --out as one data set once all N parts are finished.
     """
     from statcell_tf.data import prepare
 
@@ -82,6 +90,10 @@ def command(fovs, layout, out, channels, size, downsample, projection, nucleus_c
         group_column=group_column,
     )
     fields, carried = prepare.read_fields(fovs, config)
+    if shard is not None:
+        from statcell_tf.data.shards import part_path
+
+        fields, out = shard.select(fields), part_path(out, shard)
     prepare.check_out(out, fovs, fields, resume)
     todo = len(prepare.pending_fields(out, fields)) if resume else len(fields)
     with click.progressbar(length=todo, label="fields", show_eta=True, file=click.get_text_stream("stderr")) as bar:

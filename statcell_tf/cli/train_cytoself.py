@@ -14,6 +14,7 @@ from statcell_tf.cli._options import (
     out_path,
     precision_option,
     seed_option,
+    shuffle_option,
     strategy_option,
 )
 
@@ -51,10 +52,11 @@ ABLATION_CHOICES = ["no_vq", "no_id", "no_split", "no_decoder", "no_nuclear", "n
 @strategy_option
 @precision_option
 @seed_option
+@shuffle_option
 @allow_pickle_option
 @click.pass_context
 def command(ctx, data, channels, preset, epochs, batch_size, learning_rate, ablation, label_column, group_column,
-            no_augment, steps_per_epoch, out, resume, config_file, strategy, precision, seed, allow_pickle):
+            no_augment, steps_per_epoch, out, resume, config_file, strategy, precision, seed, shuffle, allow_pickle):
     """Train cytoself (Kobayashi et al. 2022) and keep the best validation model.
 
     Splits the cells 8:1:1 by field of view, trains with Adam (×0.1 after 4 epochs without
@@ -78,7 +80,7 @@ def command(ctx, data, channels, preset, epochs, batch_size, learning_rate, abla
         data=str(data), channels=channel_list, preset=preset, ablation=ablation, epochs=epochs,
         batch_size=batch_size, learning_rate=learning_rate, seed=seed, label_column=label_column,
         group_column=group_column, no_augment=not no_augment, steps_per_epoch=steps_per_epoch,
-        strategy=strategy, precision=precision, allow_pickle=allow_pickle,
+        strategy=strategy, precision=precision, allow_pickle=allow_pickle, shuffle=shuffle,
     )
     presets = {name: {"epochs": DEFAULT_EPOCHS[name]} for name in DEFAULT_EPOCHS}
     config = resolve_settings(ctx, CytoselfTrainConfig, values, presets, rename={"no_augment": "augment"},

@@ -13,6 +13,7 @@ from statcell_tf.cli._options import (
     out_path,
     precision_option,
     seed_option,
+    shuffle_option,
     strategy_option,
 )
 from statcell_tf.cli._settings import config_option, resolve_settings
@@ -60,10 +61,11 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
 @strategy_option
 @precision_option
 @seed_option
+@shuffle_option
 @click.pass_context
 def command(ctx, data, stage, reference_run, epochs, batch_size, size, filters, latent_dim, learning_rate, gamma_enc,
             gamma_dec, decoder_condition, output_batchnorm, steps_per_epoch, out, resume, quiet, preset, config_file,
-            strategy, precision, seed):
+            strategy, precision, seed, shuffle):
     """Train the reference (membrane + DNA) or conditional (structure) stage of the Integrated Cell.
 
     Cells are split 80/10/10 by CellId (RUN/splits.csv). The run folder receives config.json,
@@ -95,7 +97,7 @@ def command(ctx, data, stage, reference_run, epochs, batch_size, size, filters, 
         batch_size=batch_size, image_size=image_size, filters=filters, latent_dim=latent_dim,
         learning_rate=learning_rate, gamma_enc=gamma_enc, gamma_dec=gamma_dec, decoder_condition=decoder_condition,
         output_batchnorm=output_batchnorm, steps_per_epoch=steps_per_epoch, seed=seed, strategy=strategy,
-        precision=precision, preset=preset,
+        precision=precision, preset=preset, shuffle=shuffle,
     )
     settings = resolve_settings(ctx, IntegratedCellSettings, values, presets(stage), config_file=config_file)
     out = out or Path("models") / "integrated_cell" / stage

@@ -55,6 +55,7 @@ class CytoselfTrainConfig:
         strategy: str. Distribution strategy name.
         precision: str. Precision policy name.
         allow_pickle: bool. Allow pickled label files.
+        shuffle: str. ``auto``, ``full`` or ``block`` (`statcell_tf.data.pipeline.make_dataset`).
     """
 
     data: str
@@ -74,6 +75,7 @@ class CytoselfTrainConfig:
     strategy: str = "auto"
     precision: str = "auto"
     allow_pickle: bool = False
+    shuffle: str = "auto"
 
     def __post_init__(self):
         if self.preset not in PRESETS:
@@ -87,6 +89,9 @@ class CytoselfTrainConfig:
         for name in ("epochs", "batch_size", "plateau_patience", "early_stopping_patience", "steps_per_epoch"):
             check_number(getattr(self, name), f"--{name.replace('_', '-')}", minimum=1, allow_none=name == "steps_per_epoch")
         check_number(self.learning_rate, "--learning-rate", minimum=0, open_min=True)
+        from statcell_tf.data.source import check_shuffle
+
+        check_shuffle(self.shuffle)
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
@@ -280,7 +285,7 @@ def plan_run(config: CytoselfTrainConfig, cells, saved: dict | None, run):
 
     def train_data(epoch):
         return apply_preprocessing(make_dataset(
-            cells, splits["train"], config.batch_size, shuffle=True, seed=config.seed, augment=config.augment,
+            cells, splits["train"], config.batch_size, shuffle=config.shuffle, seed=config.seed, augment=config.augment,
             label_column=config.label_column, label_values=label_values, repeat=config.steps_per_epoch is not None,
             drop_remainder=_replicas() > 1, epoch=epoch, steps=config.steps_per_epoch,
         ), preprocessing)

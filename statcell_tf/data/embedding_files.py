@@ -23,7 +23,9 @@ Two formats, chosen by the output's suffix:
   plus file attributes.
 
 `read_embeddings` is the one reader of both formats (and of CSV/TSV tables): profile-moa, the
-cytoself analyses (`read_arrays`, arrays in their own shapes) and the tests use it.
+cytoself analyses (`read_arrays`, arrays in their own shapes) and the tests use it. Both read
+the folder of a ``--shard K/N`` run (`statcell_tf.data.shards`) as one file, parts in order,
+once every part is there.
 
 Every file is written under a temporary name and renamed when complete
 (`statcell_tf.atomic`): a failure leaves nothing behind. `check_out_file` validates the
@@ -40,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from statcell_tf.data.shards import is_sharded, part_files
 from statcell_tf.errors import UserError
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -386,8 +389,12 @@ def read_embeddings(
     where = f"{flag} {path}"
     if not path.exists():
         raise UserError(f"{where} does not exist")
+    if is_sharded(path):  # the parts of a --shard run, read as one table once all are there
+        pieces = [read_embeddings(part, vectors, flag, prefix, check_finite) for part in part_files(path, flag)]
+        return (pd.concat([m for m, _ in pieces], ignore_index=True),
+                pd.concat([f for _, f in pieces], ignore_index=True))
     if path.is_dir():
-        raise UserError(f"{where} is a folder; expected a table or HDF5 file")
+        raise UserError(f"{where} is a folder; expected a table or HDF5 file (or the folder of a --shard run)")
     if isinstance(vectors, str):
         vectors = [vectors]
     if path.suffix.lower() not in HDF5_SUFFIXES:
@@ -439,6 +446,11 @@ def read_arrays(path, keys=None, flag: str = "--embeddings") -> tuple[dict, pd.D
 
     path = Path(path)
     where = f"{flag} {path}"
+    if is_sharded(path):  # the parts of a --shard run, in order, once all are there
+        pieces = [read_arrays(part, keys, flag) for part in part_files(path, flag)]
+        metadata = pd.concat([m for _, m in pieces], ignore_index=True)
+        metadata.attrs = pieces[0][1].attrs
+        return {name: np.concatenate([a[name] for a, _ in pieces]) for name in pieces[0][0]}, metadata
     if not path.is_file():
         raise UserError(f"{where} does not exist" if not path.exists() else f"{where} is not a file")
     try:
@@ -568,6 +580,14 @@ class CellEncoder:
 
     def __len__(self) -> int:
         return len(self.metadata)
+
+    def rows(self, start: int, stop: int) -> CellEncoder:
+        """The encoder of cells [start, stop) (a `--shard`'s slice): same vectors and attributes;
+        per-cell `hdf5_extra` arrays are sliced with them."""
+        n = len(self)
+        extra = {k: (v[start:stop] if len(np.shape(v)) and len(v) == n else v) for k, v in self.hdf5_extra.items()}
+        return CellEncoder(self.metadata.iloc[start:stop], lambda positions: self.encode(np.asarray(positions) + start),
+                           self.vectors, self.attrs, self.parquet_default, self.hdf5_dtypes, extra)
 
     def parquet_vectors(self, chosen: Sequence[str] | None, flag: str = "--vectors") -> list[str]:
         """The vectors written as Parquet columns: `chosen` (checked) or the default."""

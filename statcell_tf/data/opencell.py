@@ -17,7 +17,6 @@ the file, so it is refused unless `allow_pickle` is set (``--allow-pickle``).
 from __future__ import annotations
 
 import mmap
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from statcell_tf.data import validation
-from statcell_tf.data.source import ArrayImages, CellImages, ConcatenatedImages, ImageArray
+from statcell_tf.data.source import ArrayImages, CellImages, ConcatenatedImages, ImageArray, is_large
 from statcell_tf.errors import UserError
 
 CHANNELS = ("pro", "nuc", "nucdist")
@@ -67,10 +66,10 @@ class ChannelFiles(ImageArray):
         first = self.parts[0][0]
         self.shape = (int(self.offsets[-1]),) + tuple(first.shape[1:]) + (len(self.parts[0]),)
         self.dtype = np.result_type(*[array.dtype for channels in self.parts for array in channels])
-        # Data larger than a quarter of the memory: unmap what each batch read (see
+        # Large data (a quarter of the memory, `is_large`): unmap what each batch read (see
         # `_release_pages`); smaller data stays mapped (re-reading mapped pages is ~2× cheaper).
         nbytes = sum(int(np.prod(array.shape)) * array.dtype.itemsize for channels in self.parts for array in channels)
-        self.release_pages = nbytes > _physical_memory() // 4
+        self.release_pages = is_large(nbytes)
 
     def _take(self, indices):
         out = np.empty((len(indices),) + self.shape[1:], self.dtype)
@@ -94,13 +93,6 @@ class ChannelFiles(ImageArray):
             for part in np.unique(part_of):
                 for array in self.parts[part]:
                     _release_pages(array)
-
-
-def _physical_memory() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 1 << 62  # unknown: never release
 
 
 def _release_pages(array) -> None:

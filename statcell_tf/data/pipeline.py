@@ -8,6 +8,23 @@ float32, normalised in TensorFlow on the whole batch (a named normalisation: the
 k·90°, k ∈ {0, 1, 2, 3} (the cytoself reference code applied every rotation together, so 90°
 never happened), and random horizontal and vertical flips, per image.
 
+Shuffling. Data that fit in memory are fully shuffled: any row may follow any other. Data
+larger than a quarter of the memory (`statcell_tf.data.source.is_large`, or ``shuffle="block"``)
+are shuffled by blocks, so the disk reads sequentially: the rows (in file order) are cut into
+contiguous blocks of about `BLOCK_BYTES`; the order of the blocks is shuffled; the epoch's
+rows in that order are cut into buffers of about `BUFFER_BYTES` (whole batches: k blocks),
+each buffer is read in file order (one sequential sweep per file), its rows are shuffled in
+memory and cut into batches. Memory holds a few buffers, whatever the size of the data.
+
+How mixed block-shuffled batches are: a batch of B rows drawn from a buffer of k blocks holds
+rows of about k·(1 − (1 − 1/k)^B) distinct blocks, and rows of one block are neighbours on
+disk (the same protein in OpenCell's per-protein files, the same plate/well in prepared
+crops). For 100×100×2 float32 crops (80 KB) the defaults give blocks of 6 images and buffers of
+1,536 images (256 blocks): a batch of 256 spans ~162 distinct blocks, so with OpenCell's
+~840 crops per protein (1.1 M crops, 1,311 proteins) about 160 distinct proteins against ~230
+for a full shuffle (tests/data/test_pipeline.py measures it on labelled toy data). Every row is
+still read exactly once per epoch.
+
 Determinism: every pass over the dataset (an epoch) draws one epoch key from
 ``tf.data.Dataset.random(seed, rerandomize_each_iteration=True)``; the shuffle order is a
 stateless shuffle keyed by (epoch key) and the augmentation of a batch is keyed by
@@ -23,10 +40,35 @@ from collections.abc import Sequence
 import numpy as np
 
 from statcell_tf.backend import tf
-from statcell_tf.data.source import CellImages
+from statcell_tf.data.source import CellImages, check_shuffle, is_large
 from statcell_tf.errors import USER_ERROR_MARK, UserError
 
 NORMALIZATIONS = ("none", "mode", "max", "minmax")
+BLOCK_BYTES = 1 << 19  # contiguous rows read as one run (≈ 6 crops of 80 KB; 256 KB per channel file)
+BUFFER_BYTES = 1 << 27  # rows mixed in memory at a time (as float32)
+
+
+def shuffle_mode(shuffle, cells: CellImages, indices) -> str | None:
+    """The shuffle `make_dataset` uses: None (no shuffle), ``"full"`` or ``"block"``.
+
+    ``True`` and ``"auto"`` mean ``"block"`` when the selected rows are large data (more than a
+    quarter of the memory, `statcell_tf.data.source.is_large`), else ``"full"``.
+    """
+    if shuffle is False or shuffle is None:
+        return None
+    if shuffle is True:
+        shuffle = "auto"
+    if check_shuffle(shuffle) == "auto":
+        nbytes = len(indices) * int(np.prod(cells.image_shape)) * np.dtype(cells.images.dtype).itemsize
+        return "block" if is_large(nbytes) else "full"
+    return shuffle
+
+
+def _blocks(indices: np.ndarray, image_bytes: int, block_rows: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted rows, row splits): `indices` in file order cut into blocks of contiguous rows."""
+    rows = np.sort(indices)
+    block = max(1, block_rows or BLOCK_BYTES // image_bytes)
+    return rows, np.append(np.arange(0, len(rows), block), len(rows)).astype(np.int64)
 
 
 def _normalizer(normalize):
@@ -91,7 +133,7 @@ def make_dataset(
     indices,
     batch_size: int,
     *,
-    shuffle: bool = False,
+    shuffle: bool | str = False,
     seed: int = 0,
     augment: bool = False,
     normalize=None,
@@ -102,6 +144,8 @@ def make_dataset(
     drop_remainder: bool = False,
     epoch: int | None = None,
     steps: int | None = None,
+    block_rows: int | None = None,
+    buffer_rows: int | None = None,
 ) -> tf.data.Dataset:
     """A dataset of dict batches over rows `indices` of `cells`.
 
@@ -109,9 +153,11 @@ def make_dataset(
         cells: CellImages. The data.
         indices: int array. Rows to use (e.g. one split).
         batch_size: int. Global batch size.
-        shuffle: bool. Reshuffle the rows every epoch (deterministic under `seed`). Rows within
-            a shuffled batch come in increasing order (sequential reads); without shuffling
-            the batches follow `indices` exactly.
+        shuffle: bool or str. Reshuffle the rows every epoch (deterministic under `seed`):
+            ``"full"``, ``"block"`` (see the module docstring), ``"auto"`` or True (block for
+            data larger than a quarter of the memory, else full). Rows within a fully shuffled
+            batch come in increasing order (sequential reads); without shuffling the batches
+            follow `indices` exactly.
         seed: int. Seed of shuffling and augmentation.
         augment: bool. Random k·90° rotations (k uniform in {0, 1, 2, 3}; {0, 2} for
             non-square images) and horizontal/vertical flips in the YX plane, per image,
@@ -129,8 +175,12 @@ def make_dataset(
         epoch: int or None. Only this epoch (counting from 1): its shuffle order and
             augmentation keys depend on (`seed`, `epoch`) alone, so a resumed run reads
             exactly what an uninterrupted one reads. With `repeat` the stream is endless
-            and the epoch is its `steps` batches starting at batch (epoch − 1)·steps.
+            and the epoch is its `steps` batches starting at batch (epoch − 1)·steps (a
+            block shuffle reads the buffers of the batches it skips to get there).
         steps: int or None. Batches per epoch of a repeated stream (with `epoch`).
+        block_rows: int or None. Rows per block of a block shuffle (default: `BLOCK_BYTES`).
+        buffer_rows: int or None. Rows mixed together by a block shuffle (default:
+            `BUFFER_BYTES`); rounded down to whole blocks.
 
     Returns:
         tf.data.Dataset of ``{"image": float32 (B, ..., C), "index": int64 (B,),
@@ -151,6 +201,7 @@ def make_dataset(
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1. Received: {batch_size}")
     normalizer, normalization_layer = _normalizer(normalize)
+    mode = shuffle_mode(shuffle, cells, indices)
     image_shape = tuple(cells.image_shape)
     images = cells.images
     source = cells.source
@@ -159,11 +210,10 @@ def make_dataset(
     # copies) and interleaved by the augmentation's copy: one strided pass instead of two.
     planar_reads = augment and normalizer is None and hasattr(images, "take_planar") and len(image_shape) == 3
 
-    def gather(rows: np.ndarray, codes: np.ndarray | None = None) -> np.ndarray:
-        planar = False
+    def read(rows: np.ndarray, planar: bool) -> np.ndarray:
+        """float32 images at `rows` (channel-first with `planar`, for sorted rows), checked finite."""
         try:
             if rows.size > 1 and (rows[1:] >= rows[:-1]).all():  # sorted: skip the reorder copy
-                planar = planar_reads and codes is not None
                 batch = images.take_planar(rows) if planar else images._take(rows)
             else:
                 batch = images[rows]
@@ -176,8 +226,15 @@ def make_dataset(
                 f"{USER_ERROR_MARK}image {int(rows[np.argmax(bad)])} in {source} has NaN or infinite "
                 "pixels; expected finite values (fix or drop that image)"
             )
+        return batch
+
+    def arrange(batch: np.ndarray, codes=None, order=None, planar: bool = False) -> np.ndarray:
+        """Images ``batch[order]`` (all without `order`), normalised by a NumPy function and
+        augmented by `codes`, channel-last: the reorder is fused into the augmentation's copy."""
         if planar:
-            return dihedral_numpy(batch, codes, channels_first=True)
+            return dihedral_numpy(batch, codes, channels_first=True, order=order)
+        if order is not None:
+            batch = batch[order]
         if normalizer is not None:
             batch = np.asarray(normalizer(batch), dtype=np.float32)
             if batch.shape[1:] != image_shape:
@@ -188,6 +245,10 @@ def make_dataset(
         if codes is not None:
             batch = dihedral_numpy(batch, codes)
         return batch
+
+    def gather(rows: np.ndarray, codes: np.ndarray | None = None) -> np.ndarray:
+        planar = planar_reads and codes is not None and rows.size > 1 and bool((rows[1:] >= rows[:-1]).all())
+        return arrange(read(rows, planar), codes, None, planar)
 
     columns = {}
     metadata = cells.metadata
@@ -212,13 +273,65 @@ def make_dataset(
 
     def one_epoch(key):
         rows = all_rows
-        if shuffle:
+        if mode:
             rows = tf.random.experimental.stateless_shuffle(rows, seed=tf.stack([key, tf.constant(-1, tf.int64)]))
         batches = tf.data.Dataset.from_tensor_slices(rows).batch(batch_size, drop_remainder=drop_remainder)
         return batches.enumerate().map(lambda position, batch_rows: (key, position, batch_rows))
 
+    if mode == "block":
+        image_bytes = int(np.prod(image_shape)) * 4
+        blocks = tf.RaggedTensor.from_row_splits(*map(tf.constant, _blocks(indices, image_bytes, block_rows)))
+        n_blocks = int(blocks.nrows())
+        # Buffers hold whole batches: only the epoch's last batch may be partial, as without blocks.
+        per_buffer = max(1, (buffer_rows or BUFFER_BYTES // image_bytes) // batch_size) * batch_size
+        n_buffers = -(-len(indices) // per_buffer)
+
+    def block_epoch(key):
+        # The epoch's rows: whole blocks in random order, cut into buffers of `per_buffer` rows.
+        block_order = tf.random.experimental.stateless_shuffle(
+            tf.range(n_blocks, dtype=tf.int64), seed=tf.stack([key, tf.constant(-2, tf.int64)]))
+        epoch_rows = tf.gather(blocks, block_order).flat_values
+
+        def read_buffer(number):
+            # A buffer's rows in file order: one sequential sweep over its blocks.
+            rows = tf.sort(epoch_rows[number * per_buffer:(number + 1) * per_buffer])
+            raw = tf.numpy_function(lambda r: read(r, planar_reads), [rows], tf.float32, stateful=False)
+            return number, raw, rows
+
+        def batches(number, raw, rows):
+            # The buffer's rows mixed in memory, then cut into batches (gathered in parallel).
+            n = tf.shape(rows, out_type=tf.int64)[0]
+            order = tf.random.experimental.stateless_shuffle(tf.range(n), seed=tf.stack([key, number]))
+            count = n // batch_size if drop_remainder else (n + batch_size - 1) // batch_size
+            first = number * (per_buffer // batch_size)
+            return tf.data.Dataset.range(count).map(lambda j: (
+                key, first + j, raw, tf.gather(rows, order[j * batch_size:(j + 1) * batch_size]),
+                order[j * batch_size:(j + 1) * batch_size]))
+
+        # Two buffers read at once (a second sequential stream; a few buffers in memory at most).
+        return tf.data.Dataset.range(n_buffers).map(read_buffer, num_parallel_calls=2, deterministic=True) \
+            .flat_map(batches)
+
+    def load_block(key, position, raw, rows, order):
+        if augment:
+            codes = augmentation_codes(tf.shape(rows)[0], tf.stack([key, position]), square)
+            batch = tf.numpy_function(lambda r, o, c: arrange(r, c, o, planar_reads), [raw, order, codes],
+                                      tf.float32, stateful=False)
+        else:
+            batch = tf.numpy_function(lambda r, o: arrange(r, None, o), [raw, order], tf.float32, stateful=False)
+        return finish({"image": batch, "index": rows})
+
+    def finish(batch):
+        image = tf.ensure_shape(batch["image"], (batch_size if drop_remainder else None,) + image_shape)
+        if normalization_layer is not None:
+            image = normalization_layer(image)
+        out = {"image": image, "index": batch["index"]}
+        for name, values in columns.items():
+            out[name] = tf.gather(values, batch["index"])
+        return out
+
     def load(key, position, rows):
-        if shuffle:
+        if mode:
             rows = tf.sort(rows)  # order inside a random batch is free: read sequentially
         if augment:
             # Drawn in TensorFlow (stateless, keyed by epoch and batch), applied by NumPy while
@@ -228,13 +341,8 @@ def make_dataset(
             batch = tf.numpy_function(gather, [rows, codes], tf.float32, stateful=False)
         else:
             batch = tf.numpy_function(gather, [rows], tf.float32, stateful=False)
-        batch = tf.ensure_shape(batch, (batch_size if drop_remainder else None,) + image_shape)
-        if normalization_layer is not None:  # per image statistics: commutes with the augmentation
-            batch = normalization_layer(batch)
-        out = {"image": batch, "index": rows}
-        for name, values in columns.items():
-            out[name] = tf.gather(values, rows)
-        return out
+        # per image statistics in `finish`'s normalisation: commutes with the augmentation
+        return finish({"image": batch, "index": rows})
 
     per_pass = len(indices) // batch_size if drop_remainder else -(-len(indices) // batch_size)
     if per_pass == 0:
@@ -242,6 +350,7 @@ def make_dataset(
             f"--batch-size {batch_size} is larger than the {len(indices)} images selected from {source}; "
             "expected at most that many"
         )
+    passes = block_epoch if mode == "block" else one_epoch
     if epoch is not None:
         # Pass p of the data has key p of a fixed random sequence: positioned without state.
         keys = tf.data.Dataset.random(seed=seed)
@@ -249,21 +358,22 @@ def make_dataset(
             if not steps or steps < 1:
                 raise ValueError(f"`steps` must be >= 1 with `epoch` and `repeat`. Received: steps={steps}")
             start = (int(epoch) - 1) * int(steps)
-            dataset = keys.skip(start // per_pass).flat_map(one_epoch).skip(start % per_pass).take(steps)
+            dataset = keys.skip(start // per_pass).flat_map(passes).skip(start % per_pass).take(steps)
             count = steps
         else:
-            dataset = keys.skip(int(epoch) - 1).take(1).flat_map(one_epoch)
+            dataset = keys.skip(int(epoch) - 1).take(1).flat_map(passes)
             count = per_pass
     else:
         # One element per epoch: a key that differs per pass over the dataset, reproducibly.
         epochs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         if not repeat:
             epochs = epochs.take(1)
-        dataset = epochs.flat_map(one_epoch)
+        dataset = epochs.flat_map(passes)
         count = None if repeat else per_pass
     if count is not None:  # a known length: progress bars show steps and an ETA
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.map(load_block if mode == "block" else load, num_parallel_calls=tf.data.AUTOTUNE,
+                          deterministic=True)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     options.deterministic = True
@@ -329,15 +439,18 @@ def augmentation_codes(n, key, square: bool = True):
     return tf.stack([k, draws[:, 1] % 2, draws[:, 2] % 2], axis=1)
 
 
-def dihedral_numpy(images: np.ndarray, codes: np.ndarray, channels_first: bool = False) -> np.ndarray:
+def dihedral_numpy(images: np.ndarray, codes: np.ndarray, channels_first: bool = False,
+                   order: np.ndarray | None = None) -> np.ndarray:
     """NumPy twin of `dihedral`: image j rotated by ``codes[j, 0]``·90° then flipped in W
     (``codes[j, 1]``) and H (``codes[j, 2]``); (B, ..., H, W, C) in (or (B, C, ..., H, W)
-    with `channels_first`), a new channel-last array out."""
+    with `channels_first`), a new channel-last array out. With `order`, output image j is
+    input image ``order[j]`` (a reordering fused into the same copy)."""
     if channels_first:
         images = np.moveaxis(images, 1, -1)  # a view: the copy below interleaves the channels
-    out = np.empty(images.shape, images.dtype)
-    for j, (k, flip_w, flip_h) in enumerate(np.asarray(codes)):
-        view = np.rot90(images[j], int(k), axes=(-3, -2))
+    codes = np.asarray(codes)
+    out = np.empty((len(codes),) + images.shape[1:], images.dtype)  # one image per code
+    for j, (k, flip_w, flip_h) in enumerate(codes):
+        view = np.rot90(images[j if order is None else order[j]], int(k), axes=(-3, -2))
         if flip_w:
             view = view[..., ::-1, :]
         if flip_h:

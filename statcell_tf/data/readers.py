@@ -9,6 +9,9 @@ Formats, in the order they are tried:
 - ``allencell``: a manifest CSV with CellId, structure_name and path columns, or a folder
   holding ``manifest.csv`` (`statcell_tf.data.allencell`);
 - ``deeploc``: an ``.h5`` / ``.hdf5`` file (`statcell_tf.data.deeploc`).
+
+A folder of ``part-K-of-N`` folders (``prepare-crops --shard K/N``, `statcell_tf.data.shards`)
+is read as one data set of any of these formats once every part is finished.
 """
 
 from __future__ import annotations
@@ -16,8 +19,11 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
+import pandas as pd
+
 from statcell_tf.data import allencell, bbbc021, opencell, validation
-from statcell_tf.data.source import CellImages
+from statcell_tf.data.shards import is_sharded, part_files
+from statcell_tf.data.source import CellImages, ConcatenatedImages
 from statcell_tf.errors import UserError
 
 FORMATS = ("opencell", "bbbc021", "allencell", "deeploc")
@@ -25,8 +31,10 @@ FORMATS = ("opencell", "bbbc021", "allencell", "deeploc")
 
 def detect_format(path, flag: str = "--data") -> str:
     """``"opencell"``, ``"bbbc021"``, ``"allencell"`` or ``"deeploc"`` for `path` (named
-    `flag` in error messages)."""
+    `flag` in error messages); a sharded folder has the format of its parts, once all are finished."""
     path = Path(path)
+    if is_sharded(path):
+        return detect_format(_finished_parts(path, flag)[0], flag)
     if not path.exists():
         raise UserError(f"{flag} {path} does not exist")
     if opencell.is_opencell_folder(path):
@@ -95,6 +103,8 @@ def read_cells(path, allow_pickle: bool = False, flag: str = "--data", **kwargs)
     Returns:
         CellImages.
     """
+    if is_sharded(path):
+        return _read_parts(Path(path), allow_pickle, flag, **kwargs)
     kind = detect_format(path, flag)
     reader = _reader(kind)
     accepted = inspect.signature(reader).parameters
@@ -114,3 +124,25 @@ def _describe(path: Path) -> str:
         return f"a {path.suffix or 'extension-less'} file"
     names = sorted(p.name for p in path.iterdir())
     return f"{len(names)} entries: " + ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+
+
+def _finished_parts(folder: Path, flag: str) -> list[Path]:
+    from statcell_tf.data.prepare.run import SUMMARY_FILE  # written when a part's run completes
+
+    return part_files(folder, flag, finished=lambda part: (part / SUMMARY_FILE).is_file())
+
+
+def _read_parts(folder: Path, allow_pickle: bool, flag: str, **kwargs) -> CellImages:
+    """The parts of a ``prepare-crops --shard K/N`` output, once all are finished, as one data set
+    (parts in K order: the cells of one unsharded run, in its order)."""
+    parts = _finished_parts(folder, flag)
+    cells = [read_cells(part, allow_pickle, flag, **kwargs) for part in parts]
+    for part, other in zip(parts[1:], cells[1:]):
+        if other.channel_names != cells[0].channel_names or other.image_shape != cells[0].image_shape:
+            raise UserError(
+                f"{flag} {part}: channels {', '.join(other.channel_names)} and image shape {other.image_shape} "
+                f"differ from {parts[0].name}'s ({', '.join(cells[0].channel_names)}, {cells[0].image_shape}); "
+                "expected the parts of one prepare-crops run"
+            )
+    metadata = pd.concat([c.metadata for c in cells], ignore_index=True)
+    return CellImages(ConcatenatedImages([c.images for c in cells]), metadata, cells[0].channel_names, str(folder))

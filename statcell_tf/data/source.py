@@ -13,6 +13,37 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+# Data larger than this share of the machine's memory is treated as streaming data: the OpenCell
+# reader unmaps the pages each batch read, and the pipeline shuffles it by blocks.
+LARGE_DATA_FRACTION = 0.25
+# How training data are shuffled (`statcell_tf.data.pipeline.make_dataset`): auto = block for
+# large data (`is_large`), full otherwise.
+SHUFFLES = ("auto", "full", "block")
+
+
+def check_shuffle(value: str) -> str:
+    """`value` if it names a shuffle (`SHUFFLES`), else a UserError naming ``--shuffle``."""
+    if value not in SHUFFLES:
+        from statcell_tf.errors import UserError
+
+        raise UserError(f"--shuffle must be one of {', '.join(SHUFFLES)}. Received: {value!r}")
+    return value
+
+
+def physical_memory() -> int:
+    """Bytes of physical memory (a huge number where the platform does not say)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def is_large(nbytes: int) -> bool:
+    """True for data larger than `LARGE_DATA_FRACTION` of the memory."""
+    return nbytes > physical_memory() * LARGE_DATA_FRACTION
+
 
 class ImageArray:
     """A read-only, lazily loaded stack of images, channel-last.

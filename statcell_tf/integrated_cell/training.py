@@ -49,6 +49,7 @@ class IntegratedCellSettings:
         strategy: str. Distribution strategy name.
         precision: str. Precision policy name.
         preset: str. ``paper`` or ``demo`` (the named starting point of the settings).
+        shuffle: str. ``auto``, ``full`` or ``block`` (`statcell_tf.data.pipeline.make_dataset`).
     """
 
     stage: str
@@ -72,6 +73,7 @@ class IntegratedCellSettings:
     strategy: str = "auto"
     precision: str = "auto"
     preset: str = "paper"
+    shuffle: str = "auto"
 
     def __post_init__(self):
         if self.stage not in STAGES:
@@ -86,6 +88,9 @@ class IntegratedCellSettings:
         for name in ("gamma_enc", "gamma_dec", "noise_stddev"):
             check_number(getattr(self, name), f"--{name.replace('_', '-')}", minimum=0, allow_none=False)
         check_number(self.steps_per_epoch, "--steps-per-epoch", minimum=1)
+        from statcell_tf.data.source import check_shuffle
+
+        check_shuffle(self.shuffle)
         if len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1.0) > 1e-6:
             raise UserError(f"split fractions must be 3 numbers summing to 1. Received: {self.split_fractions}")
 
@@ -166,7 +171,7 @@ def _datasets(view, splits, settings, batch_size, class_names):
 
     def train(epoch):  # positioned by epoch: a resumed run reads what an uninterrupted one reads
         return make_dataset(
-            view, splits["train"], batch_size, shuffle=True, seed=settings.seed, augment=False, repeat=repeat,
+            view, splits["train"], batch_size, shuffle=settings.shuffle, seed=settings.seed, augment=False, repeat=repeat,
             drop_remainder=drop, epoch=epoch, steps=settings.steps_per_epoch, **labels,
         )
 

@@ -49,6 +49,7 @@ depend on the chunk size.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import re
 import warnings
@@ -57,6 +58,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from statcell_tf.errors import UserError
+from statcell_tf.parallel import map_ordered
 
 GROUPS = ("areashape", "intensity", "texture", "correlation", "radial", "granularity")
 DEFAULT_GROUPS = ("areashape", "intensity", "texture", "correlation", "radial")
@@ -342,6 +344,7 @@ def write_classical(
     settings: ClassicalSettings | None = None,
     chunk_size: int = 256,
     progress: Callable[[int], None] | None = None,
+    workers: int = 1,
 ) -> ClassicalResult:
     """Measure every cell of `cells` and stream the features into `out` (Parquet or HDF5).
 
@@ -357,6 +360,8 @@ def write_classical(
         settings: ClassicalSettings or None (defaults).
         chunk_size: int. Cells per chunk. Defaults to 256.
         progress: callable or None. Called with the number of cells done after each chunk.
+        workers: int. Processes measuring chunks in parallel (`statcell_tf.parallel.map_ordered`);
+            chunks are written in order, so the file is the same for any number. Defaults to 1.
     """
     import json
 
@@ -373,14 +378,18 @@ def write_classical(
     names, undefined, fallbacks = None, 0, 0
     attrs = {"source": str(cells.source), "kind": "classical", "groups": ",".join(settings.groups),
              "channels": json.dumps(list(cells.channel_names))}
+    starts = range(0, max(n, 1), chunk_size)
+    # Chunks are read here and measured in `workers` processes (at most 2·workers in flight).
+    chunks = (cells.images[start:min(n, start + chunk_size)] if n
+              else np.zeros((1,) + tuple(cells.image_shape), dtype=cells.images.dtype) for start in starts)
+    measure = functools.partial(measure_cells, channel_names=tuple(cells.channel_names), settings=settings)
     with EmbeddingWriter(out, metadata, attrs=attrs) as writer:
-        for start in range(0, max(n, 1), chunk_size):
+        for start, (chunk_names, chunk) in zip(starts, map_ordered(measure, chunks, workers)):
             stop = min(n, start + chunk_size)
-            if n:
-                names, chunk = measure_cells(cells.images[start:stop], cells.channel_names, settings, names)
-            else:  # no cells: the column names from a blank crop, zero rows
-                blank = np.zeros((1,) + tuple(cells.image_shape), dtype=cells.images.dtype)
-                names, chunk = measure_cells(blank, cells.channel_names, settings)
+            if names is not None and chunk_names != names:
+                raise RuntimeError("cp-measure returned a different feature set for one chunk")
+            names = chunk_names
+            if not n:  # no cells: the column names from a blank crop, zero rows
                 chunk = ClassicalChunk(chunk.values[:0], [], 0)
             undefined += chunk.undefined
             fallbacks += sum(f != "none" for f in chunk.fallback)

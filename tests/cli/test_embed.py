@@ -253,3 +253,37 @@ def test_bad_input_one_line_nothing_written(vaeplus, tmp_path, capsys, case):
     err = capsys.readouterr().err
     assert err.startswith("Error: ") and err.count("\n") == 1 and "Traceback" not in err, err
     assert sorted(tmp_path.rglob("*")) + sorted(Path(data).rglob("*")) == before
+
+
+def test_shards_read_together_equal_one_run_and_a_missing_part_is_refused(vaeplus, tmp_path, capsys):
+    from statcell_tf.data.embedding_files import read_arrays
+    from statcell_tf.errors import UserError
+
+    run, data, _ = vaeplus
+    assert _embed(run, "--data", data, "--out", tmp_path / "whole.parquet", "--batch-size", 2) == 0
+    assert _embed(run, "--data", data, "--out", tmp_path / "whole.h5", "--batch-size", 2) == 0
+    for k in (3, 1):  # 6 cells in 3 shards of 2, run in any order
+        assert _embed(run, "--data", data, "--out", tmp_path / "parts.parquet", "--shard", f"{k}/3", "--batch-size", 2) == 0
+        assert _embed(run, "--data", data, "--out", tmp_path / "parts.h5", "--shard", f"{k}/3", "--batch-size", 2) == 0
+    assert sorted(p.name for p in (tmp_path / "parts.parquet").iterdir()) == [
+        "part-00001-of-00003.parquet", "part-00003-of-00003.parquet"]
+    for name in ("parts.parquet", "parts.h5"):  # shard 2 has not run: the folder is refused
+        with pytest.raises(UserError, match=r"part\(s\) 2 of 3 are missing"):
+            read_embeddings(tmp_path / name)
+    assert _embed(run, "--data", data, "--out", tmp_path / "parts.parquet", "--shard", "2/3", "--batch-size", 2) == 0
+    assert _embed(run, "--data", data, "--out", tmp_path / "parts.h5", "--shard", "2/3", "--batch-size", 2) == 0
+    for whole, parts in (("whole.parquet", "parts.parquet"), ("whole.h5", "parts.h5")):
+        metadata, features = read_embeddings(tmp_path / parts)
+        expected_metadata, expected = read_embeddings(tmp_path / whole)
+        pd.testing.assert_frame_equal(metadata, expected_metadata)
+        pd.testing.assert_frame_equal(features, expected)
+    arrays, metadata = read_arrays(tmp_path / "parts.h5")
+    np.testing.assert_array_equal(arrays["mu"], read_arrays(tmp_path / "whole.h5")[0]["mu"])
+    # bad --shard values and a part of another shard count: one line, exit 2, nothing written
+    capsys.readouterr()
+    for bad in ("0/3", "4/3", "two"):
+        assert _embed(run, "--data", data, "--out", tmp_path / "bad.parquet", "--shard", bad) == 2
+        assert "--shard" in capsys.readouterr().err
+    assert _embed(run, "--data", data, "--out", tmp_path / "parts.parquet", "--shard", "1/2") == 2
+    assert "holds parts of 3 shards" in capsys.readouterr().err
+    assert not (tmp_path / "bad.parquet").exists() and len(list((tmp_path / "parts.parquet").iterdir())) == 3

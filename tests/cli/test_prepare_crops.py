@@ -222,3 +222,30 @@ def test_example_human_opencell_and_bbbc021(shared_data, tmp_path):
     assert distance.min() == -1 and distance.max() == 1 and (distance[:, 50, 50] > 0).mean() > 0.95
     crops = np.stack([np.load(p) for p in sorted((tmp_path / "bbbc021" / "crops").rglob("*.npy"))[:20]])
     assert crops.shape[1:] == (68, 68, 2) and crops.dtype == np.uint8  # raw 8-bit intensities kept
+
+
+def test_shards_read_together_equal_one_run(fovs, tmp_path):
+    from statcell_tf.data.readers import read_cells
+
+    csv = fovs / "fovs_opencell.csv"
+    common = ["--layout", "opencell", "--size", "48", "--downsample", "1", "--montage-crops", "0"]
+    assert _run(csv, "--out", tmp_path / "whole", *common).exit_code == 0
+    for k in (3, 1, 2):  # 4 fields in 3 shards (1, 1, 2 fields), any order
+        result = _run(csv, "--out", tmp_path / "parts", "--shard", f"{k}/3", *common)
+        assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == [f"part-0000{k}-of-00003" for k in (1, 2, 3)]
+    assert len(pd.read_csv(tmp_path / "parts" / "part-00003-of-00003" / "summary.csv")) == 2
+    whole, parts = read_cells(tmp_path / "whole"), read_cells(tmp_path / "parts")
+    keep = [c for c in whole.metadata.columns if c != "prefix"]  # file prefixes name each part's chunks
+    pd.testing.assert_frame_equal(parts.metadata[keep], whole.metadata[keep])
+    np.testing.assert_array_equal(parts.images[np.arange(len(parts))], whole.images[np.arange(len(whole))])
+    assert parts.channel_names == whole.channel_names
+    inspected = CliRunner().invoke(cli, ["inspect-data", str(tmp_path / "parts")])
+    assert inspected.exit_code == 0 and f"opencell format, {len(whole)} images" in inspected.output, inspected.output
+    # A part whose run has not finished (no summary.csv yet) is refused in one line.
+    (tmp_path / "parts" / "part-00002-of-00003" / "summary.csv").unlink()
+    from statcell_tf.errors import UserError
+
+    with pytest.raises(UserError, match=r"part\(s\) 2 of 3 are unfinished"):
+        read_cells(tmp_path / "parts")
+    assert "part(s) 2 of 3 are unfinished" in _error_line(CliRunner().invoke(cli, ["inspect-data", str(tmp_path / "parts")]))

@@ -215,3 +215,68 @@ def test_an_epoch_is_positioned_without_state_and_has_a_known_length():
     whole = np.concatenate([_epoch(d) for d in stream])
     passes = [_epoch(make_dataset(cells, np.arange(10), 4, epoch=p, drop_remainder=True, **kw)) for p in (1, 2, 3, 4, 5)]
     np.testing.assert_array_equal(whole, np.concatenate(passes)[:36])
+
+
+def test_block_shuffle_reads_blocks_mixes_them_and_is_keyed_by_seed_and_epoch():
+    # 64 "proteins" of 32 consecutive rows each (as OpenCell's per-protein files); pixel = row.
+    n, per_protein = 2048, 32
+    images = np.arange(n, dtype=np.float32).reshape(n, 1, 1, 1) * np.ones((1, 2, 2, 1), np.float32)
+    cells = _array_cells(images, [f"p{i // per_protein:02d}" for i in range(n)])
+    kw = dict(shuffle="block", seed=5, block_rows=8, buffer_rows=512, label_column="label", augment=True)
+
+    def epoch(e, **extra):
+        return list(make_dataset(cells, np.arange(n), 64, epoch=e, **{**kw, **extra}))
+
+    first = epoch(1)
+    rows = np.concatenate([b["index"].numpy() for b in first])
+    assert sorted(rows) == list(range(n))  # every row exactly once
+    for batch in first:  # the images are the rows' images (augmented: same pixels), labels follow
+        np.testing.assert_array_equal(batch["image"].numpy()[:, 0, 0, 0], batch["index"].numpy())
+        np.testing.assert_array_equal(batch["label"].numpy(), batch["index"].numpy() // per_protein)
+    # Blocks stay whole in a buffer: 512 consecutive output rows hold whole blocks of 8.
+    for start in range(0, n, 512):
+        buffer = rows[start:start + 512]
+        assert (np.bincount(buffer // 8, minlength=n // 8)[np.unique(buffer // 8)] == 8).all()
+    # Mixing: a batch of 64 from a buffer of 64 blocks spans k(1-(1-1/k)^B) = 40.7 blocks on
+    # average (≥ 15 distinct proteins here, as blocks of one protein come 4 at a time); a batch
+    # in file order holds 2 proteins, a full shuffle ~40 of 64.
+    distinct_blocks = np.mean([len(np.unique(b["index"].numpy() // 8)) for b in first])
+    distinct_proteins = np.mean([len(np.unique(b["label"].numpy())) for b in first])
+    assert 36 <= distinct_blocks <= 45, distinct_blocks
+    assert distinct_proteins >= 20, distinct_proteins
+    full = make_dataset(cells, np.arange(n), 64, shuffle="full", seed=5, epoch=1, label_column="label")
+    full_proteins = np.mean([len(np.unique(b["label"].numpy())) for b in full])
+    assert distinct_proteins <= full_proteins  # the price of sequential reads
+    # Same (seed, epoch): the same batches, images included; another epoch or seed: another order.
+    again = epoch(1)
+    np.testing.assert_array_equal(_epoch(again, "image"), _epoch(first, "image"))
+    assert not np.array_equal(_epoch(epoch(2)), rows)
+    assert not np.array_equal(_epoch(epoch(1, seed=6)), rows)
+    # auto: block for data above a quarter of the memory, full below.
+    from statcell_tf.data import pipeline, source
+
+    assert pipeline.shuffle_mode(True, cells, np.arange(n)) == "full"
+    original = source.LARGE_DATA_FRACTION
+    try:
+        source.LARGE_DATA_FRACTION = 1e-12
+        assert pipeline.shuffle_mode("auto", cells, np.arange(n)) == "block"
+    finally:
+        source.LARGE_DATA_FRACTION = original
+    with pytest.raises(UserError, match="--shuffle must be one of auto, full, block"):
+        make_dataset(cells, np.arange(n), 64, shuffle="random")
+
+
+def test_block_shuffle_of_opencell_files_gives_the_rows_images_augmented(tmp_path):
+    # OpenCell channel files are read channel-first (planar) and augmented while reordered.
+    cells = _cells(tmp_path)
+    n = len(cells)
+    dataset = make_dataset(cells, np.arange(n), 5, shuffle="block", seed=1, augment=True, block_rows=2,
+                           buffer_rows=10, label_column="protein")
+    batches = list(dataset)
+    assert [len(b["image"]) for b in batches] == [len(b["index"]) for b in batches]
+    assert sum(len(b["index"]) for b in batches) == n
+    for batch in batches:  # each image is its row's image turned/flipped: same sorted pixels per channel
+        rows = batch["index"].numpy()
+        got = np.sort(batch["image"].numpy().reshape(len(rows), -1, 2), axis=1)
+        expected = np.sort(np.asarray(cells.images[rows], np.float32).reshape(len(rows), -1, 2), axis=1)
+        np.testing.assert_array_equal(got, expected)

@@ -178,3 +178,40 @@ def test_real_bbbc021_cycloheximide_differs_from_dmso(shared_data, tmp_path):
     model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
     accuracy = cross_val_score(model, features.to_numpy(), treated, cv=5).mean()
     assert accuracy > 0.75, accuracy  # chance: 0.5
+
+
+def test_workers_write_the_same_bytes_as_one_process(tmp_path):
+    crops = [_crop(shift=s, actin=ACTIN_LEVEL + 500 * s) for s in (-3, -2, -1, 0, 1, 2, 3)]
+    cells = read_cells(write_crops(tmp_path / "data", crops))
+    settings = ClassicalSettings(groups=("areashape", "intensity", "texture"))
+    one = write_classical(cells, tmp_path / "one.parquet", settings, chunk_size=2).path
+    two = write_classical(cells, tmp_path / "two.parquet", settings, chunk_size=2, workers=2).path
+    assert Path(one).read_bytes() == Path(two).read_bytes()
+    assert len(pd.read_parquet(two)) == 7
+    # the command line's --workers
+    out = tmp_path / "cli.parquet"
+    args = ["--data", str(tmp_path / "data"), "--out", str(out), "--features", "areashape,intensity,texture",
+            "--chunk-size", "2", "--workers", "2"]
+    assert run_command("embed-classical", args) == 0
+    assert out.read_bytes() == Path(one).read_bytes()
+
+
+def test_shards_read_together_equal_one_run(tmp_path, capsys):
+    from statcell_tf.errors import UserError
+
+    crops = [_crop(shift=s) for s in (-3, -2, -1, 0, 1, 2, 3)]
+    data = write_crops(tmp_path / "data", crops)
+    common = ["--data", str(data), "--features", "areashape,intensity"]
+    assert run_command("embed-classical", common + ["--out", str(tmp_path / "whole.parquet")]) == 0
+    parts = tmp_path / "parts.parquet"
+    assert run_command("embed-classical", common + ["--out", str(parts), "--shard", "2/2"]) == 0
+    with pytest.raises(UserError, match=r"part\(s\) 1 of 2 are missing"):
+        read_embeddings(parts)
+    assert run_command("embed-classical", common + ["--out", str(parts), "--shard", "1/2", "--workers", "2",
+                                                    "--chunk-size", "2"]) == 0
+    whole = read_embeddings(tmp_path / "whole.parquet")
+    sharded = read_embeddings(parts)
+    pd.testing.assert_frame_equal(sharded[0], whole[0])
+    pd.testing.assert_frame_equal(sharded[1], whole[1])
+    assert sorted(p.name for p in parts.iterdir()) == ["part-00001-of-00002.parquet", "part-00002-of-00002.parquet"]
+    assert len(pd.read_parquet(parts / "part-00001-of-00002.parquet")) == 3  # cells 0-2 of 7, then 3-6

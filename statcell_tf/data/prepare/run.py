@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import itertools
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -17,42 +16,19 @@ import pandas as pd
 from statcell_tf.atomic import write_csv, write_json, write_text
 from statcell_tf.data.prepare.crops import FieldResult, process_field
 from statcell_tf.data.prepare.fovs import Field
-from statcell_tf.data.prepare.journal import CONFIG_FILE, PROGRESS_FILE, _journal, read_progress
+from statcell_tf.data.prepare.journal import (
+    CONFIG_FILE,
+    PROGRESS_FILE,
+    _journal,
+    read_progress,
+)
 from statcell_tf.data.prepare.montage import write_montages
 from statcell_tf.data.prepare.settings import PrepareConfig, output_columns
 from statcell_tf.data.prepare.writers import WRITERS
 from statcell_tf.errors import UserError
+from statcell_tf.parallel import map_ordered
 
 SUMMARY_FILE = "summary.csv"
-
-
-def _map_ordered(function: Callable, items: Sequence, workers: int) -> Iterator:
-    """``map(function, items)`` over `workers` processes, in order, with at most 2·workers in flight."""
-    if workers <= 1:
-        for item in items:
-            yield function(item)
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    # forkserver: workers start from a clean server process (safe after TensorFlow or threads in
-    # the parent, unlike fork) that imported this module once (fast, unlike spawn).
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        pending: collections.deque = collections.deque()
-        iterator = iter(items)
-        try:
-            for item in itertools.islice(iterator, 2 * workers):
-                pending.append(pool.submit(function, item))
-            while pending:
-                result = pending.popleft().result()
-                for item in itertools.islice(iterator, 1):
-                    pending.append(pool.submit(function, item))
-                yield result
-        finally:
-            for future in pending:
-                future.cancel()
 
 
 @dataclasses.dataclass
@@ -186,7 +162,7 @@ def prepare_crops(
     work = functools.partial(process_field, config=config)
     held_crops = held_bytes = 0
     try:
-        for field, result in zip(todo, _map_ordered(work, todo, workers)):
+        for field, result in zip(todo, map_ordered(work, todo, workers)):
             buffer.append((field, result))
             totals.update({k: v for k, v in result.counts.items()})
             crops_now += result.counts["crops"]
