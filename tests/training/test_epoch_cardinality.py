@@ -31,10 +31,12 @@ def _data(command, root):
 
 
 FLAGS = {
-    "train-cytoself": [["--preset", "demo"], ["--preset", "demo", "--steps-per-epoch", "3"]],
+    "train-cytoself": [["--preset", "demo"], ["--preset", "demo", "--steps-per-epoch", "3"],
+                       ["--preset", "demo", "--shuffle", "block"]],
     "train-statcell": [["--model", "reference", "--beta", "0.5", "--preset", "tiny", "--batch-size", "4"]],
     "train-integrated-cell": [["--stage", "reference", "--batch-size", "4"],
-                              ["--stage", "reference", "--batch-size", "4", "--steps-per-epoch", "3"]],
+                              ["--stage", "reference", "--batch-size", "4", "--steps-per-epoch", "3"],
+                              ["--stage", "reference", "--batch-size", "4", "--steps-per-epoch", "3", "--shuffle", "block"]],
     "train-vaeplus": [["--iterations", "8", "--batch-size", "2", "--steps-per-epoch", "4"]],
 }
 
@@ -47,6 +49,8 @@ def test_every_epoch_has_a_known_number_of_steps(tmp_path, monkeypatch, command,
         for epoch in (1, 2):
             data = train_data(epoch) if callable(train_data) else train_data
             seen[f"train{epoch}"] = int(data.cardinality())
+            if "block" in flags and epoch == 1:  # the block-shuffled epoch yields what it announces
+                assert sum(1 for _ in data) == seen["train1"]
         seen["val"] = None if val_data is None else int(val_data.cardinality())
         raise _Stop
 
