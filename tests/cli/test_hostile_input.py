@@ -434,7 +434,7 @@ def _cytoself_rows() -> list[Row]:
             lambda w, tmp: [w, "--data", w.parent / "data", "--out", w.parent / "data" / "e.h5"], "overlaps the input",
             needs_cytoself=True),
         Row("embed-cytoself", "data-of-another-layout",
-            lambda w, tmp: [w, "--data", tmp / "b", "--split", "all"], "channel",
+            lambda w, tmp: [w, "--data", tmp / "b", "--split", "all"], "holds images of 68×68 px",
             setup=lambda w, tmp: _write_bbbc021(tmp / "b"), needs_cytoself=True),
     ]
 
