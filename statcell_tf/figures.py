@@ -74,13 +74,18 @@ def new_figure(rows: int = 1, columns: int = 1, panel: tuple[float, float] = PAN
     return figure, axes
 
 
-def suptitle(figure, text: str, fontsize: float | None = None):
-    """Figure title wrapped to the figure's width (a long title never runs off the canvas)."""
+def wrap(text: str, width: float, fontsize: float) -> str:
+    """`text` broken into lines that fit `width` inches at `fontsize` points."""
     import textwrap
 
+    characters = max(20, int(width * 72 / (0.56 * fontsize)))
+    return "\n".join(textwrap.wrap(text, characters))
+
+
+def suptitle(figure, text: str, fontsize: float | None = None):
+    """Figure title wrapped to the figure's width (a long title never runs off the canvas)."""
     size = fontsize or HOUSE["figure.titlesize"]
-    characters = max(20, int(figure.get_figwidth() * 72 / (0.56 * size)))
-    return figure.suptitle("\n".join(textwrap.wrap(text, characters)), fontsize=size)
+    return figure.suptitle(wrap(text, figure.get_figwidth(), size), fontsize=size)
 
 
 def panel_grid(count: int, panel: tuple[float, float] = PANEL, max_columns: int = MAX_COLUMNS,

@@ -375,7 +375,8 @@ def test_umap(tmp_path, checked):
     from statcell_tf.cytoself.umap_atlas import plot_umap
 
     labels = [f"family_{i % 9}" for i in range(300)] + [""] * 50
-    plot_umap(RNG.normal(size=(350, 2)), labels, tmp_path / "umap.png", title="UMAP of global embeddings")
+    plot_umap(RNG.normal(size=(350, 2)), labels, tmp_path / "umap.png",
+              title="demo: global embeddings per image, by family, of the test split")
 
 
 # ----- integrated cell, VAE+, profiling, data -------------------------------------------------------

@@ -161,7 +161,7 @@ def plot_umap(
         ax.scatter(*coords[rows].T, s=point_size, color=colours[name], label=name, linewidths=0, alpha=0.8, zorder=1)
     ax.set_xlabel("UMAP 1 (a.u.)")
     ax.set_ylabel("UMAP 2 (a.u.)")
-    figures.suptitle(fig, f"{title}; n = {len(coords)} images (Fig. 2)")
+    ax.set_title(figures.wrap(f"{title}; n = {len(coords)} images (Fig. 2)", 5.5, figures.HOUSE["axes.titlesize"]))
     if len(classes) <= MAX_LEGEND_CLASSES:
         legend = fig.legend(
             loc="outside right upper",

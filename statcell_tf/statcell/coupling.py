@@ -297,7 +297,7 @@ def scatter_figure(per_cell: pd.DataFrame, structures=None):
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], ls="", marker="o", color=c, label=p) for p, c in colours.items()]
-    figure.legend(handles=handles, loc="outside right upper", title="cell-cycle phase", frameon=False)
+    figure.legend(handles=handles, loc="outside right center", title="cell-cycle phase", frameon=False)
     figures.suptitle(figure, "coupling of each structure to membrane and nucleus, one point per cell (Fig. 5a)")
     return figure
 
