@@ -46,9 +46,15 @@ LAYOUTS = ("opencell", "bbbc021", "allencell")
               help="Processes working on fields in parallel (the output does not depend on it).")
 @click.option("--resume", is_flag=True, default=False,
               help="Continue the run in --out: skip the fields it finished (FOVS.csv rows must be unchanged).")
+@click.option("--nonfinite", type=click.Choice(["error", "skip"]), default="error", show_default=True,
+              help="A field with NaN/inf pixels: stop naming file and field (error), or skip it and count it in "
+              "summary.csv (skip).")
+@click.option("--pages", type=click.Choice(["z", "channels"]), default=None,
+              help="What the pages of a multi-page TIFF without axis names are: z-slices or channels (such a file "
+              "is refused until you say).")
 @seed_option
 def command(fovs, layout, out, channels, size, downsample, projection, nucleus_channel, cell_channel, min_distance,
-            qc, group_column, montage_crops, workers, resume, seed):
+            qc, group_column, montage_crops, workers, resume, nonfinite, pages, seed):
     """Cut the fields of view listed in FOVS.csv into single-cell crops in a paper's layout.
 
     FOVS.csv has one row per field of view. Columns named after channels hold image paths
@@ -80,6 +86,8 @@ def command(fovs, layout, out, channels, size, downsample, projection, nucleus_c
         min_distance=min_distance,
         qc=qc,
         group_column=group_column,
+        nonfinite=nonfinite,
+        pages=pages,
     )
     fields, carried = prepare.read_fields(fovs, config)
     prepare.check_out(out, fovs, fields, resume)
@@ -87,7 +95,7 @@ def command(fovs, layout, out, channels, size, downsample, projection, nucleus_c
     with click.progressbar(length=todo, label="fields", show_eta=True, file=click.get_text_stream("stderr")) as bar:
         summary = prepare.prepare_crops(
             fields, out, config, carried, workers=workers, resume=resume, progress=bar.update,
-            montage_crops=montage_crops, seed=seed,
+            montage_crops=montage_crops, seed=seed, finish=f"prepare-crops {fovs} --out {out} --resume (same options)",
         )
     counts = summary.counts
     skipped = ", ".join(f"{k.removeprefix('skipped_').replace('_', ' ')} {v}" for k, v in counts.items()

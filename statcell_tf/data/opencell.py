@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from statcell_tf.data import validation
+from statcell_tf.data import unfinished, validation
 from statcell_tf.data.source import ArrayImages, CellImages, ConcatenatedImages, ImageArray
 from statcell_tf.errors import UserError
 
@@ -125,6 +125,7 @@ def read_opencell(
     channels: Sequence[str] | None = None,
     expected_shape: tuple[int, int] | None = None,
     check_finite: bool = True,
+    allow_unfinished: bool = False,
 ) -> CellImages:
     """Read an OpenCell / cytoself folder.
 
@@ -137,6 +138,8 @@ def read_opencell(
         expected_shape: (H, W) or None. Reject images of another size.
         check_finite: bool. Scan for NaN/inf pixels now when the images take less than
             512 MB (larger data is checked batch by batch by the pipeline). Defaults to True.
+        allow_unfinished: bool. Read a folder marked unfinished (`statcell_tf.data.unfinished`)
+            as it is. Defaults to False (refused).
 
     Returns:
         CellImages with metadata columns ensg, protein, localization, fov (when present),
@@ -147,6 +150,7 @@ def read_opencell(
     path = Path(path)
     if not path.exists():
         raise UserError(f"--data {path} does not exist")
+    unfinished.check(path, "--data", allow_unfinished)
     if not path.is_dir():
         raise UserError(f"--data {path} must be a folder of OpenCell .npy files. Received: a file")
     if channels is not None:
