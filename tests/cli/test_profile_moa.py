@@ -65,6 +65,20 @@ def test_profile_moa_leaves_out_and_lists_unreferenced_treatments(tmp_path):
     assert not predictions.query("holdout == 'NSCB'")["compound"].isin(["c1", "c2"]).any()
 
 
+def test_side_by_side_tables_must_hold_the_same_cells_or_intersect(tmp_path, capsys):
+    full = pd.read_csv(_cells(tmp_path))
+    full.to_csv(tmp_path / "a.csv", index=False)
+    full[full["plate"] != "Week2_21"].to_csv(tmp_path / "b.csv", index=False)  # one plate only
+    args = ["--embeddings", str(tmp_path / "a.csv"), "--embeddings", str(tmp_path / "b.csv"), "--evaluate", "map"]
+    capsys.readouterr()
+    assert run_command("profile-moa", [*args, "--out", str(tmp_path / "no")]) == 2
+    err = capsys.readouterr().err
+    assert "must describe the same cells" in err and f"a: {len(full)} cells, {len(full) // 2} not in every table" in err
+    assert not (tmp_path / "no").exists()
+    assert run_command("profile-moa", [*args, "--out", str(tmp_path / "yes"), "--intersect"]) == 0
+    assert f"--intersect: compared the {len(full) // 2} cells every table holds" in capsys.readouterr().out
+
+
 def test_profile_moa_flag_errors(tmp_path, capsys):
     runner = CliRunner()
     table = _cells(tmp_path)
