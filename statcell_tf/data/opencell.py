@@ -220,6 +220,11 @@ def _read_prefixes(folder: Path, allow_pickle: bool, wanted: list[str] | None):
                     f"{found[channel]} must match {reference.name} (same N, H, W). "
                     f"Received: shape {array.shape} vs {arrays[present[0]].shape}"
                 )
+        if not len(arrays[present[0]]):  # would silently drop the prefix's protein from the data
+            raise UserError(
+                f"{reference} holds 0 images; expected at least one per prefix (remove or regenerate the "
+                f"{prefix}_* files). Received: shape {arrays[present[0]].shape}"
+            )
         labels = _read_labels(folder, prefix, len(arrays[present[0]]), allow_pickle)
         labels["prefix"] = prefix
         parts.append([arrays[c] for c in used])

@@ -453,6 +453,18 @@ def _unnamed_pages(pages: int, both: bool):
     return setup
 
 
+def _empty_prefix(w: Path, out: Path) -> None:
+    """The world's OpenCell set with one prefix's arrays emptied (0 images, labels header only)."""
+    import shutil
+
+    shutil.copytree(w / "opencell", out)
+    prefix = sorted(out.glob("*_label.csv"))[0].name[: -len("_label.csv")]
+    for key in ("pro", "nuc", "nucdist"):
+        np.save(out / f"{prefix}_{key}.npy", np.zeros((0, 16, 16), np.float32))
+    labels = pd.read_csv(out / f"{prefix}_label.csv")
+    labels.iloc[:0].to_csv(out / f"{prefix}_label.csv", index=False)
+
+
 def _field_rows() -> list[Row]:
     """Fields with NaN/inf pixels: one line naming file and field (nothing left on disk)."""
     args = lambda w, tmp: [tmp / "fovs.csv", "--layout", "opencell", "--out", tmp / "o"]  # noqa: E731
@@ -466,6 +478,11 @@ def _field_rows() -> list[Row]:
         Row("prepare-crops", "unnamed-3-pages-as-pro-and-nuc", args, "pages.tif: a multi-page file without axis names "
             "(3 pages): cannot tell z-slices from channels; pass --pages z", setup=_unnamed_pages(3, both=True)),
         Row("prepare-crops", "unnamed-5-pages-as-pro", args, "(5 pages)", setup=_unnamed_pages(5, both=False)),
+        Row("inspect-data", "opencell-prefix-with-0-images", lambda w, tmp: [tmp / "d"], "holds 0 images",
+            setup=lambda w, tmp: _empty_prefix(w, tmp / "d")),
+        Row("train-cytoself", "opencell-prefix-with-0-images",
+            lambda w, tmp: ["--data", tmp / "d", *QUICK["train-cytoself"], "--out", tmp / "run"], "holds 0 images",
+            setup=lambda w, tmp: _empty_prefix(w, tmp / "d")),
         Row("prepare-crops", "unnamed-pages-said-channels-without-index",
             lambda w, tmp: [*args(w, tmp), "--pages", "channels"], "has 3 channels",
             setup=_unnamed_pages(3, both=True)),
