@@ -2,7 +2,10 @@
 
 Library code raises `UserError` with a one-line message naming the file, key or flag, what
 was expected and what was received. The CLI prints that line and exits with status 2, without
-a traceback; every other exception is a bug and keeps its traceback.
+a traceback; every other exception is a bug and keeps its traceback. Which other exceptions
+also reach the user as one line (a full or read-only disk, a user error raised inside a
+TensorFlow op) is decided next to the CLI's handler, in `statcell_tf.cli._errors`. This
+module imports nothing.
 """
 
 
@@ -13,32 +16,3 @@ class UserError(Exception):
 # Errors raised inside TensorFlow (e.g. a NaN found while a tf.data pipeline gathers a batch)
 # reach Python wrapped in a tf.errors type; a message carrying this mark is a user error.
 USER_ERROR_MARK = "[statcell_tf user error] "
-
-
-# Failures of the filesystem the user chose (full disk, read-only, no permission, a file where
-# a folder should be): one line naming the path, like any other user error.
-_FILESYSTEM_ERRNOS = {"ENOSPC", "EROFS", "EACCES", "EPERM", "ENOTDIR", "EISDIR", "EDQUOT", "EEXIST"}
-
-
-def user_message(error: BaseException) -> str | None:
-    """The user-facing line of `error` if it is (or wraps) a user error, else None."""
-    import errno
-
-    import re
-
-    if isinstance(error, UserError):
-        return str(error)
-    if isinstance(error, OSError):
-        code = errno.errorcode.get(error.errno)
-        # numpy's writers report a short write (a full disk) without an errno
-        short_write = error.errno is None and re.search(r"requested and \d+ written", str(error))
-        if code in _FILESYSTEM_ERRNOS or short_write:
-            from statcell_tf.atomic import current_output
-
-            where = error.filename or current_output() or "the output"
-            reason = error.strerror or code or "No space left on device (short write)"
-            return f"{where}: {reason} (expected a writable location with free space)"
-    text = str(error)
-    if USER_ERROR_MARK in text:
-        return text.split(USER_ERROR_MARK, 1)[1].splitlines()[0].strip()
-    return None

@@ -10,10 +10,9 @@
   another command module;
 - click lives in ``cli/`` only.
 
-Imports inside function bodies count. The one sanctioned exception: ``training/export.py``
-names the model modules as strings (`MODEL_MODULES`) and imports them with importlib, so
-that a ``.keras`` archive finds its registered classes; the test checks that registry
-instead.
+Imports inside function bodies count. The one sanctioned exception: ``statcell_tf/registry.py``
+names the paper modules as strings and imports them with importlib (papers are plugins);
+the test checks that registry instead.
 """
 
 from __future__ import annotations
@@ -24,13 +23,15 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "statcell_tf"
-CORE = {"errors", "atomic", "backend", "naming", ""}  # "" = the package's own __init__
+from statcell_tf import registry  # noqa: E402  (light: names and a base class)
+
+CORE = {"errors", "atomic", "backend", "naming", "registry", ""}  # "" = the package's own __init__
 SPINE = {"data", "layers", "losses", "training"}
-PAPERS = {"cytoself", "statcell", "integrated_cell", "vaeplus"}
+PAPERS = {target.split(".")[1] for target in registry.BUILTIN.values()}  # the paper packages
 PROFILING = {"profiling"}
 CLI = {"cli"}
 LEVELS = [CORE, SPINE, PAPERS | PROFILING, CLI]  # lowest first
-REGISTRY_MODULE = "statcell_tf.training.export"
+REGISTRY_MODULE = "statcell_tf.registry"
 
 
 def _modules() -> dict[str, Path]:
@@ -142,21 +143,32 @@ def test_click_only_in_cli():
 
 
 def test_the_model_registry_names_every_serialisable_model_module():
-    """`training/export.py` imports paper modules by name (`MODEL_MODULES`) so that
-    `load_keras` finds their registered classes; it must list every module outside the
-    spine that registers a Keras-serialisable class, and nothing else."""
-    tree = ast.parse(MODULES[REGISTRY_MODULE].read_text())
-    registry = next(
-        node.value for node in tree.body
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "MODEL_MODULES" for t in node.targets)
-    )
-    listed = {element.value for element in registry.elts}
+    """The registry's papers name (`Paper.keras_modules`) every module outside the spine that
+    registers a Keras-serialisable class, and nothing else, so that `load_keras` finds them."""
+    listed = set(registry.keras_modules())
     registering = {
         name for name, path in MODULES.items()
         if _top(name) not in SPINE | CORE and "register_keras_serializable" in path.read_text()
     }
     assert listed == registering
     assert all(name in MODULES for name in listed)
+
+
+def test_only_the_registry_lists_or_compares_paper_names():
+    """Papers are plugins: outside the registry no module lists three or more paper names or
+    compares a value with a paper name (``paper == "cytoself"``)."""
+    names = set(registry.BUILTIN)
+    listing, comparing = [], []
+    for name, path in MODULES.items():
+        if name == REGISTRY_MODULE:
+            continue
+        tree = ast.parse(path.read_text())
+        found = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in names}
+        if len(found) >= 3:
+            listing.append(f"{name} lists {sorted(found)}")
+        comparing += [f"{name}:{n.lineno}" for n in ast.walk(tree) if isinstance(n, ast.Compare)
+                      and any(isinstance(c, ast.Constant) and c.value in names for c in [n.left, *n.comparators])]
+    _assert_none(listing + comparing)
 
 
 def test_no_other_spine_module_names_a_paper_module():

@@ -22,7 +22,8 @@ import functools
 import click
 
 from statcell_tf import atomic
-from statcell_tf.errors import UserError, user_message
+from statcell_tf.cli._errors import user_message
+from statcell_tf.errors import UserError
 
 
 def _module_name(command_name: str) -> str:

@@ -31,7 +31,7 @@ def command(data, out, n_cells, kinds, seed):
     from statcell_tf.atomic import check_out
     from statcell_tf.errors import UserError
     from statcell_tf.cli._progress import progress
-    from statcell_tf.statcell.training import read_cells
+    from statcell_tf.data.readers import read_cells
 
     chosen = tuple(k.strip() for k in kinds.split(",") if k.strip())
     unknown = [k for k in chosen if k not in KINDS]

@@ -52,8 +52,9 @@ def command(data, betas, role, dims, objective, reconstruction, epochs, batch_si
     from statcell_tf.errors import UserError
     from statcell_tf.statcell.beta_sweep import parse_betas, sweep
     from statcell_tf.statcell.data import default_image_shape
-    from statcell_tf.statcell.model import PRESETS
-    from statcell_tf.statcell.training import StatcellTrainConfig, parse_size, read_cells
+    from statcell_tf.statcell.presets import PRESETS
+    from statcell_tf.data.readers import read_cells
+    from statcell_tf.statcell.training import StatcellTrainConfig, parse_size
     from statcell_tf.atomic import check_out
 
     values = parse_betas(betas)

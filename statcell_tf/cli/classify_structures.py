@@ -28,14 +28,15 @@ def command(run, data, split, batch_size, out):
     from statcell_tf import atomic
     from statcell_tf.integrated_cell import analysis
     from statcell_tf.integrated_cell import data as icd
-    from statcell_tf.integrated_cell.training import classify_cells, load_model, read_data, rows_of_split
+    from statcell_tf.integrated_cell.training import classify_cells, load_model, read_data
     from statcell_tf.training.run_dir import open_run
 
     run_dir = open_run(run, paper="integrated_cell")
+    cells = read_data(data)
+    rows = run_dir.rows_of(cells, split)  # the run's split of its own data, checked before loading
     model = load_model(run_dir, "conditional")
     names = model.class_names or [str(k) for k in range(model.num_classes)]
-    view = icd.model_view(read_data(data), model.image_size, names)
-    rows = rows_of_split(view, run_dir, split)
+    view = icd.model_view(cells, model.image_size, names)
     labels = view.metadata[icd.LABEL_COLUMN].to_numpy()[rows]
     unknown = int((labels < 0).sum())
     rows, labels = rows[labels >= 0], labels[labels >= 0]

@@ -43,12 +43,12 @@ def command(ref_run, target_run, data, split, permutations, samples, elbo_kind, 
     from statcell_tf.statcell.coupling import per_cell_coupling, write_coupling
     from statcell_tf.errors import UserError
     from statcell_tf.cli._progress import progress
-    from statcell_tf.statcell.training import check_run_pair, data_for_run, load_run_pair, split_rows
+    from statcell_tf.statcell.training import check_run_pair, data_for_run, load_run_pair
 
     _, config, _ = check_run_pair(ref_run, target_run)
     cells, dataset = data_for_run(config, data)  # the data is checked before the models load
     reference_model, model, config, run_dir = load_run_pair(ref_run, target_run)
-    rows = split_rows(run_dir, cells.metadata, split)
+    rows = run_dir.rows_of(cells, split)
     names = cells.metadata["structure_name"].astype(str).to_numpy()
     known = set(config.structure_types)
     if structures != "all":

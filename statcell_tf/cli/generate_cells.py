@@ -28,7 +28,7 @@ def command(run, count, n_real, out, seed):
     from statcell_tf.statcell.latent_stats import image_grid_figure
     from statcell_tf.backend import keras
     from statcell_tf.errors import UserError
-    from statcell_tf.statcell.training import data_for_run, load_run, split_rows, write_tiff
+    from statcell_tf.statcell.training import data_for_run, load_run, write_tiff
 
     model, config, run_dir = load_run(run)
     if config.model != "reference":
@@ -40,7 +40,7 @@ def command(run, count, n_real, out, seed):
     rows, labels = [list(images)], ["generated"]
     if n_real and config.data and Path(config.data).exists():
         cells, data = data_for_run(config)
-        test = split_rows(run_dir, cells.metadata, "test")[:n_real]
+        test = run_dir.rows_of(cells, "test")[:n_real]
         if len(test):
             rows.insert(0, list(data.batch(test)["image"]))
             labels.insert(0, "real (test)")

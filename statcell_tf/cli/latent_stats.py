@@ -26,11 +26,11 @@ def command(run, data, split, top, color_by, batch_size, out):
     with them as a clustered heatmap (Fig. S3a), Pearson correlations among the top
     dimensions (Fig. S3d) and pairwise scatters of the top four (Fig. 2a/b, S1)."""
     from statcell_tf.statcell.latent_stats import cell_features, latent_stats
-    from statcell_tf.statcell.training import data_for_run, load_run, split_rows
+    from statcell_tf.statcell.training import data_for_run, load_run
 
     model, config, run_dir = load_run(run)
     cells, dataset = data_for_run(config, data)
-    rows = split_rows(run_dir, cells.metadata, split)
+    rows = run_dir.rows_of(cells, split)
     out = Path(out or run_dir.path / "latent_stats")
     wanted = [c.strip() for c in color_by.split(",") if c.strip()]
     feature_names = set(cell_features(dataset.raw_images(rows[:1]), ("membrane", "dna")).columns) if len(rows) else set()

@@ -40,12 +40,12 @@ def command(run, dims, steps, span, data, split, cell_id, out):
         rank_dimensions,
     )
     from statcell_tf.errors import UserError
-    from statcell_tf.statcell.training import data_for_run, load_run, split_rows, write_tiff
+    from statcell_tf.statcell.training import data_for_run, load_run, write_tiff
 
     parse_dims_spec(dims)  # a typo in --dims stops before the model loads
     model, config, run_dir = load_run(run)
     cells, dataset = data_for_run(config, data)
-    rows = split_rows(run_dir, cells.metadata, split)
+    rows = run_dir.rows_of(cells, split)
     if len(rows) < 2:
         raise UserError(f"--split {split} has {len(rows)} cells; at least 2 are needed to rank dimensions")
     mu, _ = embed(model, dataset, rows, config.batch_size)

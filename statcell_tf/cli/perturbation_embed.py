@@ -35,7 +35,8 @@ def command(runs, treated, untreated, treatment_column, control_value, permutati
     from statcell_tf.statcell.perturbation import write_perturbation
     from statcell_tf.errors import UserError
     from statcell_tf.statcell.data import StatcellData
-    from statcell_tf.statcell.training import load_run, read_cells, split_rows
+    from statcell_tf.data.readers import read_cells
+    from statcell_tf.statcell.training import load_run
 
     loaded = {}
     for run in runs:
@@ -57,7 +58,7 @@ def command(runs, treated, untreated, treatment_column, control_value, permutati
         if not config.data or not Path(config.data).exists():
             raise UserError("no untreated cells: pass --untreated MANIFEST or mark them with --control-value")
         untreated_cells = read_cells(config.data)
-        untreated_rows = split_rows(run_dir, untreated_cells.metadata, "test")
+        untreated_rows = run_dir.rows_of(untreated_cells, "test")
     if untreated_rows is None:
         untreated_rows = np.arange(len(untreated_cells))
     treated_rows = np.flatnonzero(treatments != control_value)

@@ -22,7 +22,7 @@ FEATURE_SELECT = ("variance_threshold", "correlation_threshold", "drop_outliers"
 @click.option("--vectors", default=None,
               help="HDF5 dataset of the cell vectors, flattened per cell (embed-cytoself: global, local, global_hist, "
                    "local_hist, probabilities) [default: embeddings, else global].")
-@click.option("--run", "run", type=existing_dir, default=None, help="A train-vaeplus run: embed --data with its encoder.")
+@click.option("--run", "run", type=existing_dir, default=None, help="A run of any model: embed --data with its encoder (the vectors bin/embed writes to Parquet).")
 @click.option("--data", type=existing_dir, default=None, help="Crops to embed with --run (metadata needs plate, well, compound, concentration, moa).")
 @click.option("--control", default="DMSO", show_default=True,
               help="Control compound: reference of normalisation, whitening and activity; not classified.")
@@ -142,12 +142,12 @@ def command(embeddings, names, vectors, run, data, control, out, feature_prefix,
             methods.append((label, cell_tables.read_cells(path, vectors, feature_prefix, nonfinite)))
         methods, note = cell_tables.same_cells(methods, intersect)
     else:
-        from statcell_tf.vaeplus.training import batched, load_cells, load_endpoints
+        from statcell_tf.cli._embedding import encoder_for
 
-        _, loaded = load_endpoints(run, flag="--run")
-        crops = load_cells(data)
+        encoder = encoder_for(run, data, "all")  # the run's paper (registry), any of them
+        crops = encoder  # metadata of the cells, in encoding order
         profiling.check_table(crops.metadata, f"--data {data} metadata")
-        encoded = batched(loaded.encode, crops.images, batch_size)  # lazy: one batch read at a time
+        encoded = encoder.features(batch_size)  # lazy: one batch read at a time
         table = pd.concat([crops.metadata.reset_index(drop=True),
                            pd.DataFrame(encoded, columns=[f"z_{j}" for j in range(encoded.shape[1])])], axis=1)
         methods.append((names[0] if names else Path(run).name,

@@ -63,9 +63,9 @@ def command(ctx, data, channels, preset, epochs, batch_size, learning_rate, abla
     figures/ (a reconstruction panel per epoch), best.keras and saved_model/ (endpoints
     embed_global, embed_local, vq_indices, index_histogram, reconstruct, classify).
     """
+    from statcell_tf.cytoself.paper import PAPER
     from statcell_tf.cytoself.presets import DEFAULT_EPOCHS
-    from statcell_tf.cytoself.runs import read_cells
-    from statcell_tf.cytoself.training import CytoselfTrainConfig, train_cytoself
+    from statcell_tf.cytoself.training import CytoselfTrainConfig
     from statcell_tf.training import runtime
 
     strategy_object = runtime.select_strategy(strategy)  # first: multi-worker configures collectives
@@ -86,14 +86,5 @@ def command(ctx, data, channels, preset, epochs, batch_size, learning_rate, abla
     preset = config.preset
     ablation = config.ablation
     out = out or Path("models") / "cytoself" / (preset if ablation is None else f"{preset}-{ablation}")
-    from statcell_tf.atomic import check_out
-    from statcell_tf.training.run_dir import RunDirectory
-
-    check_out(out, inputs=[data])  # before reading the data: nothing is written on a bad --out
-    if RunDirectory(out).exists() and not resume and runtime.is_chief(strategy_object):
-        from statcell_tf.errors import UserError
-
-        raise UserError(f"--out {out} already holds a run; pass --resume to continue it or choose another --out")
-    cells = read_cells(data, config.allow_pickle)
-    path = train_cytoself(config, cells, out, resume=resume, strategy=strategy_object)
+    path = PAPER.train(config, out, resume=resume, strategy=strategy_object).run.path
     click.echo(f"Run written to {path} (best model: {path / 'best.keras'}, SavedModel: {path / 'saved_model'})")

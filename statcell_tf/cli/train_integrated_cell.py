@@ -72,7 +72,9 @@ def command(ctx, data, stage, reference_run, epochs, batch_size, size, filters, 
     endpoints encode, classify, integrate). Train the reference stage first, then
     `--stage conditional --reference-run RUN`.
     """
-    from statcell_tf.integrated_cell.training import PAPER_EPOCHS, IntegratedCellSettings, train
+    from statcell_tf.integrated_cell.paper import PAPER
+    from statcell_tf.integrated_cell.presets import presets
+    from statcell_tf.integrated_cell.training import IntegratedCellSettings
 
     if stage == "conditional" and reference_run is None:
         raise click.UsageError("--stage conditional needs --reference-run RUN")
@@ -95,13 +97,9 @@ def command(ctx, data, stage, reference_run, epochs, batch_size, size, filters, 
         output_batchnorm=output_batchnorm, steps_per_epoch=steps_per_epoch, seed=seed, strategy=strategy,
         precision=precision, preset=preset,
     )
-    presets = {
-        "paper": {"epochs": PAPER_EPOCHS[stage]},
-        "demo": {"epochs": 5, "image_size": (64, 64), "filters": 16},
-    }
-    settings = resolve_settings(ctx, IntegratedCellSettings, values, presets, config_file=config_file)
+    settings = resolve_settings(ctx, IntegratedCellSettings, values, presets(stage), config_file=config_file)
     out = out or Path("models") / "integrated_cell" / stage
-    history = train(settings, out, resume=resume, verbose=0 if quiet else 1)
+    history = PAPER.train(settings, out, resume=resume, verbose=0 if quiet else 1).history
     last = history.iloc[-1]
     shown = ", ".join(f"{k}={last[k]:.4g}" for k in ("loss", "val_loss", "accuracy", "val_accuracy") if k in history)
     click.echo(f"Trained {stage} stage for {int(last['epoch'])} epochs ({shown}); run in {out}")

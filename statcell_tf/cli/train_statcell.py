@@ -64,16 +64,10 @@ def command(ctx, data, role, dims, beta, objective, reconstruction, epochs, batc
     (encode, decode, sample, impute, elbo) and figures/.
     """
     from statcell_tf.errors import UserError
-    from statcell_tf.statcell.model import PRESETS
-    from statcell_tf.statcell.data import default_image_shape
-    from statcell_tf.statcell.training import (
-        StatcellTrainConfig,
-        parse_size,
-        read_cells,
-        train_statcell,
-    )
+    from statcell_tf.statcell.paper import PAPER
+    from statcell_tf.statcell.presets import PRESETS
+    from statcell_tf.statcell.training import StatcellTrainConfig, parse_size
     from statcell_tf.training import runtime
-    from statcell_tf.atomic import check_out
     from statcell_tf.training.run_dir import open_run
 
     strategy_object = runtime.select_strategy(strategy)  # first: multi-worker configures collectives
@@ -89,7 +83,6 @@ def command(ctx, data, role, dims, beta, objective, reconstruction, epochs, batc
                               rename={"role": "model", "reconstruction": "reconstruction_reduction"},
                               config_file=config_file)
     config = dataclasses.replace(config, split_seed=config.seed)
-    sizes = config.size
     if config.reference_run is not None:
         paired_run = open_run(config.reference_run, "--reference-run", paper="statcell")
         paired = StatcellTrainConfig.from_dict(paired_run.read_config(), str(paired_run.config))
@@ -97,12 +90,8 @@ def command(ctx, data, role, dims, beta, objective, reconstruction, epochs, batc
             raise UserError(f"--reference-run {config.reference_run} is a {paired.model} run, not a reference run")
         if paired.dims != config.dims:
             raise UserError(f"--reference-run {config.reference_run} is {paired.dims}D but --dims is {config.dims}")
-        sizes = sizes or list(paired.image_shape)
+        if config.size is None:
+            config = dataclasses.replace(config, size=list(paired.image_shape))
     out = out or Path("models") / "statcell" / f"{config.model}-{config.dims}d-beta{config.beta:g}"
-    check_out(out, inputs=[config.data])  # before reading the data
-    cells = read_cells(config.data)
-    if sizes is None:
-        sizes = list(default_image_shape(cells, config.dims, len(PRESETS[config.preset]["filters"])))
-    config = dataclasses.replace(config, size=list(sizes))
-    path = train_statcell(config, cells, out, resume=resume, strategy=strategy_object)
+    path = PAPER.train(config, out, resume=resume, strategy=strategy_object).run.path
     click.echo(f"Run written to {path} (best model: {path / 'best.keras'})")

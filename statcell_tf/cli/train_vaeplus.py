@@ -58,7 +58,9 @@ def command(ctx, data, variant, iterations, batch_size, steps_per_epoch, samplin
     discriminator's accuracy), tensorboard/, figures/reconstructions*.png and saved_model/
     (endpoints encode = posterior means, decode, reconstruct).
     """
-    from statcell_tf.vaeplus.training import VAEPlusTrainConfig, train
+    from statcell_tf.vaeplus.paper import PAPER
+    from statcell_tf.vaeplus.presets import PRESETS
+    from statcell_tf.vaeplus.training import VAEPlusTrainConfig
 
     values = dict(
         data=str(data), variant=variant, iterations=iterations, batch_size=batch_size,
@@ -66,11 +68,10 @@ def command(ctx, data, variant, iterations, batch_size, steps_per_epoch, samplin
         latent_dim=latent_dim, filters=filters, schedule_period=schedule_period,
         feature_reduction=feature_reduction, seed=seed, strategy=strategy, precision=precision, preset=preset,
     )
-    presets = {"paper": {}, "demo": {"iterations": 600, "batch_size": 32, "latent_dim": 64, "schedule_period": 100.0}}
-    config = resolve_settings(ctx, VAEPlusTrainConfig, values, presets, config_file=config_file)
+    config = resolve_settings(ctx, VAEPlusTrainConfig, values, PRESETS, config_file=config_file)
     variant = config.variant
     out = out or Path("models") / "vaeplus" / variant
-    _, history = train(config, out, resume=resume, verbose=0 if quiet else 1)
+    history = PAPER.train(config, out, resume=resume, verbose=0 if quiet else 1).history
     last = history.iloc[-1]
     shown = ", ".join(f"{k}={last[k]:.4g}" for k in ("loss", "mse", "kl", "d_accuracy", "val_mse") if k in history)
     click.echo(f"Trained {variant} for {int(last['step'])} iterations ({shown}); run in {out}")

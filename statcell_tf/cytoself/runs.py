@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from statcell_tf.errors import UserError
+from statcell_tf.data.readers import read_cells
 from statcell_tf.training.run_dir import open_run
 
 DEFAULT_RUNS = Path("models") / "cytoself"
@@ -58,13 +59,6 @@ def resolve_protein(name: str, spectrum, embeddings: Path) -> str:
             return hits[0]
     spectrum.protein_index(name)  # raises with the closest names
     return name
-
-
-def read_cells(data: Path, allow_pickle: bool = False):
-    """Read a data folder with the project's readers (format detected from its files)."""
-    from statcell_tf.data.readers import read_cells as read
-
-    return read(data, allow_pickle=allow_pickle)
 
 
 def ensure_embeddings(

@@ -1,6 +1,7 @@
 """Training a cytoself run: config, data preparation, the fit, figures and export.
 
-`train_cytoself(config, cells, out)` is what ``bin/train-cytoself`` calls: it selects the
+`train(settings, out)` is what ``bin/train-cytoself`` calls (through the paper's registry
+entry, `statcell_tf.cytoself.paper`): it reads the data, selects the
 input channels, splits the cells 8:1:1 grouped by field of view (saved as ``splits.csv``),
 fixes the input normalisation and the data variance on the training split, builds the model
 from its preset, trains it with the runtime (Adam; learning rate ×0.1 after 4 epochs without
@@ -11,7 +12,6 @@ SavedModel. Everything needed to reload or resume is written to ``config.json``.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -94,15 +94,14 @@ class CytoselfTrainConfig:
         return out
 
     @classmethod
-    def from_dict(cls, values: dict) -> "CytoselfTrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise UserError(f"unknown cytoself training setting(s): {', '.join(unknown)}")
-        values = dict(values)
+    def from_dict(cls, values: dict, source: str = "config.json") -> "CytoselfTrainConfig":
+        """From a run's config.json (the one schema) or a flat dict of settings."""
+        from statcell_tf.training.run_dir import settings_from, settings_values
+
+        values, _ = settings_values(values, "cytoself", source)
         if values.get("channels") is not None:
             values["channels"] = tuple(values["channels"])
-        return cls(**values)
+        return settings_from({"settings": values}, cls, source)
 
 
 # ----- data preparation ----------------------------------------------------------------------
@@ -199,23 +198,29 @@ def reconstruction_panel(model, images: np.ndarray, channel_names, title: str = 
 
 
 # ----- training -----------------------------------------------------------------------------
-def train_cytoself(config: CytoselfTrainConfig, cells, out, resume: bool = False, strategy=None) -> Path:
-    """Train (or resume) a cytoself run in folder `out` with the shared lifecycle; return the folder.
+def train(config: CytoselfTrainConfig, out, *, resume: bool = False, strategy=None, verbose: int = 1):
+    """Train (or resume) a cytoself run in folder `out` with the shared lifecycle.
 
     Args:
-        config: CytoselfTrainConfig.
-        cells: CellImages. All cells of the data folder (every channel).
+        config: CytoselfTrainConfig. ``config.data`` is read with `data.readers.read_cells`.
         out: str or Path. The run folder; an existing run needs `resume`.
         resume: bool. Continue the run in `out` from its last committed epoch.
         strategy: tf.distribute.Strategy or None. Created by the caller before any TF op.
+        verbose: int. 0 = silent.
+
+    Returns:
+        registry.TrainResult.
     """
+    from statcell_tf.data.readers import read_cells
+    from statcell_tf.registry import TrainResult
     from statcell_tf.training import lifecycle
 
-    run, _, _ = lifecycle.train_run(
-        "cytoself", out, lambda saved, run: plan_run(config, cells, saved, run), resume=resume, strategy=strategy,
-        inputs=[config.data],
-    )
-    return run.path
+    def prepare(saved, run):
+        return plan_run(config, read_cells(config.data, config.allow_pickle), saved, run)
+
+    run, history, _ = lifecycle.train_run("cytoself", out, prepare, resume=resume, strategy=strategy,
+                                          inputs=[config.data], verbose=verbose)
+    return TrainResult(run, history)
 
 
 def plan_run(config: CytoselfTrainConfig, cells, saved: dict | None, run):
@@ -226,6 +231,7 @@ def plan_run(config: CytoselfTrainConfig, cells, saved: dict | None, run):
     from statcell_tf.training import export, lifecycle, trainer
     from statcell_tf.training.run_dir import make_config
 
+    all_cells = cells
     if saved is not None:
         config, run_config = lifecycle.resumed_settings(saved, config, CytoselfTrainConfig)
         config = dataclasses.replace(config, channels=None if config.channels is None else tuple(config.channels))
@@ -319,7 +325,7 @@ def plan_run(config: CytoselfTrainConfig, cells, saved: dict | None, run):
             plateau_patience=config.plateau_patience, plateau_factor=0.1, min_lr=1e-8,
             early_stopping_patience=config.early_stopping_patience,
         ),
-        callbacks=callbacks, export=export_best, precision=config.precision, seed=config.seed,
+        callbacks=callbacks, export=export_best, precision=config.precision, seed=config.seed, cells=all_cells,
     )
 
 
@@ -335,10 +341,3 @@ def _preprocessing(normalization):
     if not normalization:
         return InputNormalization("none")
     return InputNormalization("affine", offset=normalization["offset"], scale=normalization["scale"])
-
-
-def read_splits(run_path, num_cells: int) -> dict:
-    """``{"train", "val", "test"}`` row indices saved in a run's ``splits.csv``."""
-    from statcell_tf.training.run_dir import RunDirectory
-
-    return RunDirectory(run_path).split_rows(num_cells)

@@ -579,6 +579,21 @@ class CellEncoder:
                             f"Received unknown: {', '.join(unknown)}")
         return list(chosen)
 
+    def features(self, chunk_size: int = 256, vectors: Sequence[str] | None = None) -> np.ndarray:
+        """Every cell's chosen vectors (default: `parquet_default`), flattened side by side
+        into one (N, D) float32 array, encoded `chunk_size` cells at a time."""
+        chosen = self.parquet_vectors(vectors)
+        parts = []
+        for start in range(0, len(self), chunk_size):
+            encoded = self.encode(np.arange(start, min(start + chunk_size, len(self))))
+            parts.append(np.concatenate([np.asarray(encoded[v], np.float32).reshape(len(encoded[v]), -1)
+                                         for v in chosen], axis=1))
+        if not parts:
+            empty = self.encode(np.arange(0))
+            width = sum(int(np.prod(np.shape(empty[v])[1:])) for v in chosen)
+            return np.zeros((0, width), np.float32)
+        return np.concatenate(parts, axis=0)
+
 
 def write_embeddings(
     out,

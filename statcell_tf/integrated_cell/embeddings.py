@@ -13,27 +13,27 @@ from pathlib import Path
 import numpy as np
 
 
-def integrated_cell_encoder(run, data, split: str = "all", flag: str = "RUN"):
+def integrated_cell_encoder(run, cells, split: str = "all", flag: str = "RUN"):
     """A `CellEncoder` of an Integrated Cell run: ``z_r`` (reference stage), or ``z_r``, ``z_s``
     and ``probabilities`` (conditional stage), each (N, dims).
 
     Args:
         run: str or Path. A ``train-integrated-cell`` run folder.
-        data: str or Path. Allen-style manifest (membrane, dna, structure; structure_name, CellId).
+        cells: CellImages. Allen-style cells (membrane, dna, structure; structure_name, CellId).
         split: str. ``all`` or ``train`` / ``val`` / ``test`` (the run's splits.csv).
         flag: str. How the run was named on the command line.
     """
     from statcell_tf.data.embedding_files import CellEncoder
     from statcell_tf.integrated_cell import data as icd
-    from statcell_tf.integrated_cell.training import load_model, read_data, rows_of_split
+    from statcell_tf.integrated_cell.training import load_model
     from statcell_tf.training.run_dir import open_run
 
     run_dir = open_run(run, flag, paper="integrated_cell")
+    rows = run_dir.rows_of(cells, split)  # before the model is loaded
     stage = "reference" if run_dir.read_config()["role"] == "reference" else "conditional"
     model = load_model(run_dir, stage)
     names = getattr(model, "class_names", None) or None
-    view = icd.model_view(read_data(data), model.image_size, names)
-    rows = rows_of_split(view, run_dir, split)
+    view = icd.model_view(cells, model.image_size, names)
     vectors = ["z_r"] if stage == "reference" else ["z_r", "z_s", "probabilities"]
 
     def encode(positions):

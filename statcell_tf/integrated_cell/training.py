@@ -18,7 +18,7 @@ from statcell_tf.errors import UserError
 from statcell_tf.integrated_cell import data as icd
 
 STAGES = ("reference", "conditional")
-PAPER_EPOCHS = {"reference": 150, "conditional": 220}  # section 3.3
+from statcell_tf.integrated_cell.presets import PAPER_EPOCHS  # noqa: F401  (section 3.3)
 SPLITS = ("train", "val", "test")
 
 
@@ -89,42 +89,36 @@ class IntegratedCellSettings:
         if len(self.split_fractions) != 3 or abs(sum(self.split_fractions) - 1.0) > 1e-6:
             raise UserError(f"split fractions must be 3 numbers summing to 1. Received: {self.split_fractions}")
 
-    def to_json(self) -> dict:
+    def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
         out["image_size"] = list(self.image_size)
         out["split_fractions"] = list(self.split_fractions)
         return out
 
     @classmethod
-    def from_json(cls, values: dict, source: str = "config.json") -> IntegratedCellSettings:
-        if "settings" in values and "paper" in values:  # the one config.json schema
-            if values["paper"] != "integrated_cell":
-                raise UserError(f"{source} is a {values['paper']} run, not an Integrated Cell run")
-            values = {**values["settings"], "class_names": values["data"].get("class_names")}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known - {"model", "class_names", "kind"})
-        if unknown:
-            raise UserError(f"config.json has unknown keys {', '.join(unknown)}. Received: {sorted(values)}")
-        kept = {k: v for k, v in values.items() if k in known}
-        kept["image_size"] = tuple(kept.get("image_size", (256, 256)))
-        kept["split_fractions"] = tuple(kept.get("split_fractions", (0.8, 0.1, 0.1)))
-        try:
-            return cls(**kept)
-        except TypeError as error:
-            raise UserError(f"{source}: invalid settings ({error})") from None
+    def from_dict(cls, values: dict, source: str = "config.json") -> IntegratedCellSettings:
+        """From a run's config.json (the one schema) or a flat dict of settings."""
+        from statcell_tf.training.run_dir import settings_from, settings_values
+
+        values, _ = settings_values(values, "integrated_cell", source)
+        values = {k: v for k, v in values.items() if k not in ("model", "class_names", "kind")}  # legacy keys
+        for name in ("image_size", "split_fractions"):
+            if isinstance(values.get(name), list):
+                values[name] = tuple(values[name])
+        return settings_from({"settings": values}, cls, source)
 
     def run_config(self, class_names) -> dict:
         """This stage's config.json (the one schema)."""
         from statcell_tf.training.run_dir import make_config
 
-        return make_config("integrated_cell", self.stage, self.preset, self.to_json(), {"class_names": class_names})
+        return make_config("integrated_cell", self.stage, self.preset, self.to_dict(), {"class_names": class_names})
 
 
-def read_data(path) -> object:
-    """The Allen Cell manifest as `CellImages` (the project's reader)."""
-    from statcell_tf.data.allencell import read_allencell
+def read_data(path, flag: str = "--data") -> object:
+    """The data at `path` as `CellImages` (the project's one reader, `data.readers.read_cells`)."""
+    from statcell_tf.data.readers import read_cells
 
-    return read_allencell(path)
+    return read_cells(path, flag=flag)
 
 
 def split_cells(view, fractions, seed: int) -> dict:
@@ -139,24 +133,6 @@ def splits_table(view, splits: dict) -> pd.DataFrame:
     from statcell_tf.data.splits import splits_table as table
 
     return table(view.metadata, splits, icd.ID_COLUMN, icd.ID_COLUMN)
-
-
-def rows_of_split(view, run, split: str) -> np.ndarray:
-    """Rows of `view` whose CellId the run's ``splits.csv`` puts in `split` (``all`` = every row)."""
-    if split == "all":
-        return np.arange(len(view.metadata))
-    if not run.splits.exists():
-        raise UserError(f"{run.splits} is missing; pass --split all to use every cell of --data")
-    table = run.read_splits()
-    wanted = set(table.loc[table["split"] == split, "cell_id"].astype(str))
-    ids = view.metadata[icd.ID_COLUMN].astype(str).to_numpy()
-    rows = np.flatnonzero(np.isin(ids, list(wanted)))
-    if len(rows) == 0:
-        raise UserError(
-            f"--data {view.source} holds none of the run's {split!r} cells ({len(wanted)} in {run.splits}); "
-            "pass --split all for a different data set. Received: 0 matching CellIds"
-        )
-    return rows
 
 
 def load_model(run, kind: str):
@@ -240,31 +216,31 @@ def build_model(settings: IntegratedCellSettings, class_names, reference=None):
     return model
 
 
-def train(settings: IntegratedCellSettings, out, resume: bool = False, verbose: int = 1) -> pd.DataFrame:
-    """Train one stage into the run folder `out` (the shared lifecycle); returns the history.
+def train(settings: IntegratedCellSettings, out, *, resume: bool = False, strategy=None, verbose: int = 1):
+    """Train one stage into the run folder `out` (the shared lifecycle); returns a
+    `registry.TrainResult`.
 
     Writes config.json, splits.csv, checkpoints/, best.keras, history.csv, tensorboard/,
     figures/reconstructions.png and saved_model/ (endpoints ``encode``, ``classify``,
     ``integrate`` for the conditional stage; ``encode``, ``decode``, ``reconstruct`` for
     the reference stage). ``--batch-size`` is the global batch (split over the replicas).
     """
+    from statcell_tf.registry import TrainResult
     from statcell_tf.training import export, lifecycle, runtime, trainer
     from statcell_tf.training.run_dir import open_run
 
-    strategy = runtime.select_strategy(settings.strategy)  # first: multi-worker setup
+    strategy = strategy or runtime.select_strategy(settings.strategy)  # first: multi-worker setup
     requested = settings
 
     def prepare(saved, run):
         current = requested
         if saved is not None:
-            current = IntegratedCellSettings.from_json(saved, str(run.config))
+            current, _ = lifecycle.resumed_settings(saved, requested, IntegratedCellSettings)
             if current.stage != requested.stage:
                 raise UserError(
                     f"--out {run.path} holds a {current.stage}-stage run; it cannot be resumed as "
                     f"--stage {requested.stage}. Received: --stage {requested.stage}"
                 )
-            if current.epochs != requested.epochs:
-                current = dataclasses.replace(current, epochs=requested.epochs)
         reference = None
         if current.stage == "conditional":
             flag = "--reference-run" if saved is None else f"reference_run in {run.config}"
@@ -298,12 +274,12 @@ def train(settings: IntegratedCellSettings, out, resume: bool = False, verbose: 
             fit_settings=trainer.TrainSettings(epochs=current.epochs, steps_per_epoch=current.steps_per_epoch,
                                                monitor=monitor, verbose=verbose),
             callbacks=lambda run: [_figure_callback(view, shown_rows, run, current.stage)],
-            export=export_best, precision=current.precision, seed=current.seed,
+            export=export_best, precision=current.precision, seed=current.seed, cells=cells,
         )
 
-    _, history, _ = lifecycle.train_run("integrated_cell", out, prepare, resume=resume, strategy=strategy,
-                                        inputs=[settings.data], verbose=verbose)
-    return history
+    run, history, _ = lifecycle.train_run("integrated_cell", out, prepare, resume=resume, strategy=strategy,
+                                          inputs=[settings.data], verbose=verbose)
+    return TrainResult(run, history)
 
 
 def classify_cells(model, view, rows, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:

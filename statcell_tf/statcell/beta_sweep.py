@@ -102,7 +102,7 @@ def sweep(base_config, cells, betas, out_dir: Path, verbose: int = 1, n_samples:
         (The sweep's run folders skip the SavedModel export; their best.keras is kept.)
     """
     from statcell_tf.statcell.data import StatcellData
-    from statcell_tf.statcell.training import load_run, split_rows, train_statcell
+    from statcell_tf.statcell.training import load_run, train
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -119,10 +119,10 @@ def sweep(base_config, cells, betas, out_dir: Path, verbose: int = 1, n_samples:
             config = dataclasses.replace(base_config, beta=float(beta))
             resume = (run_path / "config.json").exists()
             log(f"beta={beta:.4f}: {'resuming' if resume else 'training'} {run_path}")
-            train_statcell(config, cells, run_path, resume=resume, verbose=verbose, export=False)
+            train(config, run_path, resume=resume, verbose=verbose, export=False)
             model, config, run = load_run(run_path)
             data = StatcellData(cells, config.model, config.image_shape, config.structure_types or None, config.background)
-            test = split_rows(run, cells.metadata, "test")
+            test = run.rows_of(cells, "test")
             result = {"beta": float(beta), **rate_distortion(model, data, test, n_samples, config.batch_size)}
             atomic.write_json(result_path, result)
             log(f"beta={beta:.4f}: rate={result['rate']:.4g}, distortion={result['distortion']:.4g}")

@@ -17,12 +17,12 @@ import numpy as np
 from statcell_tf.errors import UserError
 
 
-def statcell_encoder(run, data, reference=None, split: str = "all", flag: str = "RUN"):
+def statcell_encoder(run, cells, reference=None, split: str = "all", flag: str = "RUN"):
     """A `CellEncoder` giving ``z_ref`` (and ``z_target`` for a target run), each (N, latent_dim).
 
     Args:
         run: str or Path. A ``train-statcell`` run folder (reference or target).
-        data: str or Path. Allen-style manifest (or folder holding manifest.csv).
+        cells: CellImages. Allen-style cells (membrane, dna, structure).
         reference: str, Path or None. The reference run of a target run; None = the one its
             config.json records.
         split: str. ``all`` or ``train`` / ``val`` / ``test`` (the run's split of the cells).
@@ -30,10 +30,12 @@ def statcell_encoder(run, data, reference=None, split: str = "all", flag: str = 
     """
     from statcell_tf.data.embedding_files import CellEncoder
     from statcell_tf.statcell.data import StatcellData
-    from statcell_tf.statcell.training import data_for_run, load_run, split_rows
+    from statcell_tf.statcell.training import load_run
+    from statcell_tf.training.run_dir import open_run
 
+    rows = open_run(run, flag, paper="statcell").rows_of(cells, split)  # before any model is loaded
     model, config, run_dir = load_run(run, flag)
-    cells, data_view = data_for_run(config, data)
+    data_view = StatcellData(cells, config.model, config.image_shape, config.structure_types or None, config.background)
     if config.model == "target":
         reference = reference or config.reference_run
         if not reference:
@@ -50,7 +52,6 @@ def statcell_encoder(run, data, reference=None, split: str = "all", flag: str = 
         raise UserError(f"--reference is for target runs; {flag} {run} is a reference run. Received: --reference {reference}")
     else:
         reference_model, reference_view = model, data_view
-    rows = split_rows(run_dir, cells.metadata, split)
     if config.model == "target":  # refuse before anything is written, not at the first unknown cell
         unknown = sorted(set(cells.metadata["structure_name"].astype(str).to_numpy()[rows[data_view.type_index[rows] < 0]]))
         if unknown:

@@ -17,7 +17,7 @@ import pandas as pd
 from statcell_tf import atomic
 from statcell_tf.data.source import CellImages
 from statcell_tf.errors import UserError
-from statcell_tf.statcell.model import DEFAULT_IMAGE_SHAPE, PRESETS
+from statcell_tf.statcell.presets import DEFAULT_IMAGE_SHAPE, PRESETS
 from statcell_tf.statcell.data import StatcellData
 
 SPLITS = ("train", "val", "test")
@@ -131,13 +131,11 @@ class StatcellTrainConfig:
     @classmethod
     def from_dict(cls, values: dict, source: str = "config.json") -> "StatcellTrainConfig":
         """From a run's config.json (the one schema) or a flat dict of settings."""
-        from statcell_tf.training.run_dir import settings_from
+        from statcell_tf.training.run_dir import settings_from, settings_values
 
-        if "settings" in values and "paper" in values:
-            if values["paper"] != "statcell":
-                raise UserError(f"{source} is a {values['paper']} run, not a Statistical Cell run")
-            values = {**values["settings"], "model": values["role"],
-                      "structure_types": values["data"].get("structure_types", [])}
+        values, config = settings_values(values, "statcell", source)
+        if config is not None:
+            values = {**values, "model": config["role"], "structure_types": config["data"].get("structure_types", [])}
         return settings_from({"settings": values}, cls, source)
 
     def run_config(self) -> dict:
@@ -188,36 +186,44 @@ def _reconstruction_figure(model, data: StatcellData, rows: np.ndarray, path: Pa
     atomic.save_figure(path, figure)
 
 
-def train_statcell(
-    config: StatcellTrainConfig,
-    cells: CellImages,
-    out: Path,
-    resume: bool = False,
-    verbose: int = 1,
-    strategy=None,
-    export: bool = True,
-) -> Path:
-    """Train one model on `cells` into the run folder `out` (the shared lifecycle); return `out`.
+def complete_settings(config: StatcellTrainConfig, cells: CellImages) -> StatcellTrainConfig:
+    """`config` with what it leaves to the data filled in: the image size (the data's, rounded
+    to the encoder's depth) and a target model's structure types (those of the data)."""
+    from statcell_tf.statcell.data import default_image_shape, structure_types
+
+    if config.model == "target" and not config.structure_types:
+        config = dataclasses.replace(config, structure_types=structure_types(cells.metadata))
+    if config.size is None:
+        depth = len(config.filters or PRESETS[config.preset]["filters"])
+        config = dataclasses.replace(config, size=list(default_image_shape(cells, config.dims, depth)))
+    return config
+
+
+def train(config: StatcellTrainConfig, out, *, resume: bool = False, strategy=None, verbose: int = 1,
+          export: bool = True):
+    """Train one model on ``config.data`` into the run folder `out` (the shared lifecycle).
 
     The folder receives config.json, splits.csv, checkpoints/, history.csv, best.keras
     (highest validation ELBO), saved_model/ (endpoints of the best model; skipped when
     `export` is False) and figures/reconstruction_epoch_XXX.png (epochs 1, 10, 20, … and the last).
+
+    Returns:
+        registry.TrainResult.
     """
+    from statcell_tf.data.readers import read_cells
+    from statcell_tf.registry import TrainResult
     from statcell_tf.statcell.model import ConditionalBetaVAE
-    from statcell_tf.statcell.data import structure_types
     from statcell_tf.training import export as saving
     from statcell_tf.training import lifecycle, runtime, trainer
 
-    if config.model == "target" and not config.structure_types:
-        config = dataclasses.replace(config, structure_types=structure_types(cells.metadata))
     strategy = strategy or runtime.select_strategy(config.strategy)  # first: multi-worker setup
 
     def prepare(saved, run):
-        settings = config
-        if saved is not None:
-            settings = StatcellTrainConfig.from_dict(saved, str(run.config))
-            if settings.epochs != config.epochs:
-                settings = dataclasses.replace(settings, epochs=config.epochs)
+        cells = read_cells(config.data)
+        if saved is None:
+            settings = complete_settings(config, cells)
+        else:
+            settings, _ = lifecycle.resumed_settings(saved, config, StatcellTrainConfig)
         data = StatcellData(cells, settings.model, settings.image_shape, settings.structure_types or None,
                             settings.background)
         splits = split_cells(cells.metadata, settings.split_seed)
@@ -248,12 +254,12 @@ def train_statcell(
             val_data=data.dataset(splits["val"], settings.batch_size),
             build_model=lambda: ConditionalBetaVAE(**settings.model_kwargs()),
             fit_settings=trainer.TrainSettings(epochs=settings.epochs, monitor="val_elbo", mode="max", verbose=verbose),
-            callbacks=callbacks, export=export_best, precision=settings.precision, seed=settings.seed,
+            callbacks=callbacks, export=export_best, precision=settings.precision, seed=settings.seed, cells=cells,
         )
 
-    run, _, _ = lifecycle.train_run("statcell", out, prepare, resume=resume, strategy=strategy,
-                                    inputs=[config.data], verbose=verbose)
-    return run.path
+    run, history, _ = lifecycle.train_run("statcell", out, prepare, resume=resume, strategy=strategy,
+                                          inputs=[config.data], verbose=verbose)
+    return TrainResult(run, history)
 
 
 def open_statcell_run(path, flag: str = "RUN"):
@@ -302,58 +308,6 @@ def load_run_pair(ref_run, target_run):
     return reference_model, model, config, run
 
 
-def read_cells(manifest) -> CellImages:
-    """Allen-style manifest → CellImages (membrane, dna, structure)."""
-    from statcell_tf.data.allencell import read_allencell
-
-    return read_allencell(Path(manifest))
-
-
-def run_splits(run, metadata: pd.DataFrame) -> np.ndarray:
-    """Split name (train, val or test) of every row of `metadata` for the run `run`.
-
-    1. A row whose CellId is in the run's splits.csv keeps its recorded split.
-    2. A row whose ``source_CellId`` is recorded (a control copy of a cell made by
-       add-control-structures, CellId ``<id>_control_<kind>``) gets the split of that cell, so
-       the copy of a training cell is never a test cell.
-    3. Any other row gets `hash_splits` of its own group id (source_CellId, else CellId) with
-       the run's split seed, which does not depend on the rest of `metadata`.
-
-    Without a splits.csv (or a CellId column) the rows are split as at training time
-    (`split_cells`), which reproduces the run's split only on the manifest it was trained on.
-    """
-    from statcell_tf.data.splits import hash_splits
-
-    config = StatcellTrainConfig.from_dict(run.read_config(), str(run.config))
-    if "CellId" not in metadata or not run.splits.exists():
-        fresh = split_cells(metadata, config.split_seed)
-        assignment = np.empty(len(metadata), object)
-        for name, rows in fresh.items():
-            assignment[np.asarray(rows, "int64")] = name
-        return assignment
-    recorded = run.read_splits()
-    lookup = dict(zip(recorded["cell_id"], recorded["split"]))
-    ids = metadata["CellId"].astype(str).to_numpy()
-    source = metadata[group_column(metadata)]
-    groups = np.where(source.notna(), source.astype(str), ids)  # a missing source: the cell itself
-    assignment = np.array([lookup.get(i, lookup.get(g)) for i, g in zip(ids, groups)], dtype=object)
-    unknown = np.flatnonzero(pd.isna(assignment))
-    if len(unknown):
-        assignment[unknown] = hash_splits(groups[unknown], fractions=(0.8, 0.1, 0.1), seed=config.split_seed)
-    return assignment
-
-
-def split_rows(run, metadata: pd.DataFrame, split: str) -> np.ndarray:
-    """Row indices of `metadata` assigned to `split` by `run_splits`: recorded cells keep the
-    split of the run's splits.csv; cells unknown to the run (controls, a bigger manifest) get a
-    split that depends only on their own (source) CellId."""
-    if split == "all":
-        return np.arange(len(metadata))
-    if split not in SPLITS:
-        raise UserError(f"--split must be one of train, val, test, all. Received: {split!r}")
-    return np.flatnonzero(run_splits(run, metadata) == split).astype("int64")
-
-
 # ----- helpers shared by the Statistical Cell commands --------------------------------------
 def parse_size(text: str | None, flag: str = "--size") -> list[int] | None:
     """``128x96`` or ``64x128x96`` (Z×Y×X) → list of int; None stays None."""
@@ -382,11 +336,13 @@ def write_tiff(path, images: np.ndarray) -> Path:
 
 def data_for_run(config: StatcellTrainConfig, data_flag_value=None, flag: str = "--data"):
     """(CellImages, StatcellData) of `data_flag_value`, or of the manifest the run was trained on."""
+    from statcell_tf.data.readers import read_cells
+
     manifest = data_flag_value or config.data
     if not manifest:
         raise UserError(f"{flag} is required: the run does not record its training data")
     if not Path(manifest).exists():
         raise UserError(f"{flag} {manifest} does not exist (pass {flag} MANIFEST)")
-    cells = read_cells(manifest)
+    cells = read_cells(manifest, flag=flag)
     data = StatcellData(cells, config.model, config.image_shape, config.structure_types or None, config.background)
     return cells, data

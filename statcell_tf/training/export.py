@@ -32,21 +32,14 @@ def load_keras(path, flag: str = "model") -> keras.Model:
         raise UserError(f"{flag} {path} is not a readable .keras model ({first[:200]})") from None
 
 
-# The model modules whose Keras-serialisable classes a `.keras` archive may name. A registry
-# of names, imported on demand: the spine never imports a paper package statically.
-MODEL_MODULES = (
-    "statcell_tf.cytoself.model",
-    "statcell_tf.statcell.model",
-    "statcell_tf.integrated_cell.model",
-    "statcell_tf.vaeplus.model",
-)
-
-
 def _register_models() -> None:
-    """Import every model module so its serialisable classes are registered with Keras."""
+    """Import every paper's model modules (`registry.keras_modules`) so their serialisable
+    classes are registered with Keras before an archive naming them is loaded."""
     import importlib
 
-    for name in MODEL_MODULES:
+    from statcell_tf import registry
+
+    for name in registry.keras_modules():
         importlib.import_module(name)
 
 

@@ -51,6 +51,9 @@ class RunPlan:
             training (e.g. load best.keras and write the SavedModel).
         precision: str. Precision policy name (`runtime.set_precision`).
         seed: int. Global seed (`runtime.set_seed`).
+        cells: CellImages or None. The data the run trains on: a new run records its
+            identity in config.json (``data.identity``, `data.identity.data_identity`); a
+            resumed run refuses other data in one line.
     """
 
     config: dict
@@ -63,6 +66,7 @@ class RunPlan:
     export: Callable | None = None
     precision: str = "auto"
     seed: int = 0
+    cells: object = None
 
 
 def train_run(
@@ -117,6 +121,14 @@ def train_run(
             saved = run.check(paper, flag)
         plan = prepare(saved, run)
         new_run = saved is None
+        if plan.cells is not None:
+            if new_run:
+                from statcell_tf.data.identity import data_identity
+
+                plan.config = {**plan.config, "data": {**plan.config["data"], "identity": data_identity(plan.cells)}}
+            elif run.data_identity() is not None:
+                run.check_same_data(plan.cells, "--resume", "--data")
+                plan.config = {**plan.config, "data": {**plan.config["data"], "identity": run.data_identity()}}
         if chief and new_run:
             created_folder = not run.path.exists()
             run.path.mkdir(parents=True, exist_ok=True)
@@ -178,11 +190,10 @@ def require_best_model(run: RunDirectory, monitor: str) -> Path:
 
 
 def resumed_settings(saved: dict, requested, cls, extendable: Iterable[str] = ("epochs",)):
-    """The settings of a resumed run: the saved ones, with the `extendable` fields (how long
-    to train) taken from `requested`. Returns (settings, config with them saved)."""
-    from statcell_tf.training.run_dir import settings_from
-
-    settings = settings_from(saved, cls, "config.json")
+    """The settings of a resumed run: the saved ones (``cls.from_dict(saved config)``), with
+    the `extendable` fields (how long to train) taken from `requested`. Returns (settings,
+    config with them saved). Every paper's recipe resumes through this."""
+    settings = cls.from_dict(saved, "config.json")
     changes = {name: getattr(requested, name) for name in extendable if getattr(requested, name) != getattr(settings, name)}
     if changes:
         settings = dataclasses.replace(settings, **changes)

@@ -29,7 +29,6 @@ from statcell_tf import __version__, atomic
 from statcell_tf.errors import UserError
 
 CONFIG_FORMAT = 2
-PAPERS = ("cytoself", "statcell", "integrated_cell", "vaeplus")
 SPLIT_COLUMNS = ("row", "cell_id", "group", "split")
 
 
@@ -116,6 +115,68 @@ class RunDirectory:
         split = table["split"].to_numpy()
         return {name: np.sort(rows[split == name]) for name in ("train", "val", "test")}
 
+    def paper(self, flag: str = "RUN"):
+        """The `registry.Paper` that trained this run (its config.json checked)."""
+        from statcell_tf import registry
+
+        return registry.get(self.check(None, flag)["paper"], f"{flag} {self.path}")
+
+    # ----- the run's data -------------------------------------------------------------------
+    def data_identity(self) -> dict | None:
+        """The identity of the data the run was trained on (`data.identity`), None for runs
+        written before runs recorded it."""
+        identity = self.read_config()["data"].get("identity")
+        return identity if isinstance(identity, dict) else None
+
+    def check_data(self, cells, flag: str = "--data") -> None:
+        """One line when `cells` cannot be what the run's model reads: images of another size
+        than the run's data (never silently cropped or resized)."""
+        from statcell_tf.data.identity import describe_shape
+
+        identity = self.data_identity()
+        if identity is None or not identity.get("image_shape"):
+            return
+        recorded, current = list(identity["image_shape"])[:-1], list(cells.image_shape)[:-1]
+        if recorded != current:
+            raise UserError(
+                f"{flag} {cells.source} holds images of {describe_shape(current)} px, but RUN {self.path} was "
+                f"trained on {describe_shape(recorded)} px images ({identity.get('source')}); resize or crop the "
+                f"data to {describe_shape(recorded)} first. Received: {describe_shape(cells.image_shape)}"
+            )
+
+    def check_same_data(self, cells, why: str, flag: str = "--data") -> None:
+        """One line when `cells` are not the data the run was trained on (ids, files, size)."""
+        from statcell_tf.data.identity import data_identity, differences
+
+        recorded = self.data_identity()
+        if recorded is None:
+            raise UserError(
+                f"{why}: RUN {self.path} was written before runs recorded the identity of their data "
+                f"(no data.identity in {self.config}), so {flag} {cells.source} cannot be checked to be its data"
+            )
+        found = differences(recorded, data_identity(cells))
+        if found:
+            raise UserError(
+                f"{why}: {flag} {cells.source} is not the data RUN {self.path} was trained on "
+                f"({recorded.get('source')}): it has {'; '.join(found)}"
+            )
+
+    def rows_of(self, cells, split: str = "all", flag: str = "--data") -> np.ndarray:
+        """Row indices of `cells` in the run's `split` (``all``: every row), the one split
+        look-up of every command. Any split but ``all`` needs `cells` to be the run's own data
+        (`check_same_data`); other data are refused in one line, never mis-split."""
+        self.check_data(cells, flag)
+        if split == "all":
+            return np.arange(len(cells), dtype=np.int64)
+        if split not in ("train", "val", "test"):
+            raise UserError(f"--split must be one of all, train, val, test. Received: {split!r}")
+        self.check_same_data(cells, f"--split {split}", flag)
+        rows = self.split_rows(len(cells))[split]
+        if not len(rows):
+            raise UserError(f"--split {split}: {self.splits} records no {split} cells; use --split all or "
+                            "another split")
+        return rows
+
     # ----- loading --------------------------------------------------------------------------
     def load(self, paper: str | None = None, flag: str = "RUN"):
         """(config, best model) of a trained run; `paper` checks which paper trained it."""
@@ -189,8 +250,9 @@ def validate_config(config, source="config.json") -> dict:
     missing = [key for key in ("format", "paper", "role", "settings", "data") if key not in config]
     if missing:
         raise UserError(f"{source} lacks key(s) {', '.join(missing)}; it is damaged or not a statcell_tf run")
-    if config["paper"] not in PAPERS:
-        raise UserError(f"{source}: paper must be one of {', '.join(PAPERS)}. Received: {config['paper']!r}")
+    from statcell_tf import registry
+
+    registry.get(config["paper"], str(source))
     if not isinstance(config["role"], str):
         raise UserError(f"{source}: role must be a string. Received: {config['role']!r}")
     for key in ("settings", "data"):
@@ -202,34 +264,24 @@ def validate_config(config, source="config.json") -> dict:
 
 
 def upgrade_config(raw, source="config.json"):
-    """A config.json of a run written before the one schema (format 2), upgraded; others
-    are returned unchanged for `validate_config`."""
+    """A config.json of a run written before the one schema (format 2), upgraded by the paper
+    it belongs to (`registry.upgrade_legacy_config`); others are returned unchanged for
+    `validate_config`."""
     if not isinstance(raw, dict) or "format" in raw:
         return raw
-    version = "legacy"
-    if raw.get("model") == "cytoself" and isinstance(raw.get("train", {}), dict):
-        settings = dict(raw.get("train", {}))
-        if "epochs" in raw:
-            settings["epochs"] = raw["epochs"]
-        data = {k: v for k, v in raw.items() if k not in ("model", "train", "epochs")}
-        return {"format": 2, "paper": "cytoself", "role": "cytoself", "preset": settings.get("preset"),
-                "version": version, "settings": settings, "data": data}
-    if raw.get("kind") == "integrated_cell":
-        settings = {k: v for k, v in raw.items() if k not in ("kind", "class_names")}
-        return {"format": 2, "paper": "integrated_cell", "role": settings.get("stage"), "preset": None,
-                "version": version, "settings": settings, "data": {"class_names": raw.get("class_names")}}
-    if raw.get("model") in ("reference", "target") and "beta" in raw:
-        settings = dict(raw)
-        role = settings.pop("model")
-        data = {"structure_types": settings.pop("structure_types", [])}
-        return {"format": 2, "paper": "statcell", "role": role, "preset": settings.get("preset"),
-                "version": version, "settings": settings, "data": data}
-    if raw.get("variant") in ("vaeplus", "vae", "ae"):
-        settings = {k: v for k, v in raw.items() if k not in ("epochs", "steps_per_epoch")}
-        settings["steps_per_epoch"] = raw.get("steps_per_epoch")
-        return {"format": 2, "paper": "vaeplus", "role": raw["variant"], "preset": None,
-                "version": version, "settings": settings, "data": {}}
-    return raw
+    from statcell_tf import registry
+
+    return registry.upgrade_legacy_config(raw) or raw
+
+
+def settings_values(values: dict, paper: str, source="config.json") -> tuple[dict, dict | None]:
+    """(flat settings, config or None) of `values`: a run's config.json (the one schema,
+    checked to be a run of `paper`) or already a flat dict of settings."""
+    if "settings" in values and "paper" in values:
+        if values["paper"] != paper:
+            raise UserError(f"{source} is a {values['paper']} run, not a {paper} run")
+        return dict(values["settings"]), values
+    return dict(values), None
 
 
 def settings_from(config: dict, cls, source="config.json", renamed: dict | None = None):

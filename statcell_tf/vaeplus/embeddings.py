@@ -11,27 +11,24 @@ from pathlib import Path
 
 import numpy as np
 
-from statcell_tf.errors import UserError
 
-
-def vaeplus_encoder(run, data, split: str = "all", flag: str = "RUN"):
-    """A `CellEncoder` giving vector ``mu`` (N, latent_dim) for the cells of `data`.
+def vaeplus_encoder(run, cells, split: str = "all", flag: str = "RUN"):
+    """A `CellEncoder` giving vector ``mu`` (N, latent_dim) for `cells`.
 
     Args:
         run: str or Path. A ``train-vaeplus`` run folder (its ``saved_model/``).
-        data: str or Path. Crops (68×68×C) in any format the package reads.
+        cells: CellImages. Crops (68×68×C), in any format the package reads.
         split: str. ``all`` or a split recorded in the run's splits.csv (``train``, ``val``;
             the data must then be the run's training data).
         flag: str. How the run was named on the command line.
     """
     from statcell_tf.data.embedding_files import CellEncoder
-    from statcell_tf.vaeplus.training import load_cells, load_endpoints
+    from statcell_tf.training.run_dir import open_run
+    from statcell_tf.vaeplus.training import check_cells, load_endpoints
 
+    check_cells(cells)
+    rows = open_run(run, flag, paper="vaeplus").rows_of(cells, split)  # before the model is loaded
     run_directory, loaded = load_endpoints(run, flag=flag)
-    cells = load_cells(data)
-    rows = np.arange(len(cells)) if split == "all" else run_directory.split_rows(len(cells))[split]
-    if split != "all" and not len(rows):
-        raise UserError(f"--split {split}: {run_directory.splits} records no {split} cells (VAE+ runs have train and val)")
 
     def encode(positions):
         import tensorflow as tf

@@ -95,6 +95,9 @@ def max_normalize(images):
     return images / keras.ops.maximum(peak, 1e-12)
 
 
+ADVERSARIAL_VARIANTS = ("vaeplus",)  # the variant with the discriminator-feature loss
+
+
 @keras.saving.register_keras_serializable(package="statcell_tf")
 class VAEPlus(TrainableModel):
     """VAE+ and its AE / VAE baselines (Lafarge et al. 2019, Sect. 3–4.1, Fig. 1).
@@ -205,7 +208,7 @@ class VAEPlus(TrainableModel):
         self.weight_decay = float(weight_decay)
         self.bn_momentum = float(bn_momentum)
         self.seed = seed
-        self.adversarial = variant == "vaeplus"
+        self.adversarial = variant in ADVERSARIAL_VARIANTS
         self.image_shape = (IMAGE_SIZE, IMAGE_SIZE, self.channels)
         self.seed_generator = keras.random.SeedGenerator(seed)
 

@@ -113,15 +113,11 @@ class VAEPlusTrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config.json") -> "VAEPlusTrainConfig":
-        if "settings" in values and "paper" in values:  # the one config.json schema
-            if values["paper"] != "vaeplus":
-                raise UserError(f"{source} is a {values['paper']} run, not a VAE+ run")
-            values = values["settings"]
-        values = {k: v for k, v in values.items() if k != "epochs"}
-        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise UserError(f"{source}: unknown setting(s) {', '.join(sorted(unknown))}")
-        return cls(**values)
+        from statcell_tf.training.run_dir import settings_from, settings_values
+
+        values, _ = settings_values(values, "vaeplus", source)
+        values = {k: v for k, v in values.items() if k != "epochs"}  # derived from iterations
+        return settings_from({"settings": values}, cls, source)
 
 
 # ----- helpers shared by the VAE+ commands ------------------------------------------------------
@@ -129,10 +125,14 @@ def load_cells(data, flag: str = "--data"):
     """Read a folder of single-cell crops; VAE+ needs (68, 68, C) images."""
     from statcell_tf.data.readers import read_cells
 
-    cells = read_cells(Path(data))
+    return check_cells(read_cells(Path(data), flag=flag), flag)
+
+
+def check_cells(cells, flag: str = "--data"):
+    """`cells` if they are what VAE+ reads ((68, 68, C) crops), else one line naming them."""
     shape = tuple(cells.image_shape)
     if len(shape) != 3 or shape[:2] != (68, 68):
-        raise UserError(f"{flag} {data}: VAE+ needs 68×68 crops with channels last. Received: image shape {shape}")
+        raise UserError(f"{flag} {cells.source}: VAE+ needs 68×68 crops with channels last. Received: image shape {shape}")
     return cells
 
 
@@ -275,8 +275,8 @@ def reconstruction_panel(model, images: np.ndarray, channel_names, path) -> None
     save_figure(path, figure)
 
 
-def train(config: VAEPlusTrainConfig, out, resume: bool = False, verbose: int = 1):
-    """Train one VAE+ run into `out` with the shared lifecycle; returns (model, history DataFrame).
+def train(config: VAEPlusTrainConfig, out, *, resume: bool = False, strategy=None, verbose: int = 1):
+    """Train one VAE+ run into `out` with the shared lifecycle; returns a `registry.TrainResult`.
 
     Both minibatch streams (B1 auto-encoded, B2 real images for the discriminator) are drawn
     once for all iterations from the seed; epoch e reads its slice of them, so a resumed run
@@ -287,15 +287,15 @@ def train(config: VAEPlusTrainConfig, out, resume: bool = False, verbose: int = 
     from statcell_tf.training import export, lifecycle, runtime, trainer
     from statcell_tf.training.run_dir import make_config
 
-    strategy = runtime.select_strategy(config.strategy)  # first: multi-worker setup
+    from statcell_tf.registry import TrainResult
+
+    strategy = strategy or runtime.select_strategy(config.strategy)  # first: multi-worker setup
     requested = config
 
     def prepare(saved, run):
         current = requested
-        if saved is not None:
-            current = VAEPlusTrainConfig.from_dict(saved, str(run.config))
-            if current.iterations != requested.iterations:  # a resumed run may be extended
-                current = dataclasses.replace(current, iterations=requested.iterations)
+        if saved is not None:  # a resumed run may be extended (more iterations)
+            current, _ = lifecycle.resumed_settings(saved, requested, VAEPlusTrainConfig, extendable=("iterations",))
         cells = load_cells(current.data)
         train_rows, val_rows = grouped_validation_split(cells.metadata, current.validation_fraction, current.seed)
         count = current.iterations * current.batch_size
@@ -347,10 +347,10 @@ def train(config: VAEPlusTrainConfig, out, resume: bool = False, verbose: int = 
                 monitor="step", mode="max", verbose=verbose,
             ),
             callbacks=callbacks, export=lambda run, model: export.export_saved_model(model, run.saved_model),
-            precision=current.precision, seed=current.seed,
+            precision=current.precision, seed=current.seed, cells=cells,
         )
 
-    _, history, model = lifecycle.train_run("vaeplus", out, prepare, resume=resume, strategy=strategy,
-                                            inputs=[config.data], verbose=verbose)
-    return model, history
+    run, history, _ = lifecycle.train_run("vaeplus", out, prepare, resume=resume, strategy=strategy,
+                                          inputs=[config.data], verbose=verbose)
+    return TrainResult(run, history)
 

@@ -76,7 +76,8 @@ def allen(tmp_path_factory):
 def statcell(allen, tmp_path_factory):
     from statcell_tf.statcell.data import StatcellData, structure_types
     from statcell_tf.statcell.model import ConditionalBetaVAE
-    from statcell_tf.statcell.training import StatcellTrainConfig, read_cells
+    from statcell_tf.data.readers import read_cells
+    from statcell_tf.statcell.training import StatcellTrainConfig
 
     root = tmp_path_factory.mktemp("statcell")
     cells = read_cells(allen)

@@ -72,11 +72,12 @@ def build_tiny_run(root: Path) -> tuple[Path, Path]:
         model.train_step_fn({"image": images[pick], "label": labels[pick]})
     run_dir.mkdir(parents=True, exist_ok=True)
     save_keras(model, run_dir / "best.keras")
-    config = {
-        "model": "cytoself", "channels": ["pro", "nucdist"], "label_column": "protein", "label_values": values,
-        "num_cells": len(cells),
-    }
-    (run_dir / "config.json").write_text(json.dumps(config))
+    from statcell_tf.data.identity import data_identity
+    from statcell_tf.training.run_dir import make_config
+
+    facts = {"channels": ["pro", "nucdist"], "label_column": "protein", "label_values": values,
+             "num_cells": len(cells), "identity": data_identity(read_cells(data_dir))}
+    (run_dir / "config.json").write_text(json.dumps(make_config("cytoself", "cytoself", "demo", {}, facts)))
     # Test split: the first 2 cells of every protein (a grouped split of so few cells would
     # leave a single protein in test).
     position = np.arange(len(cells)) % CELLS_PER_PROTEIN

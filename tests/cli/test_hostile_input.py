@@ -109,6 +109,7 @@ def world(tmp_path_factory):
     write_fovs(root / "fovs3", n_families=1, fields_per_protein=3, cells_per_field=2, size=(256, 256), cell_size=64)
     for layout in ("opencell", "bbbc021", "allencell"):
         _stopped_prepare(root / "fovs3" / f"fovs_{layout}.csv", root / f"stopped_{layout}", layout)
+    _runs_that_know_their_data(root)
     return root
 
 
@@ -131,6 +132,33 @@ def _stopped_prepare(fovs: Path, out: Path, layout: str) -> Path:
         prepare.prepare_crops(fields, out, config, carried, progress=stop, chunk_crops=1, montage_crops=0,
                               finish=f"prepare-crops {fovs} --out {out} --resume")
     return out
+
+
+ROLES = {"statcell": "reference", "integrated_cell": "reference"}
+
+
+def _runs_that_know_their_data(root: Path) -> None:
+    """A run of each paper recording the identity of the world's data set it "trained" on (and
+    its splits.csv, but no model: the data checks come before any model is loaded), plus data
+    sets of the same layouts that are not those: the same size, the same ids or another image size."""
+    from statcell_tf.data.identity import data_identity
+    from statcell_tf.data.readers import read_cells
+    from statcell_tf.data.synthetic import write_allencell, write_opencell
+
+    write_opencell(root / "opencell_other", n_families=2, proteins_per_family=2, cells_per_protein=6, size=16, seed=1)
+    write_allencell(root / "allen_other", n_families=2, cells_per_structure=4, dims=2, size=(16, 16), seed=1)
+    write_allencell(root / "allen32", n_families=2, cells_per_structure=4, dims=2, size=(32, 32), seed=0)
+    _write_bbbc021(root / "bbbc021_other", plates=("Week2_1", "Week2_2"))
+    for paper, data in (("cytoself", "opencell"), ("statcell", "allen"), ("integrated_cell", "allen"),
+                        ("vaeplus", "bbbc021")):
+        cells = read_cells(root / data)
+        folder = _fake_run(root / "runs" / f"{paper}_knows", paper, ROLES.get(paper))
+        config = json.loads((folder / "config.json").read_text())
+        config["data"]["identity"] = data_identity(cells)
+        (folder / "config.json").write_text(json.dumps(config))
+        split = np.array(["train", "val", "test"])[np.arange(len(cells)) % 3]
+        pd.DataFrame({"row": np.arange(len(cells)), "cell_id": np.arange(len(cells)), "group": np.arange(len(cells)),
+                      "split": split}).to_csv(folder / "splits.csv", index=False)
 
 
 @pytest.fixture(scope="module")
@@ -609,7 +637,7 @@ def _cytoself_rows() -> list[Row]:
             lambda w, tmp: [w, "--data", w.parent / "data", "--out", w.parent / "data" / "e.h5"], "overlaps the input",
             needs_cytoself=True),
         Row("embed-cytoself", "data-of-another-layout",
-            lambda w, tmp: [w, "--data", tmp / "b", "--split", "all"], "channel",
+            lambda w, tmp: [w, "--data", tmp / "b", "--split", "all"], "holds images of 68×68 px",
             setup=lambda w, tmp: _write_bbbc021(tmp / "b"), needs_cytoself=True),
     ]
 
@@ -643,8 +671,31 @@ def _embedding_rows() -> list[Row]:
     ]
 
 
-ROWS = (_run_rows() + _data_rows() + _table_rows() + _list_flag_rows() + _cytoself_rows() + _embedding_rows()
-        + _unfinished_rows() + _limit_rows() + _control_and_pairing_rows() + _field_rows())
+def _run_data_rows() -> list[Row]:
+    """A run knows its data: --split on other data (same size, same ids, regenerated pixels) and
+    images of another size are refused in one line, for every paper."""
+    def embed(paper, data, split="test"):
+        return lambda w, tmp: [w / "runs" / f"{paper}_knows", "--data", w / data, "--out", tmp / "e.parquet",
+                               "--split", split]
+
+    rows = []
+    for paper, other, what in (("cytoself", "opencell_other", "other "), ("statcell", "allen_other", "other "),
+                               ("integrated_cell", "allen_other", "other "),
+                               ("vaeplus", "bbbc021_other", "other cell ids")):
+        for split in ("test", "val"):
+            rows.append(Row("embed", f"{paper}-split-{split}-of-other-data", embed(paper, other, split),
+                            "is not the data RUN"))
+        rows.append(Row("embed", f"{paper}-other-data-says-what-differs", embed(paper, other), what))
+    rows.append(Row("embed", "statcell-32px-cells-for-a-16px-run", embed("statcell", "allen32", "all"),
+                    "holds images of 32×32 px, but RUN"))
+    rows.append(Row("embed", "integrated_cell-other-size", embed("integrated_cell", "allen32", "test"),
+                    "trained on 16×16 px images"))
+    rows.append(Row("embed", "cytoself-other-data-as-test", embed("cytoself", "allen", "test"), "--split test"))
+    return rows
+
+
+ROWS = (_run_data_rows() + _run_rows() + _data_rows() + _table_rows() + _list_flag_rows() + _cytoself_rows()
+        + _embedding_rows() + _unfinished_rows() + _limit_rows() + _control_and_pairing_rows() + _field_rows())
 
 
 def test_every_command_has_rows():

@@ -38,9 +38,9 @@ def _train(data_dir, out_dir, ablation=None, extra=()):
 
 def _test_rows(run_dir, arrays, num_cells):
     """Rows of the embeddings (of all cells) that belong to the run's held-out test split."""
-    from statcell_tf.cytoself.training import read_splits
+    from statcell_tf.training.run_dir import RunDirectory
 
-    rows = np.flatnonzero(np.isin(arrays["index"], read_splits(run_dir, num_cells)["test"]))
+    rows = np.flatnonzero(np.isin(arrays["index"], RunDirectory(run_dir).split_rows(num_cells)["test"]))
     assert len(rows) > 0
     return rows
 
@@ -63,7 +63,7 @@ def _embed(run_dir, cells):
 
 def test_identification_task_drives_family_clustering(tmp_path_factory):
     from statcell_tf.cytoself.feature_spectrum import build_feature_spectrum
-    from statcell_tf.cytoself.runs import read_cells
+    from statcell_tf.data.readers import read_cells
     from statcell_tf.data.synthetic import write_opencell
 
     root = tmp_path_factory.mktemp("cytoself_science")

@@ -82,7 +82,7 @@ def test_nan_and_inf_pixels_found_at_read_time(tmp_path, bad):
 def test_nan_in_large_data_is_caught_by_the_pipeline(tmp_path, monkeypatch):
     from statcell_tf.backend import tf
     from statcell_tf.data.pipeline import make_dataset
-    from statcell_tf.errors import user_message
+    from statcell_tf.cli._errors import user_message
 
     folder = write_opencell(tmp_path / "oc", size=8)
     array = np.load(folder / "ENSG00001_pro.npy")

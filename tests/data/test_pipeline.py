@@ -12,7 +12,8 @@ from statcell_tf.backend import tf  # noqa: E402
 from statcell_tf.data import opencell  # noqa: E402
 from statcell_tf.data.pipeline import augment_images, dihedral, dihedral_numpy, make_dataset  # noqa: E402
 from statcell_tf.data.source import ArrayImages, CellImages  # noqa: E402
-from statcell_tf.errors import UserError, user_message  # noqa: E402
+from statcell_tf.cli._errors import user_message  # noqa: E402
+from statcell_tf.errors import UserError  # noqa: E402
 
 
 def _cells(tmp_path):

@@ -3,13 +3,8 @@ import pytest
 
 from statcell_tf.backend import keras, tf
 from statcell_tf.losses import adversarial
-from statcell_tf.integrated_cell.model import (
-    OPTIMIZERS,
-    IntegratedCellConditional,
-    IntegratedCellReference,
-    encoder_filters,
-    num_stages,
-)
+from statcell_tf.integrated_cell.model import OPTIMIZERS, IntegratedCellConditional, IntegratedCellReference
+from statcell_tf.integrated_cell.networks import encoder_filters, num_stages
 
 SIZE = (32, 32)
 K = 3

@@ -50,7 +50,6 @@ def run_experiment(
         integrate_cells,
         load_model,
         read_data,
-        rows_of_split,
         train,
     )
     from statcell_tf.training.run_dir import RunDirectory
@@ -78,7 +77,7 @@ def run_experiment(
     model = load_model(run, "conditional")
     names = model.class_names
     view = icd.model_view(read_data(manifest), model.image_size, names)
-    rows = rows_of_split(view, run, "test")
+    rows = run.rows_of(read_data(manifest), "test")
     labels = view.metadata[icd.LABEL_COLUMN].to_numpy()[rows]
     _, predicted = classify_cells(model, view, rows)
     matrix = analysis.confusion_matrix(labels, predicted, len(names))

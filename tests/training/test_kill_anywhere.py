@@ -69,6 +69,12 @@ def _checkpoint(run):
     return {n: reader.get_tensor(n) for n in names}
 
 
+def test_every_registered_paper_has_a_kill_test():
+    from statcell_tf import registry
+
+    assert set(TRAINERS) == set(registry.BUILTIN), "add the new paper's trainer to TRAINERS"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", list(TRAINERS))
 def test_killed_anywhere_then_resumed_equals_uninterrupted(tmp_path, kind):

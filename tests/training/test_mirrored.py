@@ -18,6 +18,15 @@ GROUPS = (("cytoself", "integrated_cell_conditional"),
           ("averaging", "statcell", "integrated_cell_reference", "vaeplus"))
 
 
+def test_every_registered_paper_has_a_model_here():
+    """A paper added to the registry must also be added to mirrored_models._models."""
+    from statcell_tf import registry
+
+    covered = {name for group in GROUPS for name in group}
+    missing = [p for p in registry.BUILTIN if not any(name == p or name.startswith(f"{p}_") for name in covered)]
+    assert not missing, f"add {missing} to tests/training/mirrored_models.py and GROUPS"
+
+
 @pytest.mark.slow
 def test_every_model_trains_on_two_replicas_that_stay_identical(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
