@@ -76,6 +76,7 @@ class _Journal:
 
 
 _journal: _Journal | None = None
+_writing: Path | None = None  # the output being written outside `all_or_nothing` (error messages)
 
 
 def _remove(path: Path) -> None:
@@ -109,8 +110,51 @@ def all_or_nothing() -> Iterator[None]:
 
 
 def current_output() -> Path | None:
-    """The output `atomic_path` was writing when a command failed (for its error message)."""
-    return _journal.current if _journal is not None else None
+    """The output `atomic_path` (or `writing`) was writing when a command failed (for its error message)."""
+    if _journal is not None and _journal.current is not None:
+        return _journal.current
+    return _writing
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike) -> Iterator[None]:
+    """Name `path` as the output being written, so an OSError inside the block (a full disk
+    that numpy reports without a file name) is reported with it."""
+    global _writing
+    previous, _writing = _writing, Path(path)
+    yield
+    _writing = previous  # kept on an exception: the error message names it
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries of `path` left by killed processes (``.<name>.<pid>.*.tmp*`` whose
+    process is gone); `atomic_path` calls it, so the next write of an output cleans up after
+    a killed one."""
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    start = f".{path.name}."
+    for entry in path.parent.iterdir():
+        name = entry.name
+        if not name.startswith(start) or ".tmp" not in name[len(start):]:
+            continue
+        pid = name[len(start):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                _remove(entry)
+                removed.append(entry)
+    return removed
 
 
 def make_folder(path: str | os.PathLike) -> Path:
@@ -136,12 +180,16 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         suffix: str or None. Suffix of the temporary name; defaults to the final suffix
             (some writers, like matplotlib or Keras, pick the format from it).
     """
+    global _writing
     path = Path(path)
+    _writing = path
     if _journal is not None:
         _journal.current = path
     make_folder(path.parent)
+    remove_stale_temporaries(path)
     suffix = path.suffix if suffix is None else suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    # The temporary names its process: a later run removes it once that process is gone.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     os.unlink(tmp)
     tmp = Path(tmp)
@@ -161,6 +209,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             os.replace(tmp, path)
         if _journal is not None:
             _journal.current = None
+        _writing = None
     finally:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -67,3 +67,23 @@ def test_a_file_output_never_replaces_a_folder(tmp_path):
     with pytest.raises(IsADirectoryError):
         atomic.write_text(tmp_path / "data", "oops")
     assert (tmp_path / "data" / "x.npy").read_text() == "keep me"
+
+
+def test_a_full_disk_message_names_the_output_being_written(tmp_path):
+    import errno
+
+    from statcell_tf.atomic import atomic_path, writing
+    from statcell_tf.errors import user_message
+
+    def short_write():  # numpy's writers report a full disk without a file name
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    for context in (lambda: atomic_path(tmp_path / "out.csv"), lambda: writing(tmp_path / "chunk_00001")):
+        try:
+            with context():
+                short_write()
+        except OSError as error:
+            message = user_message(error)
+        name = "out.csv" if "out.csv" in message else "chunk_00001"
+        assert message.startswith(str(tmp_path / name)) and "No space left on device" in message
+    assert [p.name for p in tmp_path.iterdir()] == []  # the temporary is gone

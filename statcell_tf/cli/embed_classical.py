@@ -22,7 +22,7 @@ from statcell_tf.cli._progress import counter_bar
               help="Comma-separated feature groups: areashape, intensity, texture, correlation, radial, granularity.")
 @click.option("--nucleus-channel", default=None,
               help="Channel the nucleus mask is found on [default: the one named dna/dapi/hoechst/nuc, else the first].")
-@click.option("--texture-scale", type=int, default=3, show_default=True, help="Haralick texture distance in pixels.")
+@click.option("--texture-scale", type=int, default=3, show_default=True, help="Haralick texture distance in pixels (1 to 32).")
 @click.option("--min-area", type=int, default=16, show_default=True,
               help="Smallest mask in pixels; a smaller one falls back to a centred disk (Metadata_mask_fallback).")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=256, show_default=True,

@@ -34,8 +34,9 @@ from statcell_tf.cytoself.runs import (
               help="Run folder [default: newest under models/cytoself/].")
 @click.option("--data", type=existing_dir, default=None,
               help="Data to embed when RUN/embeddings.h5 is missing; images for --cluster-examples.")
-@click.option("--clusters", type=click.IntRange(1, None), default=11, show_default=True,
-              help="Top-level feature clusters.")
+@click.option("--clusters", type=click.IntRange(1, None), default=None,
+              help="Top-level feature clusters, at most the informative features [default: 11 (the paper), fewer "
+                   "when the run has fewer informative features].")
 @click.option(
     "--distance",
     type=click.Choice(["euclidean", "correlation"]),
@@ -62,13 +63,16 @@ def command(protein, run, data, clusters, distance, split, heatmap, cluster_exam
     spectrum, ranked (Fig. 4e; PROTEIN is left out of its own family's consensus).
     """
     from statcell_tf import atomic
+    from statcell_tf.limits import check_request
     from statcell_tf.cytoself import feature_spectrum as fsm
 
     if cluster_examples and data is None:
         raise click.UsageError("--cluster-examples needs --data DIR (the images)")
     run_dir = resolve_run(run)
     embeddings = ensure_embeddings(run_dir, data, allow_pickle, log=echo_err)
-    spectrum = load_spectrum(run_dir, embeddings, clusters, distance, split)
+    spectrum = load_spectrum(run_dir, embeddings, clusters or 11, distance, split)
+    if clusters is not None:  # asked for: more clusters than features is refused, not capped
+        check_request("--clusters", clusters, int((spectrum.clusters > 0).sum()), "informative codebook features")
     protein = resolve_protein(protein, spectrum, embeddings)  # a name or an ENSG id; unknown: stop here
     out = run_dir / "feature_spectrum" if out is None else out
     stem = file_stem(protein)

@@ -19,7 +19,10 @@ _TOP_SUMMARY = 12  # classes shown on the one-line summaries (family, moa, ...)
 @click.option("--group-column", default="group", show_default=True, help="Column splits keep together.")
 @click.option("--label-column", default="label", show_default=True, help="Column to count classes of.")
 @click.option("--max-images", type=click.IntRange(min=1), default=None, help="Scan at most this many images.")
-def command(path: Path, allow_pickle: bool, group_column: str, label_column: str, max_images: int | None):
+@click.option("--allow-unfinished", is_flag=True,
+              help="Describe a data set whose writing command was stopped (UNFINISHED.json) as it is.")
+def command(path: Path, allow_pickle: bool, group_column: str, label_column: str, max_images: int | None,
+            allow_unfinished: bool):
     """Describe the data set at PATH: format, number of images, shape, dtype, value ranges
     per channel, counts per label, the 80/10/10 split sizes by --group-column, and problems
     found (NaN/inf pixels, constant images, classes with fewer than 3 images).
@@ -30,12 +33,15 @@ def command(path: Path, allow_pickle: bool, group_column: str, label_column: str
     """
     import numpy as np
 
+    from statcell_tf.data import unfinished
     from statcell_tf.data.readers import detect_format, read_cells
     from statcell_tf.data.splits import split_indices
 
+    unfinished.check(path, "PATH", allow_unfinished)
     kind = detect_format(path, "PATH")
     # NaN/inf pixels are listed below as problems instead of stopping the reader.
-    cells = read_cells(path, allow_pickle=allow_pickle, flag="PATH", check_finite=False)
+    cells = read_cells(path, allow_pickle=allow_pickle, flag="PATH", check_finite=False,
+                       allow_unfinished=allow_unfinished)
     n = len(cells)
     names = cells.channel_names
     click.echo(f"{path}: {kind} format, {n} images of shape {cells.image_shape}, dtype {cells.images.dtype}")
@@ -125,6 +131,10 @@ def command(path: Path, allow_pickle: bool, group_column: str, label_column: str
         problems.append(f"constant images (every pixel equal) per channel: {detail}; first: image {first_constant}")
     if scanned < n:
         problems.append(f"only the first {scanned} of {n} images were scanned (--max-images)")
+    marker = (path if path.is_dir() else path.parent) / unfinished.MARKER
+    if marker.is_file():
+        problems.append(f"unfinished data set ({marker} is there): its writing command was stopped; what is read "
+                        "here is part of it")
     click.echo("problems: " + ("none found" if not problems else ""))
     for problem in problems:
         click.echo(f"  - {problem}")

@@ -52,9 +52,15 @@ LAYOUTS = ("opencell", "bbbc021", "allencell")
 @click.option("--resume", is_flag=True, default=False,
               help="Continue the run in --out: skip the fields it finished (FOVS.csv rows must be unchanged).")
 @shard_option("fields of view (FOVS.csv rows)")
+@click.option("--nonfinite", type=click.Choice(["error", "skip"]), default="error", show_default=True,
+              help="A field with NaN/inf pixels: stop naming file and field (error), or skip it and count it in "
+              "summary.csv (skip).")
+@click.option("--pages", type=click.Choice(["z", "channels"]), default=None,
+              help="What the pages of a multi-page TIFF without axis names are: z-slices or channels (such a file "
+              "is refused until you say).")
 @seed_option
 def command(fovs, layout, out, channels, size, downsample, projection, nucleus_channel, cell_channel, min_distance,
-            qc, group_column, montage_crops, workers, resume, shard, seed):
+            qc, group_column, montage_crops, workers, resume, shard, nonfinite, pages, seed):
     """Cut the fields of view listed in FOVS.csv into single-cell crops in a paper's layout.
 
     FOVS.csv has one row per field of view. Columns named after channels hold image paths
@@ -88,6 +94,8 @@ def command(fovs, layout, out, channels, size, downsample, projection, nucleus_c
         min_distance=min_distance,
         qc=qc,
         group_column=group_column,
+        nonfinite=nonfinite,
+        pages=pages,
     )
     fields, carried = prepare.read_fields(fovs, config)
     if shard is not None:
@@ -99,7 +107,7 @@ def command(fovs, layout, out, channels, size, downsample, projection, nucleus_c
     with click.progressbar(length=todo, label="fields", show_eta=True, file=click.get_text_stream("stderr")) as bar:
         summary = prepare.prepare_crops(
             fields, out, config, carried, workers=workers, resume=resume, progress=bar.update,
-            montage_crops=montage_crops, seed=seed,
+            montage_crops=montage_crops, seed=seed, finish=f"prepare-crops {fovs} --out {out} --resume (same options)",
         )
     counts = summary.counts
     skipped = ", ".join(f"{k.removeprefix('skipped_').replace('_', ' ')} {v}" for k, v in counts.items()

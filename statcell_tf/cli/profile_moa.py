@@ -33,8 +33,10 @@ FEATURE_SELECT = ("variance_threshold", "correlation_threshold", "drop_outliers"
               help="nn: NSC/NSCB 1-nearest-neighbour MoA accuracy (Table 1 of VAE+); map: copairs mAP.")
 @click.option("--metric", type=click.Choice(["cosine", "euclidean"]), default="cosine", show_default=True,
               help="Distance of the 1-nearest-neighbour assignment (benchmark: cosine).")
-@click.option("--drop-unreferenced", is_flag=True,
-              help="Leave out MoA classes a hold-out leaves without reference profiles (else: error).")
+@click.option("--intersect", is_flag=True,
+              help="Several --embeddings holding different cells: compare the cells they share (else: error).")
+@click.option("--drop-unreferenced", is_flag=True, hidden=True,
+              help="Kept for old scripts: treatments without a reference of their MoA are always left out (listed).")
 @click.option("--whiten-epsilon", type=click.FloatRange(0), default=1e-6, show_default=True,
               help="NSC/NSCB whitening regulariser, relative to the mean eigenvalue of the control covariance.")
 @click.option("--map-level", type=click.Choice(["well", "cell"]), default="well", show_default=True,
@@ -72,7 +74,8 @@ FEATURE_SELECT = ("variance_threshold", "correlation_threshold", "drop_outliers"
 @click.option("--nonfinite", type=click.Choice(["error", "drop"]), default="error", show_default=True,
               help="A cell with a NaN/inf/empty feature: stop (error) or drop the cell and count it (drop).")
 @click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True, help="Crops per encoder call (--run).")
-def command(embeddings, names, vectors, run, data, control, out, feature_prefix, evaluate, metric, drop_unreferenced,
+def command(embeddings, names, vectors, run, data, control, out, feature_prefix, evaluate, metric, intersect,
+            drop_unreferenced,
             whiten_epsilon, map_level, cells_per_replicate, normalize, normalize_on, scope, min_controls, feature_select, corr_threshold,
             blocklist, spherize, aggregate, consensus, null_size, fdr, seed, nonfinite, batch_size):
     """Profile cell embeddings and compare them side by side (VAE+ Table 1 and mAP).
@@ -87,7 +90,11 @@ def command(embeddings, names, vectors, run, data, control, out, feature_prefix,
     too few controls falls back to its batch's, then all plates' controls; the fallbacks
     are printed and written to references.csv.
 
-    Writes OUT/accuracy.csv, accuracy.md, predictions.csv (nn); OUT/activity.csv,
+    A treatment without an admissible reference of its own MoA under a hold-out (BBBC021's
+    NSCB: mechanisms imaged in one batch) is left out of that hold-out, never scored as a
+    miss; the treatments and classes left out are printed and written to excluded.csv.
+
+    Writes OUT/accuracy.csv, accuracy.md, predictions.csv, excluded.csv (nn); OUT/activity.csv,
     consistency.csv, map.md, activity.png, consistency.png, references.csv and
     OUT/profiles/<name>.wells.parquet, <name>.treatments.parquet (map); with --run also
     OUT/embeddings.h5.
@@ -133,6 +140,7 @@ def command(embeddings, names, vectors, run, data, control, out, feature_prefix,
         labels = list(names) or _default_names(embeddings)
         for label, path in zip(labels, embeddings):
             methods.append((label, cell_tables.read_cells(path, vectors, feature_prefix, nonfinite)))
+        methods, note = cell_tables.same_cells(methods, intersect)
     else:
         from statcell_tf.cli._embedding import encoder_for
 
@@ -149,16 +157,24 @@ def command(embeddings, names, vectors, run, data, control, out, feature_prefix,
 
     # 2. Evaluate every method (still nothing written: a user error leaves no output).
     accuracy, predictions, activity, consistency, reference_tables, profiles, notes = [], [], [], [], [], {}, []
+    if embeddings and note:
+        notes.append(note)
+    excluded = []
     for label, cells in methods:
+        cell_tables.check_controls(cells.table, control, cells.source)
         if cells.dropped_rows:
             notes.append(f"{label}: dropped {cells.dropped_rows} cell(s) with NaN/inf features (--nonfinite drop)")
         if "nn" in evaluate:
             start = time.perf_counter()
             result = profiling.moa_benchmark(
                 cells.table, cells.features, control=control, method=label, metric=metric,
-                drop_unreferenced=drop_unreferenced, whiten_epsilon=whiten_epsilon, source=cells.source,
+                whiten_epsilon=whiten_epsilon, source=cells.source,
             )
             accuracy.append(result.accuracy)
+            excluded.append(result.excluded.assign(method=label))
+            for holdout, row in result.accuracy.set_index("holdout").iterrows():
+                part = result.excluded[result.excluded["holdout"] == holdout]
+                notes.append(f"{label}: {profiling.describe_exclusions(part, holdout, int(row['treatments']))}")
             predictions.append(result.predictions.assign(method=label))
             reference_tables.append(result.whitening.assign(method=label, step="whiten (NSC/NSCB)", unit="cell"))
             notes += [f"{label}: {line}" for line in describe_fallbacks(result.whitening, "cell", "whitened")]
@@ -198,6 +214,7 @@ def command(embeddings, names, vectors, run, data, control, out, feature_prefix,
         atomic.write_csv(out / "accuracy.csv", accuracy)
         atomic.write_text(out / "accuracy.md", profiling.accuracy_markdown(accuracy))
         atomic.write_csv(out / "predictions.csv", pd.concat(predictions, ignore_index=True))
+        atomic.write_csv(out / "excluded.csv", pd.concat(excluded, ignore_index=True))
         lines.append(profiling.accuracy_markdown(accuracy))
     if activity:
         activity = pd.concat(activity, ignore_index=True)

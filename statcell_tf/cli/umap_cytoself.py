@@ -75,7 +75,8 @@ def _majority(values):
               help="Column shared by --labels and the embeddings.")
 @click.option("--label-column", default=None, help="Column of --labels to colour by [default: --color-by].")
 @click.option("--exclude", multiple=True, default=("others",), show_default=True, help="Labels ignored by the score.")
-@click.option("--n-neighbors", type=click.IntRange(2, None), default=15, show_default=True)
+@click.option("--n-neighbors", type=click.IntRange(2, None), default=None,
+              help="UMAP neighbourhood size, below the number of points [default: 15, capped for tiny sets].")
 @click.option("--min-dist", type=click.FloatRange(0.0, None), default=0.1, show_default=True)
 @click.option("--pca", type=click.IntRange(0, None), default=0, show_default=True,
               help="Reduce to N principal components before UMAP (0 = off, as the paper).")
@@ -99,6 +100,7 @@ def command(
     from statcell_tf.cytoself.clustering_score import clustering_score
     from statcell_tf.cytoself.embeddings import load_embeddings
     from statcell_tf.cytoself.umap_atlas import OTHERS, compute_umap, mean_per_group, plot_umap
+    from statcell_tf.limits import check_request
     from statcell_tf.cytoself.runs import (
         PROTEIN_COLUMNS,
         ensure_embeddings,
@@ -140,7 +142,9 @@ def command(
         table = metadata.copy()
         table[label_name] = labels.to_numpy()
     click.echo(f"UMAP of {len(vectors)} {level} vectors ({vectors.shape[1]} values each)...", err=True)
-    coords = compute_umap(vectors, n_neighbors=n_neighbors, min_dist=min_dist, seed=seed, pca_components=pca or None)
+    if n_neighbors is not None:  # asked for: a neighbourhood larger than the data is refused, not capped
+        check_request("--n-neighbors", n_neighbors, len(vectors) - 1, f"{len(vectors)} {level} vectors, minus the point itself")
+    coords = compute_umap(vectors, n_neighbors=n_neighbors or 15, min_dist=min_dist, seed=seed, pca_components=pca or None)
     table["umap1"], table["umap2"] = coords[:, 0], coords[:, 1]
     stem = f"umap_{level}_{split}_{per}_{file_stem(label_name)}"
     out_dir = run / "umap"

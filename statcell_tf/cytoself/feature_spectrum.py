@@ -376,6 +376,7 @@ def build_feature_spectrum(
     n_clusters: int = 11,
     distance: str = "euclidean",
     info: dict | None = None,
+    where: str = "feature spectrum",
 ) -> FeatureSpectrum:
     """Compute the whole Fig. 4 analysis from per-image local index histograms.
 
@@ -387,6 +388,7 @@ def build_feature_spectrum(
         n_clusters: int. Top-level feature clusters. Defaults to 11 (paper).
         distance: str. See `cluster_codes`. Defaults to ``"euclidean"``.
         info: dict or None. Provenance stored with the cache.
+        where: str. Names the run in messages.
 
     Returns:
         FeatureSpectrum.
@@ -408,8 +410,9 @@ def build_feature_spectrum(
     used = np.flatnonzero(informative)
     if used.size == 0:
         raise UserError(
-            "feature spectrum: no code is used differently by different proteins (every "
-            "protein has the same mean histogram). Received: constant histograms"
+            f"{where}: no codebook feature is used differently by different proteins (all {len(names)} proteins "
+            "have the same mean local-index histogram), so there is nothing to cluster; the run's vector quantiser "
+            "is likely barely trained (too few epochs): train it longer. Received: constant histograms"
         )
     linkage, leaves = cluster_codes(correlation, used, distance)
     uninformative = np.flatnonzero(~informative)

@@ -191,6 +191,7 @@ def load_spectrum(
         n_clusters=n_clusters,
         distance=distance,
         info={"source": source, "protein_column": protein, "family_column": family, "split": split},
+        where=f"feature-spectrum RUN {run_dir} ({embeddings.name}, --split {split})",
     )
     spectrum.save(cache_dir)
     return spectrum

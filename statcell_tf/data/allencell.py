@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import tifffile
 
-from statcell_tf.data import tables, validation
+from statcell_tf.data import tables, unfinished, validation
 from statcell_tf.data.source import CellImages, ImageArray
 from statcell_tf.errors import UserError
 
@@ -125,6 +125,7 @@ def read_allencell(
     structure: int | None = None,
     expected_shape: tuple[int, ...] | None = None,
     check_finite: bool = True,
+    allow_unfinished: bool = False,
 ) -> CellImages:
     """Read an Allen-style manifest.
 
@@ -140,6 +141,8 @@ def read_allencell(
             compares the last two spatial axes of 3D cells).
         check_finite: bool. Scan float cells for NaN/inf now when they take less than
             512 MB. Defaults to True.
+        allow_unfinished: bool. Read a folder marked unfinished (`statcell_tf.data.unfinished`)
+            as it is. Defaults to False (refused).
 
     Returns:
         CellImages of float32 (H, W, 3) or (D, H, W, 3) cells with channels membrane, dna,
@@ -149,6 +152,7 @@ def read_allencell(
     manifest = Path(manifest)
     if not manifest.exists():
         raise UserError(f"--data {manifest} does not exist")
+    unfinished.check(manifest, "--data", allow_unfinished)
     if manifest.is_dir():
         candidate = manifest / "manifest.csv"
         if not candidate.exists():

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from statcell_tf.data import tables, validation
+from statcell_tf.data import tables, unfinished, validation
 from statcell_tf.data.source import CellImages, FileImages
 from statcell_tf.errors import UserError
 
@@ -39,7 +39,9 @@ def _load_crop(path: str) -> np.ndarray:
         raise UserError(f"{path} is not a readable crop .npy ({str(error).splitlines()[0]})") from None
 
 
-def read_bbbc021(path, expected_shape: tuple[int, int] | None = None, check_finite: bool = True) -> CellImages:
+def read_bbbc021(
+    path, expected_shape: tuple[int, int] | None = None, check_finite: bool = True, allow_unfinished: bool = False
+) -> CellImages:
     """Read a BBBC021 crop folder (or its metadata.csv).
 
     Args:
@@ -49,6 +51,8 @@ def read_bbbc021(path, expected_shape: tuple[int, int] | None = None, check_fini
         expected_shape: (H, W) or None. Reject crops of another size.
         check_finite: bool. Scan float crops for NaN/inf now when they take less than 512 MB
             (integer crops cannot hold NaN). Defaults to True.
+        allow_unfinished: bool. Read a folder marked unfinished (`statcell_tf.data.unfinished`)
+            as it is. Defaults to False (refused).
 
     Returns:
         CellImages of (68, 68, 3) crops with channels dna, actin, tubulin, read lazily one
@@ -59,6 +63,7 @@ def read_bbbc021(path, expected_shape: tuple[int, int] | None = None, check_fini
     path = Path(path)
     if not path.exists():
         raise UserError(f"--data {path} does not exist")
+    unfinished.check(path, "--data", allow_unfinished)
     csv = path / "metadata.csv" if path.is_dir() else path
     folder = csv.parent
     if not csv.exists():

@@ -19,6 +19,7 @@ import pandas as pd
 from statcell_tf import atomic
 from statcell_tf.data.source import CellImages
 from statcell_tf.errors import UserError
+from statcell_tf.limits import check_request
 
 # Names as in the paper's Table 1.
 CONTROL_NAMES = {
@@ -150,6 +151,8 @@ def select_control_cells(metadata: pd.DataFrame, n_cells: int | None, seed: int)
     if n_cells is None:
         counts = metadata["structure_name"].value_counts() if "structure_name" in metadata else None
         n_cells = int(np.median(counts.to_numpy())) if counts is not None and len(counts) else len(metadata)
+    else:
+        check_request("--cells", int(n_cells), len(metadata), "the cells in the manifest, each given a control once")
     n_cells = max(1, min(int(n_cells), len(metadata)))
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(len(metadata), size=n_cells, replace=False))

@@ -52,6 +52,9 @@ class ImageHeader:
         channel_names: tuple of str. Channel names from the metadata (may be empty).
         dataset: str. zarr only: the path of level 0 inside the group ("" for a plain array).
         stored_axes: str. zarr only: the axes of the stored array, length-1 axes included.
+        pages: str. What the one unnamed axis of a file without axis names holds, as the user
+            said: ``"z"``, ``"channels"``, or ``""`` (not said: such a file is refused unless a
+            channel index is given, which says its pages are channels).
     """
 
     path: str
@@ -62,11 +65,21 @@ class ImageHeader:
     channel_names: tuple[str, ...] = ()
     dataset: str = ""
     stored_axes: str = ""
+    pages: str = ""
 
     def resolved_axes(self, with_channel: bool) -> str:
-        """Axes with every unnamed axis read as channels (`with_channel`) or as z."""
+        """Axes with the unnamed axis read as channels (`with_channel`, or ``pages="channels"``)
+        or as z (``pages="z"``); not said: refused, never guessed."""
         if "?" not in self.axes:
             return self.axes
+        if self.pages == "channels":
+            with_channel = True
+        elif not with_channel and self.pages != "z" and self.axes.count("?") == 1:
+            raise UserError(
+                f"{self.path}: a multi-page file without axis names ({self.shape[self.axes.index('?')]} pages): "
+                "cannot tell z-slices from channels; pass --pages z (a z-stack) or --pages channels (then name "
+                f"the channel in a <channel>_channel column). Received: shape {self.shape}, no axis names"
+            )
         if self.axes.count("?") > 1 or ("C" if with_channel else "Z") in self.axes:
             raise UserError(
                 f"{self.path}: cannot tell which axis is which; expected axis names (OME-TIFF, ImageJ or "
@@ -240,11 +253,13 @@ def _zarr_header(path: str) -> ImageHeader:
     return ImageHeader(str(path), "zarr", shape, axes, np.dtype(array.dtype), names, dataset, stored)
 
 
-def read_header(path: str | Path) -> ImageHeader:
+def read_header(path: str | Path, pages: str = "") -> ImageHeader:
     """Shape, axes, dtype and channel names of an image file, from its header only.
 
     Args:
         path: str or Path. A TIFF / OME-TIFF file or an OME-Zarr folder.
+        pages: str. What an unnamed axis holds: ``"z"``, ``"channels"`` or ``""`` (unknown;
+            see `ImageHeader.pages`).
 
     Returns:
         ImageHeader.
@@ -257,7 +272,8 @@ def read_header(path: str | Path) -> ImageHeader:
     if not path.exists():
         raise UserError(f"{path} does not exist; expected an image file. Received: a missing path")
     kind = image_kind(path)
-    return _tiff_header(str(path)) if kind == "tiff" else _zarr_header(str(path))
+    header = _tiff_header(str(path)) if kind == "tiff" else _zarr_header(str(path))
+    return dataclasses.replace(header, pages=pages) if pages else header
 
 
 def channel_index(header: ImageHeader, channel: int | str | None, what: str = "channel") -> int | None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from statcell_tf.data import validation
+from statcell_tf.data import unfinished, validation
 from statcell_tf.data.source import ArrayImages, CellImages, ConcatenatedImages, ImageArray, is_large
 from statcell_tf.errors import UserError
 
@@ -117,6 +117,7 @@ def read_opencell(
     channels: Sequence[str] | None = None,
     expected_shape: tuple[int, int] | None = None,
     check_finite: bool = True,
+    allow_unfinished: bool = False,
 ) -> CellImages:
     """Read an OpenCell / cytoself folder.
 
@@ -129,6 +130,8 @@ def read_opencell(
         expected_shape: (H, W) or None. Reject images of another size.
         check_finite: bool. Scan for NaN/inf pixels now when the images take less than
             512 MB (larger data is checked batch by batch by the pipeline). Defaults to True.
+        allow_unfinished: bool. Read a folder marked unfinished (`statcell_tf.data.unfinished`)
+            as it is. Defaults to False (refused).
 
     Returns:
         CellImages with metadata columns ensg, protein, localization, fov (when present),
@@ -139,6 +142,7 @@ def read_opencell(
     path = Path(path)
     if not path.exists():
         raise UserError(f"--data {path} does not exist")
+    unfinished.check(path, "--data", allow_unfinished)
     if not path.is_dir():
         raise UserError(f"--data {path} must be a folder of OpenCell .npy files. Received: a file")
     if channels is not None:
@@ -208,6 +212,11 @@ def _read_prefixes(folder: Path, allow_pickle: bool, wanted: list[str] | None):
                     f"{found[channel]} must match {reference.name} (same N, H, W). "
                     f"Received: shape {array.shape} vs {arrays[present[0]].shape}"
                 )
+        if not len(arrays[present[0]]):  # would silently drop the prefix's protein from the data
+            raise UserError(
+                f"{reference} holds 0 images; expected at least one per prefix (remove or regenerate the "
+                f"{prefix}_* files). Received: shape {arrays[present[0]].shape}"
+            )
         labels = _read_labels(folder, prefix, len(arrays[present[0]]), allow_pickle)
         labels["prefix"] = prefix
         parts.append([arrays[c] for c in used])

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from statcell_tf.data import allencell, bbbc021, opencell, validation
+from statcell_tf.data import allencell, bbbc021, opencell, unfinished, validation
 from statcell_tf.data.shards import is_sharded, part_files
 from statcell_tf.data.source import CellImages, ConcatenatedImages
 from statcell_tf.errors import UserError
@@ -97,19 +97,24 @@ def read_cells(path, allow_pickle: bool = False, flag: str = "--data", **kwargs)
         allow_pickle: bool. Let OpenCell readers unpickle object label arrays.
         flag: str. How error messages name `path` (``--data``, ``PATH``).
         **kwargs: passed to the format's reader (e.g. ``expected_shape``, ``channels``,
-            ``check_finite``, ``membrane``). Options a format does not have are an error
-            unless their value is None.
+            ``check_finite``, ``membrane``, ``allow_unfinished``: read a folder marked
+            unfinished, `statcell_tf.data.unfinished`). Options a format does not have are an
+            error unless their value is None.
 
     Returns:
         CellImages.
     """
-    if is_sharded(path):
+    if is_sharded(path):  # every part is read (and checked to be finished) by this function
         return _read_parts(Path(path), allow_pickle, flag, **kwargs)
+    # Before the format: a stopped run may lack the index file the format is recognised by.
+    unfinished.check(path, flag, bool(kwargs.pop("allow_unfinished", False)))
     kind = detect_format(path, flag)
     reader = _reader(kind)
     accepted = inspect.signature(reader).parameters
     if "allow_pickle" in accepted:
         kwargs["allow_pickle"] = allow_pickle
+    if "allow_unfinished" in accepted:
+        kwargs["allow_unfinished"] = True  # checked above
     unknown = sorted(k for k, v in kwargs.items() if k not in accepted and v is not None)
     if unknown:
         raise UserError(

@@ -58,6 +58,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from statcell_tf.errors import UserError
+from statcell_tf.limits import check_range
 from statcell_tf.parallel import map_ordered
 
 GROUPS = ("areashape", "intensity", "texture", "correlation", "radial", "granularity")
@@ -69,6 +70,8 @@ UNDEFINED_FEATURES = re.compile(r"^NormalizedMoment_(0_0|0_1|1_0)$")
 _KNOWN_LABELS = {"dna": "DNA", "dapi": "DAPI", "rna": "RNA", "er": "ER", "agp": "AGP", "gfp": "GFP"}
 
 
+MAX_TEXTURE_SCALE = 32  # pixels: a texture distance beyond it costs minutes per crop and spans the cell
+
 @dataclasses.dataclass(frozen=True)
 class ClassicalSettings:
     """What `measure_cells` measures.
@@ -77,7 +80,8 @@ class ClassicalSettings:
         groups: tuple of str. Feature groups (`GROUPS`). Defaults to `DEFAULT_GROUPS`.
         nucleus_channel: str or None. Channel the nucleus mask is found on; None = the first
             channel named like DNA (`NUCLEUS_NAMES`), else the first channel.
-        texture_scale: int. Haralick co-occurrence distance in pixels. Defaults to 3.
+        texture_scale: int. Haralick co-occurrence distance in pixels, 1 to `MAX_TEXTURE_SCALE`.
+            Defaults to 3.
         min_area: int. Smallest mask (pixels) accepted before the centred-disk fallback.
     """
 
@@ -92,8 +96,8 @@ class ClassicalSettings:
             raise UserError(
                 f"--features must name one or more of {', '.join(GROUPS)}. Received: {','.join(self.groups) or 'nothing'}"
             )
-        if self.texture_scale < 1:
-            raise UserError(f"--texture-scale must be >= 1. Received: {self.texture_scale}")
+        check_range("--texture-scale", self.texture_scale, 1, MAX_TEXTURE_SCALE,
+                    "Haralick co-occurrence distance in pixels; its cost grows with it, and crops are ~68 px")
         if self.min_area < 1:
             raise UserError(f"--min-area must be >= 1. Received: {self.min_area}")
 

@@ -383,7 +383,17 @@ def _commit(checkpoint, folder: Path, epoch: int, history: pd.DataFrame, chief: 
         table = json.loads(history.to_json(orient="split", index=False))  # keeps the column order
         atomic.write_json(_history_file(prefix), table)
     failpoint("mid_commit", epoch)
-    checkpoint.write(str(prefix))
+    try:
+        checkpoint.write(str(prefix))
+    except (tf.errors.OpError, OSError) as error:  # a full disk: ResourceExhaustedError
+        # This epoch's partial files go: the newest intact checkpoint stays the commit point.
+        for path in prefix.parent.glob(f"ckpt-{epoch}.*"):
+            path.unlink(missing_ok=True)
+        reason = getattr(error, "message", None) or getattr(error, "strerror", None) or str(error)
+        raise UserError(
+            f"cannot save the checkpoint {prefix} of epoch {epoch} ({reason.splitlines()[0]}); the run keeps its "
+            "last saved epoch: free space and continue it with --resume"
+        ) from None
     if chief:
         kept = _checkpoints(Path(folder))
         for old_epoch, old in kept[KEEP_CHECKPOINTS:]:

@@ -10,7 +10,10 @@ Failure classes: missing / empty / unrelated / file-instead-of-folder inputs; da
 folders (config.json, best.keras); bad values in tables (text, NaN, inf, empty ids);
 ``--out`` onto the input, non-empty, under a file, read-only or full (the last two on a
 small tmpfs when the tests run as root, skipped otherwise); list-valued flags checked
-before any work.
+before any work. No silent wrong result: data sets whose writing command was stopped
+(UNFINISHED.json), --resume on a changed FOVS.csv, NaN/inf pixels and unnamed pages in fields,
+requests the data cannot meet and parameters out of their range, control labels that nearly
+match, header-only tables, and side-by-side tables that hold different cells.
 """
 
 from __future__ import annotations
@@ -103,8 +106,32 @@ def world(tmp_path_factory):
     (root / "runs" / "bad_config").mkdir()
     (root / "runs" / "bad_config" / "config.json").write_text("{not json")
     _embedding_table(root / "cells.csv")
+    write_fovs(root / "fovs3", n_families=1, fields_per_protein=3, cells_per_field=2, size=(256, 256), cell_size=64)
+    for layout in ("opencell", "bbbc021", "allencell"):
+        _stopped_prepare(root / "fovs3" / f"fovs_{layout}.csv", root / f"stopped_{layout}", layout)
     _runs_that_know_their_data(root)
     return root
+
+
+class _Stop(Exception):
+    """Stands for a kill: raised after the first field is committed."""
+
+
+def _stopped_prepare(fovs: Path, out: Path, layout: str) -> Path:
+    """prepare-crops stopped after its first field (chunk) was committed: marked unfinished."""
+    from statcell_tf.data import prepare
+
+    channels = ("dna", "membrane", "protein") if layout == "bbbc021" else None
+    config = prepare.PrepareConfig.for_layout(layout, channels=channels, size=32 if layout != "allencell" else 64)
+    fields, carried = prepare.read_fields(fovs, config)
+
+    def stop(_):
+        raise _Stop
+
+    with pytest.raises(_Stop):
+        prepare.prepare_crops(fields, out, config, carried, progress=stop, chunk_crops=1, montage_crops=0,
+                              finish=f"prepare-crops {fovs} --out {out} --resume")
+    return out
 
 
 ROLES = {"statcell": "reference", "integrated_cell": "reference"}
@@ -329,6 +356,182 @@ def _data_rows() -> list[Row]:
     return rows
 
 
+def _unfinished_rows() -> list[Row]:
+    """A data set whose writing command was stopped (UNFINISHED.json): every reader refuses it."""
+    fragment = "is an unfinished data set"
+    rows = [
+        Row("inspect-data", f"stopped-{layout}", lambda w, tmp, l=layout: [w / f"stopped_{l}"], fragment)
+        for layout in ("opencell", "bbbc021", "allencell")
+    ]
+    for command, layout in (("train-cytoself", "opencell"), ("train-vaeplus", "bbbc021"),
+                            ("train-integrated-cell", "allencell"), ("train-statcell", "allencell")):
+        rest = TRAINERS[command] + QUICK[command]
+        rows.append(Row(command, "data-stopped-prepare",
+                        lambda w, tmp, r=rest, l=layout: ["--data", w / f"stopped_{l}", *r, "--out", tmp / "run"],
+                        fragment))
+    rows += [
+        Row("embed-classical", "data-stopped-prepare",
+            lambda w, tmp: ["--data", w / "stopped_bbbc021", "--out", tmp / "f.parquet"], fragment),
+        Row("prepare-crops", "resume-after-rows-removed",
+            lambda w, tmp: [tmp / "fovs.csv", "--layout", "opencell", "--size", "32", "--out", tmp / "o", "--resume"],
+            "no longer in FOVS.csv", setup=lambda w, tmp: _resume_case(w, tmp, drop_first=True)),
+        Row("prepare-crops", "resume-after-a-row-changed",
+            lambda w, tmp: [tmp / "fovs.csv", "--layout", "opencell", "--size", "32", "--out", tmp / "o", "--resume"],
+            "differs from the one written", setup=lambda w, tmp: _resume_case(w, tmp, drop_first=False)),
+    ]
+    return rows
+
+
+def _limit_rows() -> list[Row]:
+    """Requests the data cannot meet in full are refused (asked, possible, why), never capped
+    silently; parameters whose cost explodes are checked against their documented range."""
+    manifest = lambda w: w / "allen" / "manifest.csv"  # noqa: E731  (8 cells)
+    classical = lambda scale: (lambda w, tmp: ["--data", w / "bbbc021", "--out", tmp / "f.parquet",  # noqa: E731
+                                               "--texture-scale", scale])
+    return [
+        Row("add-control-structures", "cells-far-above-the-data",
+            lambda w, tmp: [manifest(w), "--out", tmp / "o", "--cells", "1000"], "--cells 1000 cannot be met: at most 8"),
+        Row("add-control-structures", "cells-one-above-the-data",
+            lambda w, tmp: [manifest(w), "--out", tmp / "o", "--cells", "9"], "--cells 9 cannot be met: at most 8"),
+        Row("embed-classical", "texture-scale-exploding", classical("500"), "--texture-scale must be in [1, 32]"),
+        Row("embed-classical", "texture-scale-one-too-many", classical("33"), "--texture-scale must be in [1, 32]"),
+        Row("embed-classical", "texture-scale-zero", classical("0"), "--texture-scale must be in [1, 32]"),
+        Row("feature-spectrum", "clusters-above-the-features",
+            lambda w, tmp: ["NUCLEOLUS_1", "--run", w, "--out", tmp / "fs", "--clusters", "100000"],
+            "--clusters 100000 cannot be met", needs_cytoself=True),
+        Row("umap-cytoself", "neighbours-above-the-data",
+            lambda w, tmp: [w, "--color-by", "family", "--n-neighbors", "100000"],
+            "--n-neighbors 100000 cannot be met", needs_cytoself=True),
+    ]
+
+
+def _where(condition, column: str, value):
+    """Edit: set `column` to `value` on the rows where `condition(table)` holds."""
+    def edit(table):
+        table[column] = table[column].astype(object)
+        table.loc[condition(table), column] = value
+    return edit
+
+
+def _control_and_pairing_rows() -> list[Row]:
+    """Control labels match exactly (near misses named; a control with a mechanism or doses pointed
+    out); tables compared side by side describe the same cells."""
+    moa = lambda *names: (lambda w, tmp: [a for n in names for a in ("--embeddings", tmp / n)]  # noqa: E731
+                          + ["--out", tmp / "moa"])
+    dmso_on = lambda plate: (lambda t: (t["compound"] == "DMSO") & (t["plate"] == plate))  # noqa: E731
+    first_dmso = lambda t: t.index == t.index[t["compound"] == "DMSO"][0]  # noqa: E731
+    return [
+        Row("profile-moa", "control-lower-case-on-a-plate", moa("t.csv"), "spell it 'dmso'",
+            setup=_table("t.csv", _where(dmso_on("P1"), "compound", "dmso"))),
+        Row("profile-moa", "control-trailing-space", moa("t.csv"), "spell it 'DMSO '",
+            setup=_table("t.csv", _where(dmso_on("P2"), "compound", "DMSO "))),
+        Row("profile-moa", "control-capitalised-everywhere", moa("t.csv"), "spell it 'Dmso'",
+            setup=_table("t.csv", _where(lambda t: t["compound"] == "DMSO", "compound", "Dmso"))),
+        Row("profile-moa", "control-with-a-mechanism", moa("t.csv"), "carry the mechanism 'A'",
+            setup=_table("t.csv", _where(dmso_on("P3"), "moa", "A"))),
+        Row("profile-moa", "control-with-two-doses", moa("t.csv"), "several concentrations (0.1, 1)",
+            setup=_table("t.csv", _where(first_dmso, "concentration", 0.1))),
+        Row("profile-moa", "header-only-table", moa("h.csv"), "holds no cells (a header without rows)",
+            setup=_write("h.csv", "plate,well,compound,concentration,moa,z_0,z_1\n")),
+        Row("profile-moa", "header-only-metadata-convention", moa("h.csv"), "holds no cells",
+            setup=_write("h.csv", "Metadata_plate,Metadata_well,Metadata_compound,Metadata_concentration,"
+                                  "Metadata_moa,f_1\n")),
+        Row("profile-moa", "control-name-absent", lambda w, tmp: ["--embeddings", w / "cells.csv", "--out", tmp / "o",
+                                                                 "--control", "vehicle"], "no control cells"),
+        Row("profile-moa", "side-by-side-fewer-cells", moa("a.csv", "b.csv"), "must describe the same cells",
+            setup=lambda w, tmp: (_embedding_table(tmp / "a.csv"),
+                                  _embedding_table(tmp / "b.csv", lambda t: t.drop(index=t.index[:6], inplace=True)))),
+        Row("profile-moa", "side-by-side-other-plate-names", moa("a.csv", "b.csv"), "b: 36 cells, 9 not in every table",
+            setup=lambda w, tmp: (_embedding_table(tmp / "a.csv"),
+                                  _embedding_table(tmp / "b.csv", _where(lambda t: t["plate"] == "P0", "plate", "p0")))),
+        Row("profile-moa", "side-by-side-third-table-differs", moa("a.csv", "b.csv", "c.csv"),
+            "must describe the same cells",
+            setup=lambda w, tmp: [_embedding_table(tmp / n) for n in ("a.csv", "b.csv")]
+            + [_embedding_table(tmp / "c.csv", lambda t: t.drop(index=t.index[-1:], inplace=True))]),
+    ]
+
+
+def _nonfinite_field(channel: str, value: float):
+    """Setup: the world's field as float32 OME-TIFFs with one `value` pixel in `channel`, and its FOVS.csv."""
+    def setup(w, tmp):
+        import tifffile
+
+        table = pd.read_csv(w / "fovs" / "fovs_opencell.csv", dtype=str, keep_default_na=False)
+        for column in ("pro", "nuc"):
+            image = tifffile.imread(w / "fovs" / table.loc[0, column]).astype(np.float32)
+            if column == channel:
+                image[10, 20] = value
+            tifffile.imwrite(tmp / f"{column}.tif", image)
+            table[column] = f"{column}.tif"
+        table.to_csv(tmp / "fovs.csv", index=False)
+    return setup
+
+
+def _unnamed_pages(pages: int, both: bool):
+    """Setup: a plain multi-page TIFF (no axis names) of the world's field as pro (and nuc when `both`)."""
+    def setup(w, tmp):
+        import tifffile
+
+        table = pd.read_csv(w / "fovs" / "fovs_opencell.csv", dtype=str, keep_default_na=False)
+        image = tifffile.imread(w / "fovs" / table.loc[0, "pro"])
+        tifffile.imwrite(tmp / "pages.tif", np.stack([image] * pages), metadata=None, photometric="minisblack")
+        table["pro"] = "pages.tif"
+        table["nuc"] = "pages.tif" if both else str(w / "fovs" / table.loc[0, "nuc"])
+        table.to_csv(tmp / "fovs.csv", index=False)
+    return setup
+
+
+def _empty_prefix(w: Path, out: Path) -> None:
+    """The world's OpenCell set with one prefix's arrays emptied (0 images, labels header only)."""
+    import shutil
+
+    shutil.copytree(w / "opencell", out)
+    prefix = sorted(out.glob("*_label.csv"))[0].name[: -len("_label.csv")]
+    for key in ("pro", "nuc", "nucdist"):
+        np.save(out / f"{prefix}_{key}.npy", np.zeros((0, 16, 16), np.float32))
+    labels = pd.read_csv(out / f"{prefix}_label.csv")
+    labels.iloc[:0].to_csv(out / f"{prefix}_label.csv", index=False)
+
+
+def _field_rows() -> list[Row]:
+    """Fields with NaN/inf pixels: one line naming file and field (nothing left on disk)."""
+    args = lambda w, tmp: [tmp / "fovs.csv", "--layout", "opencell", "--out", tmp / "o"]  # noqa: E731
+    return [
+        Row("prepare-crops", "nan-pixel-in-protein-field", args, "pro.tif: channel pro of field fov0000",
+            setup=_nonfinite_field("pro", np.nan)),
+        Row("prepare-crops", "nan-pixel-in-nucleus-field", args, "nuc.tif: channel nuc of field fov0000",
+            setup=_nonfinite_field("nuc", np.nan)),
+        Row("prepare-crops", "inf-pixel-in-protein-field", args, "holds 1 NaN/inf pixel(s)",
+            setup=_nonfinite_field("pro", -np.inf)),
+        Row("prepare-crops", "unnamed-3-pages-as-pro-and-nuc", args, "pages.tif: a multi-page file without axis names "
+            "(3 pages): cannot tell z-slices from channels; pass --pages z", setup=_unnamed_pages(3, both=True)),
+        Row("prepare-crops", "unnamed-5-pages-as-pro", args, "(5 pages)", setup=_unnamed_pages(5, both=False)),
+        Row("inspect-data", "opencell-prefix-with-0-images", lambda w, tmp: [tmp / "d"], "holds 0 images",
+            setup=lambda w, tmp: _empty_prefix(w, tmp / "d")),
+        Row("train-cytoself", "opencell-prefix-with-0-images",
+            lambda w, tmp: ["--data", tmp / "d", *QUICK["train-cytoself"], "--out", tmp / "run"], "holds 0 images",
+            setup=lambda w, tmp: _empty_prefix(w, tmp / "d")),
+        Row("prepare-crops", "unnamed-pages-said-channels-without-index",
+            lambda w, tmp: [*args(w, tmp), "--pages", "channels"], "has 3 channels",
+            setup=_unnamed_pages(3, both=True)),
+    ]
+
+
+def _resume_case(w: Path, tmp: Path, drop_first: bool) -> None:
+    """The stopped opencell run copied to tmp/o, and its FOVS.csv with the committed row removed or changed."""
+    import shutil
+
+    shutil.copytree(w / "stopped_opencell", tmp / "o")
+    table = pd.read_csv(w / "fovs3" / "fovs_opencell.csv", dtype=str, keep_default_na=False)
+    for column in ("pro", "nuc"):
+        table[column] = [str(w / "fovs3" / p) for p in table[column]]
+    if drop_first:
+        table = table.iloc[1:]
+    else:
+        table.loc[0, "localization"] = "elsewhere"
+    table.to_csv(tmp / "fovs.csv", index=False)
+
+
 def _copy_bbbc021(w: Path, out: Path, drop: str | None = None, edit=None) -> None:
     import shutil
 
@@ -491,7 +694,8 @@ def _run_data_rows() -> list[Row]:
     return rows
 
 
-ROWS = _run_data_rows() + _run_rows() + _data_rows() + _table_rows() + _list_flag_rows() + _cytoself_rows() + _embedding_rows()
+ROWS = (_run_data_rows() + _run_rows() + _data_rows() + _table_rows() + _list_flag_rows() + _cytoself_rows()
+        + _embedding_rows() + _unfinished_rows() + _limit_rows() + _control_and_pairing_rows() + _field_rows())
 
 
 def test_every_command_has_rows():

@@ -46,19 +46,37 @@ def test_profile_moa_from_an_embedding_table(tmp_path):
     assert (predictions["compound"] != predictions["neighbor_compound"]).all()
 
 
-def test_profile_moa_refuses_unreferenced_classes_unless_asked(tmp_path, capsys):
+def test_profile_moa_leaves_out_and_lists_unreferenced_treatments(tmp_path):
+    """BBBC021-like: MoA z's two compounds live in Week1 only (no NSCB reference); the x and y
+    compounds one per week. NSC evaluates all 6, NSCB the 4 others and names c1, c2 and z."""
     table = _cells(tmp_path, unreferenced=True)
-    runner = CliRunner()
-    assert run_command("profile-moa", ["--embeddings", str(table), "--out", str(tmp_path / "a")]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("Error: the NSCB hold-out leaves MoA class(es) 'z'") and err.count("\n") == 1
-    assert "--drop-unreferenced" in err
-    result = runner.invoke(cli, ["profile-moa", "--embeddings", str(table), "--out", str(tmp_path / "b"),
-                                 "--drop-unreferenced"])
+    result = CliRunner().invoke(cli, ["profile-moa", "--embeddings", str(table), "--out", str(tmp_path / "b"),
+                                      "--evaluate", "nn"])
     assert result.exit_code == 0, result.output
     accuracy = pd.read_csv(tmp_path / "b" / "accuracy.csv").set_index("holdout")
     assert accuracy.loc["NSC", "treatments"] == 6 and accuracy.loc["NSCB", "treatments"] == 4
-    assert accuracy.loc["NSCB", "dropped_classes"] == "z"
+    assert accuracy.loc["NSC", "excluded_treatments"] == 0 and accuracy.loc["NSCB", "excluded_treatments"] == 2
+    assert accuracy.loc["NSCB", "excluded_classes"] == "z" and (accuracy["Mean"] == 100.0).all()
+    excluded = pd.read_csv(tmp_path / "b" / "excluded.csv")
+    assert excluded[["holdout", "compound", "moa"]].values.tolist() == [["NSCB", "c1", "z"], ["NSCB", "c2", "z"]]
+    assert "cells: NSCB: 4 treatment(s) evaluated; 2 left out" in result.output and "c1@1, c2@1" in result.output
+    assert "cells: NSC: 6 treatment(s) evaluated, none left out" in result.output
+    predictions = pd.read_csv(tmp_path / "b" / "predictions.csv")
+    assert not predictions.query("holdout == 'NSCB'")["compound"].isin(["c1", "c2"]).any()
+
+
+def test_side_by_side_tables_must_hold_the_same_cells_or_intersect(tmp_path, capsys):
+    full = pd.read_csv(_cells(tmp_path))
+    full.to_csv(tmp_path / "a.csv", index=False)
+    full[full["plate"] != "Week2_21"].to_csv(tmp_path / "b.csv", index=False)  # one plate only
+    args = ["--embeddings", str(tmp_path / "a.csv"), "--embeddings", str(tmp_path / "b.csv"), "--evaluate", "map"]
+    capsys.readouterr()
+    assert run_command("profile-moa", [*args, "--out", str(tmp_path / "no")]) == 2
+    err = capsys.readouterr().err
+    assert "must describe the same cells" in err and f"a: {len(full)} cells, {len(full) // 2} not in every table" in err
+    assert not (tmp_path / "no").exists()
+    assert run_command("profile-moa", [*args, "--out", str(tmp_path / "yes"), "--intersect"]) == 0
+    assert f"--intersect: compared the {len(full) // 2} cells every table holds" in capsys.readouterr().out
 
 
 def test_profile_moa_flag_errors(tmp_path, capsys):

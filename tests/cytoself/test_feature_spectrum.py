@@ -176,5 +176,7 @@ def test_spectrum_table_and_figures(data, spectrum, tmp_path):
 def test_needs_two_proteins_and_some_variation():
     with pytest.raises(UserError, match="at least 2 proteins"):
         build_feature_spectrum(np.ones((3, 4)), ["a"] * 3)
-    with pytest.raises(UserError, match="no code is used differently"):
-        build_feature_spectrum(np.ones((4, 4)), ["a", "a", "b", "b"])
+    # names the run and the likely cause (a barely trained quantiser)
+    with pytest.raises(UserError, match=r"^feature-spectrum RUN runs/x: no codebook feature is used differently .*"
+                                        r"all 2 proteins.*barely trained"):
+        build_feature_spectrum(np.ones((4, 4)), ["a", "a", "b", "b"], where="feature-spectrum RUN runs/x")

@@ -16,11 +16,16 @@ def test_plain_tiffs_2d_and_unnamed_stack(tmp_path):
     header = read_header(tmp_path / "a.tif")
     assert header.spatial_shape() == (24, 32) and channel_index(header, None) is None
     np.testing.assert_array_equal(read_channel(header, None), STACK[0, 0])
-    # A multi-page TIFF without axis names: a z-stack, or channels when the row names an index.
+    # A multi-page TIFF without axis names: refused until the user says what its pages are (a
+    # z-stack), or channels when the row names an index.
     tifffile.imwrite(tmp_path / "q.tif", STACK[0], metadata=None)
     header = read_header(tmp_path / "q.tif")
-    assert header.axes == "?YX" and header.spatial_shape() == (5, 24, 32)
-    np.testing.assert_array_equal(read_channel(header, None), STACK[0])
+    with pytest.raises(UserError, match=r"q.tif: a multi-page file without axis names \(5 pages\).*--pages z"):
+        header.spatial_shape()
+    stack = read_header(tmp_path / "q.tif", pages="z")
+    assert stack.axes == "?YX" and stack.spatial_shape() == (5, 24, 32)
+    np.testing.assert_array_equal(read_channel(stack, None), STACK[0])
+    assert read_header(tmp_path / "q.tif", pages="channels").spatial_shape() == (24, 32)
     index = channel_index(header, "3")
     assert index == 3 and header.spatial_shape(True) == (24, 32)
     np.testing.assert_array_equal(read_channel(header, index), STACK[0, 3])

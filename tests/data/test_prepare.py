@@ -235,3 +235,27 @@ def test_mixed_tiff_and_ome_zarr_rows(fovs, tmp_path):
     n = len(from_zarr)
     np.testing.assert_array_equal(from_zarr.images[np.arange(n)], from_tiff.images[np.arange(n)])
     assert "pro_channel" not in from_zarr.metadata  # channel columns are not metadata
+
+
+def test_nonfinite_field_stops_naming_it_or_is_skipped_and_counted(fovs, tmp_path):
+    table = pd.read_csv(fovs / "fovs_opencell.csv", dtype=str, keep_default_na=False)
+    for row in range(len(table)):  # float copies; field 2's protein channel gets one NaN
+        for column in ("pro", "nuc"):
+            image = tifffile.imread(fovs / table.loc[row, column]).astype(np.float32)
+            if row == 2 and column == "pro":
+                image[5, 5] = np.nan
+            tifffile.imwrite(tmp_path / f"{row}_{column}.tif", image)
+            table.loc[row, column] = f"{row}_{column}.tif"
+    table.to_csv(tmp_path / "fovs.csv", index=False)
+    with pytest.raises(UserError, match=r"2_pro.tif: channel pro of field fov0002 \(FOVS.csv row 3\) holds 1 NaN"):
+        _run(tmp_path / "fovs.csv", tmp_path / "stopped", layout="opencell")
+    assert (tmp_path / "stopped" / "UNFINISHED.json").is_file()  # fields 0-1 kept, marked unfinished
+    summary = _run(tmp_path / "fovs.csv", tmp_path / "skipped", layout="opencell", nonfinite="skip")
+    assert summary.counts["skipped_nonfinite_field"] == 1 and summary.empty == []
+    rows = pd.read_csv(tmp_path / "skipped" / prepare.SUMMARY_FILE).set_index("field")
+    assert rows.loc["fov0002", "status"].startswith("skipped: NaN/inf") and rows.loc["fov0002", "crops"] == 0
+    assert not rows.drop(index="fov0002")["status"].str.startswith("skipped").any()
+    assert not (tmp_path / "skipped" / "UNFINISHED.json").exists()
+    with pytest.raises(UserError, match="unfinished data set"):
+        read_opencell(tmp_path / "stopped")
+    assert len(read_opencell(tmp_path / "skipped")) == summary.total_crops

@@ -32,8 +32,8 @@ def test_nsc_excludes_every_profile_of_the_query_compound():
             ("D", 1.0, "y", {"W1"}, (0.0, 1.00)),
         ]
     )
-    predictions, dropped = profiling.nearest_neighbor_moa(table, ["x", "y"], "NSC")
-    assert dropped == []
+    predictions, excluded = profiling.nearest_neighbor_moa(table, ["x", "y"], "NSC")
+    assert excluded.empty
     a = predictions[predictions["compound"] == "A"]
     assert set(a["neighbor_compound"]) == {"C"} and set(a["predicted"]) == {"y"}
     assert (predictions["neighbor_compound"] != predictions["compound"]).all()
@@ -87,7 +87,7 @@ def test_cosine_distance_ignores_profile_length():
     assert euclid.iloc[0]["neighbor_compound"] == "S"
 
 
-def test_unreferenced_class_is_refused_or_dropped():
+def test_unreferenced_treatments_are_left_out_and_listed():
     # MoA "z" has two compounds, both in batch W1: NSC works, NSCB leaves no reference.
     table = _treatments(
         [
@@ -99,13 +99,61 @@ def test_unreferenced_class_is_refused_or_dropped():
             ("F", 1.0, "y", {"W1"}, (-1.0, 0.1)),
         ]
     )
-    profiling.nearest_neighbor_moa(table, ["x", "y"], "NSC")
-    with pytest.raises(UserError, match=r"NSCB hold-out leaves MoA class\(es\) 'z'.*--drop-unreferenced"):
-        profiling.nearest_neighbor_moa(table, ["x", "y"], "NSCB")
-    predictions, dropped = profiling.nearest_neighbor_moa(table, ["x", "y"], "NSCB", drop_unreferenced=True)
-    assert dropped == ["z"]
+    predictions, excluded = profiling.nearest_neighbor_moa(table, ["x", "y"], "NSC")
+    assert len(predictions) == 6 and excluded.empty
+    predictions, excluded = profiling.nearest_neighbor_moa(table, ["x", "y"], "NSCB")
+    assert excluded["compound"].tolist() == ["C", "D"] and excluded["class_excluded"].all()
     assert set(predictions["moa"]) == {"x", "y"} and "z" not in set(predictions["predicted"])
     assert predictions["correct"].all()
+    line = profiling.describe_exclusions(excluded, "NSCB", len(predictions))
+    assert line.startswith("NSCB: 4 treatment(s) evaluated; 2 left out") and "C@1, D@1" in line and line.endswith(": z")
+
+
+def test_a_treatment_is_left_out_alone_when_its_class_keeps_references():
+    # MoA "x": A (W1), B (W2), G (W1 and W2). G shares a batch with every other x: under NSCB
+    # G alone has no reference; A and B still reference each other. MoA "s": one compound
+    # only, so NSC leaves it out too.
+    table = _treatments(
+        [
+            ("A", 1.0, "x", {"W1"}, (1.0, 0.0)),
+            ("B", 1.0, "x", {"W2"}, (1.0, 0.1)),
+            ("G", 1.0, "x", {"W1", "W2"}, (1.0, 0.2)),
+            ("E", 1.0, "y", {"W2"}, (-1.0, 0.0)),
+            ("F", 1.0, "y", {"W1"}, (-1.0, 0.1)),
+            ("S", 1.0, "s", {"W3"}, (0.0, 1.0)),
+            ("S", 3.0, "s", {"W3"}, (0.0, 1.1)),
+        ]
+    )
+    predictions, excluded = profiling.nearest_neighbor_moa(table, ["x", "y"], "NSC")
+    assert excluded["compound"].tolist() == ["S", "S"] and excluded["class_excluded"].all()
+    assert len(predictions) == 5 and predictions["correct"].all()
+    predictions, excluded = profiling.nearest_neighbor_moa(table, ["x", "y"], "NSCB")
+    assert excluded["compound"].tolist() == ["G", "S", "S"]
+    assert excluded["class_excluded"].tolist() == [False, True, True]  # x keeps A and B
+    assert predictions["compound"].tolist() == ["A", "B", "E", "F"] and predictions["correct"].all()
+    assert "G" not in set(predictions["neighbor_compound"])  # left out as a reference too
+
+
+def test_bbbc021_nscb_exclusions_on_the_official_tables(shared_data):
+    """The real BBBC021 structure: NSCB leaves out all 6 Cholesterol-lowering, all 5 Kinase-inhibitor
+    and 1 of 9 Microtubule-stabilizer treatments (their compounds were imaged in one week); NSC none."""
+    folder = shared_data("bbbc021-metadata")
+    images = pd.read_csv(folder / "BBBC021_v1_image.csv").rename(columns={
+        "Image_Metadata_Compound": "compound", "Image_Metadata_Concentration": "concentration",
+        "Image_Metadata_Plate_DAPI": "plate"})
+    table = images.merge(pd.read_csv(folder / "BBBC021_v1_moa.csv"), on=["compound", "concentration"])
+    table = table[table["compound"] != "DMSO"]
+    table["batch"] = profiling.batch_labels(table, None)
+    treatments = (table.groupby(["compound", "concentration", "moa"])["batch"].agg(frozenset)
+                  .reset_index(name="batches"))
+    assert len(treatments) == 103 and treatments["moa"].nunique() == 12
+    treatments["x"], treatments["y"] = np.arange(103.0), 1.0
+    assert profiling.nearest_neighbor_moa(treatments, ["x", "y"], "NSC")[1].empty
+    predictions, excluded = profiling.nearest_neighbor_moa(treatments, ["x", "y"], "NSCB")
+    assert excluded["moa"].value_counts().to_dict() == {
+        "Cholesterol-lowering": 6, "Kinase inhibitors": 5, "Microtubule stabilizers": 1}
+    assert sorted(excluded.loc[excluded["class_excluded"], "moa"].unique()) == ["Cholesterol-lowering", "Kinase inhibitors"]
+    assert len(predictions) == 103 - 12 and predictions["moa"].nunique() == 10
 
 
 def test_whitening_maps_each_plates_controls_to_identity_covariance():

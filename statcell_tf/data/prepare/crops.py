@@ -189,6 +189,10 @@ def _focus(image: np.ndarray) -> float:
     return float(ndi.laplace(image).var() / (mean * mean)) if mean > 0 else 0.0
 
 
+class _NonFiniteField(Exception):
+    """A channel of the field holds NaN/inf pixels and ``config.nonfinite == "skip"``."""
+
+
 def _load_field(field: Field, config: PrepareConfig) -> tuple[dict, dict]:
     """The field's channels and masks, projected and downsampled: ({name: image}, {mask: labels})."""
     images: dict[str, np.ndarray] = {}
@@ -203,6 +207,16 @@ def _load_field(field: Field, config: PrepareConfig) -> tuple[dict, dict]:
                     f"{entries[0][1].path}: channel {name} is {_shape_text(array.shape)} but its header said "
                     f"{_shape_text(field.spatial)}. Received: a file that changed or is damaged"
                 )
+            if np.issubdtype(array.dtype, np.floating):
+                bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+                if bad:
+                    if config.nonfinite == "skip":
+                        raise _NonFiniteField(name)
+                    raise UserError(
+                        f"{entries[0][1].path}: channel {name} of field {field.field} (FOVS.csv row {field.row + 1}) "
+                        f"holds {bad} NaN/inf pixel(s); fix the image, or pass --nonfinite skip to skip such fields "
+                        "(counted in summary.csv)"
+                    )
             images[name] = array
     masks: dict[str, np.ndarray] = {}
     for name, header, index in field.masks:
@@ -233,7 +247,12 @@ def process_field(field: Field, config: PrepareConfig) -> FieldResult:
     from statcell_tf.data import preprocess
 
     started = time.perf_counter()
-    images, masks = _load_field(field, config)
+    try:
+        images, masks = _load_field(field, config)
+    except _NonFiniteField:  # --nonfinite skip: no crops, counted
+        counts = {"nuclei": 0, "skipped_nonfinite_field": 1, "crops_found": 0, "dropped_qc": 0, "crops": 0}
+        table = pd.DataFrame(columns=output_columns(config, [c for c, _ in field.metadata]))
+        return FieldResult(field.field, {}, table, counts, time.perf_counter() - started)
     if "nucleus_mask" in masks:
         nuclei = masks["nucleus_mask"]
     elif images[config.nucleus_channel].ndim == 3:

@@ -127,7 +127,7 @@ def read_fields(fovs_csv: str | Path, config: PrepareConfig) -> tuple[list[Field
                 raise UserError(f"{where}: column {name} names {path}, which does not exist. Received: {text!r}")
             key = str(path)
             if key not in headers:
-                headers[key] = fieldio.read_header(path)
+                headers[key] = fieldio.read_header(path, config.pages)
             header = headers[key]
             raw = str(values.get(index_columns.get(name, ""), "")).strip() or None
             index = fieldio.channel_index(header, raw, f"{where}: column {name}_channel")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from statcell_tf.atomic import write_csv, write_json, write_text
+from statcell_tf.atomic import write_csv, write_json, write_text, writing
+from statcell_tf.data import unfinished
 from statcell_tf.data.prepare.crops import FieldResult, process_field
 from statcell_tf.data.prepare.fovs import Field
 from statcell_tf.data.prepare.journal import (
@@ -48,7 +49,9 @@ class PrepareSummary:
 
 def _summary_row(field: Field, result: FieldResult, chunk: str | None) -> dict:
     counts = result.counts
-    if counts["nuclei"] == 0:
+    if counts.get("skipped_nonfinite_field"):
+        status = "skipped: NaN/inf pixels (--nonfinite skip)"
+    elif counts["nuclei"] == 0:
         status = "no cells found"
     elif counts["crops"] == 0:
         status = "no crops kept"
@@ -58,6 +61,26 @@ def _summary_row(field: Field, result: FieldResult, chunk: str | None) -> dict:
     row.update({k: int(v) for k, v in counts.items()})
     row.update({"chunk": chunk if counts["crops"] else "", "seconds": round(result.seconds, 3)})
     return row
+
+
+def _check_resume(out: Path, fields: Sequence[Field]) -> None:
+    """--resume continues the run of the same FOVS.csv: a committed field whose row changed, or
+    that FOVS.csv no longer lists, is refused (the output must equal a fresh run on FOVS.csv)."""
+    _, done = read_progress(out)
+    by_id = {f.field: f for f in fields}
+    for field_id, row in done.items():
+        if field_id in by_id and row["fingerprint"] != by_id[field_id].fingerprint:
+            raise UserError(
+                f"--resume: FOVS.csv row {by_id[field_id].row + 1} (field {field_id}) differs from the one written to "
+                f"{out} (paths, channel indices or metadata); restore it or write to a new --out. Received: a changed row"
+            )
+    removed = [field_id for field_id in done if field_id not in by_id]
+    if removed:
+        shown = ", ".join(removed[:5]) + (", ..." if len(removed) > 5 else "")
+        raise UserError(
+            f"--resume: {len(removed)} field(s) written to {out} are no longer in FOVS.csv ({shown}); their crops "
+            "would stay in the output. Restore their rows, or write to a new --out. Received: rows removed from FOVS.csv"
+        )
 
 
 def prepare_crops(
@@ -72,6 +95,7 @@ def prepare_crops(
     chunk_bytes: int = 64 * 2**20,
     montage_crops: int = 16,
     seed: int = 0,
+    finish: str = "",
 ) -> PrepareSummary:
     """Crop every field into `out`, streaming, and write summary.csv and the montages.
 
@@ -93,6 +117,8 @@ def prepare_crops(
         chunk_bytes: int. Bytes of crops held before a chunk is written. Defaults to 64 MiB.
         montage_crops: int. Random crops per group montage (0: none). Defaults to 16.
         seed: int. Montage sampling. Defaults to 0.
+        finish: str. The command line that completes this run, shown by readers while the
+            folder is marked unfinished (`statcell_tf.data.unfinished`).
 
     Returns:
         PrepareSummary.
@@ -101,12 +127,17 @@ def prepare_crops(
 
     started = time.perf_counter()
     out = Path(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     settings = json.loads(json.dumps({"config": config.to_dict(), "carried": list(carried)}))  # as saved
+    if resume:
+        _check_resume(out, fields)
     if resume and (out / CONFIG_FILE).is_file():
         before = json.loads((out / CONFIG_FILE).read_text())
+        # A setting added since that run was written counts as its default there.
+        defaults = {f.name: f.default for f in dataclasses.fields(PrepareConfig)}
         for key in sorted(set(before["config"]) | set(settings["config"])):
-            if before["config"].get(key) != settings["config"].get(key):
+            if before["config"].get(key, defaults.get(key)) != settings["config"].get(key):
                 raise UserError(
                     f"--resume must use the settings of the run in {out}: {key} was {before['config'].get(key)!r}. "
                     f"Received: {settings['config'].get(key)!r}"
@@ -118,6 +149,8 @@ def prepare_crops(
             )
     else:
         write_json(out / CONFIG_FILE, settings)
+    # Until the last step below, every reader refuses the folder (a kill or an error leaves it marked).
+    unfinished.mark(out, "prepare-crops", finish or "prepare-crops FOVS.csv --out OUT --resume", fields=len(fields))
     columns = output_columns(config, carried)
     writer = WRITERS[config.layout](out, config, columns)
     entries, torn = _journal(out)
@@ -128,13 +161,6 @@ def prepare_crops(
         writer.remove_chunk(name)
     for stale in out.glob(".tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
-    by_id = {f.field: f for f in fields}
-    for field_id, row in done.items():
-        if field_id in by_id and row["fingerprint"] != by_id[field_id].fingerprint:
-            raise UserError(
-                f"--resume: FOVS.csv row {by_id[field_id].row + 1} (field {field_id}) differs from the one written to "
-                f"{out} (paths, channel indices or metadata); restore it or write to a new --out. Received: a changed row"
-            )
     todo = [f for f in fields if f.field not in done]
     next_index = 1 + max([int(n.rsplit("_", 1)[1]) for n in set(chunks) | writer.chunk_names_on_disk()] or [-1])
     totals: collections.Counter = collections.Counter()
@@ -148,10 +174,11 @@ def prepare_crops(
         if with_crops:
             name = f"{writer.prefix}_{next_index:05d}"
             next_index += 1
-            writer.write_chunk(name, with_crops)
+            with writing(out / name):  # an OSError (full disk) names the chunk
+                writer.write_chunk(name, with_crops)
             chunks.append(name)
         entry = {"chunk": name, "fields": [_summary_row(f, r, name) for f, r in buffer]}
-        with open(out / PROGRESS_FILE, "a") as journal:
+        with writing(out / PROGRESS_FILE), open(out / PROGRESS_FILE, "a") as journal:
             journal.write(json.dumps(entry) + "\n")
             journal.flush()
             os.fsync(journal.fileno())
@@ -166,7 +193,7 @@ def prepare_crops(
             buffer.append((field, result))
             totals.update({k: v for k, v in result.counts.items()})
             crops_now += result.counts["crops"]
-            if result.counts["nuclei"] == 0:
+            if result.counts["nuclei"] == 0 and not result.counts.get("skipped_nonfinite_field"):
                 empty.append(field.field)
             held_crops += result.counts["crops"]
             held_bytes += result.nbytes
@@ -178,6 +205,9 @@ def prepare_crops(
     except UserError as error:  # e.g. pixels that cannot be read although the header could
         if buffer:
             commit()
+        if created and not done:  # nothing finished: leave nothing behind
+            shutil.rmtree(out, ignore_errors=True)
+            raise
         raise UserError(
             f"{error}; the {len(done)} field(s) finished before it are kept in {out}: fix the input and run "
             "again with --resume"
@@ -191,6 +221,7 @@ def prepare_crops(
     write_csv(out / SUMMARY_FILE, summary)
     if montage_crops > 0:
         write_montages(out, config, writer, chunks, montage_crops, seed)
+    unfinished.clear(out)
     return PrepareSummary(
         fields=len(todo),
         skipped=len(fields) - len(todo),

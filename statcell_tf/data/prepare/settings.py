@@ -16,6 +16,8 @@ LAYOUTS: tuple[str, ...] = ("opencell", "bbbc021", "allencell")
 LAYOUT_CHANNELS: dict[str, tuple[str, ...]] = {"opencell": ("pro", "nuc"), "allencell": ("membrane", "dna", "structure")}
 MASK_COLUMNS: tuple[str, ...] = ("nucleus_mask", "cell_mask")
 PROJECTIONS: tuple[str, ...] = ("max", "none")
+NONFINITE: tuple[str, ...] = ("error", "skip")
+PAGES: tuple[str, ...] = ("", "z", "channels")  # what the pages of a file without axis names are ("": not said)
 # Metadata each layout's reader needs on every crop.
 REQUIRED_METADATA: dict[str, tuple[str, ...]] = {
     "opencell": ("protein",),
@@ -56,6 +58,10 @@ class PrepareConfig:
             downsampling (`segment_nuclei`'s watershed seeds; about a nucleus radius).
         qc: tuple of str. Rules crops must pass, like ``"nucleus_area>=50"`` (`parse_qc`).
         group_column: str. Metadata column of the montages (one PNG per value).
+        nonfinite: str. A field with NaN/inf pixels: ``"error"`` stops with one line naming the
+            file and field; ``"skip"`` skips the field and counts it in summary.csv.
+        pages: str. What the pages of a multi-page file without axis names are: ``"z"``,
+            ``"channels"``, or ``""`` (not said: such a file is refused).
     """
 
     layout: str
@@ -68,8 +74,14 @@ class PrepareConfig:
     min_distance: int = 4
     qc: tuple[str, ...] = ()
     group_column: str = ""
+    nonfinite: str = "error"
+    pages: str = ""
 
     def __post_init__(self):
+        if self.pages not in PAGES:
+            raise UserError(f"--pages must be one of {', '.join(p for p in PAGES if p)}. Received: {self.pages!r}")
+        if self.nonfinite not in NONFINITE:
+            raise UserError(f"--nonfinite must be one of {', '.join(NONFINITE)}. Received: {self.nonfinite!r}")
         if self.layout not in LAYOUTS:
             raise UserError(f"--layout must be one of {', '.join(LAYOUTS)}. Received: {self.layout!r}")
         if not self.channels or len(set(self.channels)) != len(self.channels):
@@ -107,6 +119,8 @@ class PrepareConfig:
         min_distance: int = 4,
         qc: Sequence[str] = (),
         group_column: str | None = None,
+        nonfinite: str = "error",
+        pages: str = "",
     ) -> PrepareConfig:
         """The settings of `layout` with its defaults for every argument left None.
 
@@ -124,6 +138,7 @@ class PrepareConfig:
             min_distance: int. See the class. Defaults to 4.
             qc: sequence of str. QC rules. Defaults to none.
             group_column: str or None. None = protein / compound / structure_name.
+            nonfinite: str. ``"error"`` or ``"skip"`` (see the class). Defaults to ``"error"``.
 
         Returns:
             PrepareConfig.
@@ -162,6 +177,8 @@ class PrepareConfig:
             min_distance=int(min_distance),
             qc=tuple(qc),
             group_column=DEFAULT_GROUP[layout] if group_column is None else group_column,
+            nonfinite=nonfinite,
+            pages=pages or "",
         )
 
     def to_dict(self) -> dict:
