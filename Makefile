@@ -1,4 +1,5 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both create .venv when missing.
+# `make check` is the fast tier for working: lint and every test not marked slow or science.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,7 +10,7 @@ DEMO_PROTEIN := ER_1
 export TF_CPP_MIN_LOG_LEVEL := 3
 export MPLBACKEND := Agg
 
-.PHONY: demo demo-statcell test science bench install clean-demo
+.PHONY: demo demo-statcell test check lint science bench install clean-demo
 
 install: $(STAMP)
 
@@ -48,8 +49,14 @@ demo-statcell: $(STAMP)
 	bin/beta-sweep --data $(SC_DATA)/manifest.csv --betas 0.1:0.9:3 --dims 2 --preset demo --epochs 20 --batch-size 16 --eval-samples 2 --out $(SC_RUNS)/beta_sweep
 	@echo "Statistical Cell demo outputs under $(SC_RUNS): generated/, latent_walk/, latent_stats/, target/imputed/, target/coupling/, reference/perturbation/, beta_sweep/"
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(PY) -m ruff check statcell_tf tests bench
+
+test: lint
 	$(PY) -m pytest -q --durations=15
+
+check: lint
+	$(PY) -m pytest -q -m "not slow and not science" --durations=10
 
 science: $(STAMP)
 	$(PY) -m pytest -q -m science --durations=0 -s

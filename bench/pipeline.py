@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-
 CROP_BYTES = 100 * 100 * 2 * 4  # float32 protein + nuclear distance
 
 

@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
-from statcell_tf.statcell import coupling
+
 from statcell_tf.cli import run_command
 from statcell_tf.data.synthetic import write_allencell
 from statcell_tf.naming import file_stem
+from statcell_tf.statcell import coupling
 
 TRAIN = ["--beta", "0.5", "--epochs", "1", "--batch-size", "8", "--preset", "tiny", "--eval-samples", "1"]
 

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from statcell_tf.profiling import moa as profiling
 from statcell_tf.errors import UserError
+from statcell_tf.profiling import moa as profiling
 
 
 def _treatments(rows):

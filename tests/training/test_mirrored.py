@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # about 2 minutes on 2 idle cores
+
 SCRIPT = Path(__file__).with_name("mirrored_models.py")
 
 
@@ -18,7 +20,6 @@ GROUPS = (("cytoself", "integrated_cell_conditional"),
           ("averaging", "statcell", "integrated_cell_reference", "vaeplus"))
 
 
-@pytest.mark.slow
 def test_every_model_trains_on_two_replicas_that_stay_identical(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     outputs = [tmp_path / f"report{k}.json" for k in range(len(GROUPS))]
