@@ -29,6 +29,10 @@ def _write_manifest(folder):
     return folder / "manifest.csv"
 
 
+# The module fixture trains runs through the commands (with test_train_cytoself.py: 30 min on a loaded machine).
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("statcell")
