@@ -1,4 +1,5 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both create .venv when missing.
+# `make check` is the fast tier for working: lint and every test not marked slow or science.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,7 +10,7 @@ DEMO_PROTEIN := ER_1
 export TF_CPP_MIN_LOG_LEVEL := 3
 export MPLBACKEND := Agg
 
-.PHONY: demo demo-statcell test science bench install clean-demo
+.PHONY: demo demo-statcell test check lint science bench install clean-demo
 
 # gallery "['FOLDER', ...]" OUT.html TITLE: one HTML page of every figure under the folders, captioned.
 GALLERY = PYTHONPATH=$(CURDIR) $(PY) -c 'import ast, sys; from statcell_tf.figures import gallery; gallery(ast.literal_eval(sys.argv[1]), sys.argv[2], sys.argv[3])'
@@ -63,8 +64,14 @@ demo-statcell: $(STAMP)
 	$(GALLERY) "['$(SC_RUNS)', '$(IC_RUNS)', '$(VP_RUN)']" $(SC_RUNS)/gallery.html "Statistical Cell, Integrated Cell and VAE+ demo"
 	@echo "Statistical Cell demo outputs under $(SC_RUNS): generated/, latent_walk/, latent_stats/, target/imputed/, target/coupling/, reference/perturbation/, beta_sweep/; Integrated Cell: $(IC_RUNS); VAE+: $(VP_RUN); all figures: $(SC_RUNS)/gallery.html"
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(PY) -m ruff check statcell_tf tests bench
+
+test: lint
 	$(PY) -m pytest -q --durations=15
+
+check: lint
+	$(PY) -m pytest -q -m "not slow and not science" --durations=10
 
 science: $(STAMP)
 	$(PY) -m pytest -q -m science --durations=0 -s

@@ -13,7 +13,7 @@ commands = sorted(
 requirements = [
     line.split("#")[0].strip()
     for line in (here / "requirements.txt").read_text().splitlines()
-    if line.split("#")[0].strip() and not line.startswith("pytest")
+    if line.split("#")[0].strip() and not line.startswith(("pytest", "ruff"))
 ]
 
 setup(

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.cli.test_profile_moa import write_bbbc021
+from statcell_tf.data.synthetic import write_bbbc021
 from tests.toy_paper import NAME, write_entry_point
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,5 +1,6 @@
-"""`make-synthetic-data`: procedural cells with known localisation families (OpenCell or Allen Cell format,
-or whole fields of view with known cell positions for `prepare-crops`)."""
+"""`make-synthetic-data`: procedural cells with known localisation families (OpenCell or Allen Cell format),
+drug-treated crops on a plate (BBBC021 format), or whole fields of view with known cell positions for
+`prepare-crops`."""
 
 from __future__ import annotations
 
@@ -14,17 +15,18 @@ TREATMENTS = ("none", "vehicle", "rounding")
 
 @click.command("make-synthetic-data")
 @click.option("--out", type=out_path, required=True, help="Output folder (must be empty or absent).")
-@click.option("--format", "fmt", type=click.Choice(["opencell", "allencell", "fov"]), required=True,
+@click.option("--format", "fmt", type=click.Choice(["opencell", "allencell", "bbbc021", "fov"]), required=True,
               help="opencell: <ENSG>_pro/_nuc/_nucdist.npy + _label.csv; allencell: manifest.csv + one TIFF per cell; "
+              "bbbc021: metadata.csv + crops/<moa>/<file>.npy (DNA, actin, tubulin; DMSO and two drugs on two plates); "
               "fov: fields of view (OME-TIFF) + fovs_<layout>.csv for prepare-crops + cells.csv (true centroids).")
 @click.option("--families", type=click.IntRange(1, 11), default=11, show_default=True,
               help="Localisation families (the first N of nucleoplasm, nucleolus, ..., centrosome).")
 @click.option("--proteins-per-family", type=click.IntRange(min=1), default=None,
               help="Distinct proteins per family [opencell 3; allencell 1].")
 @click.option("--cells", type=click.IntRange(min=1), default=None,
-              help="Cells per protein [opencell 40; allencell 20]; fov: cells per field [8].")
+              help="Cells per protein [opencell 40; allencell 20]; bbbc021: cells per well [20]; fov: cells per field [8].")
 @click.option("--size", type=click.IntRange(min=16), default=None,
-              help="Image side in pixels [opencell 100; allencell 64 in 2D, 48 in 3D, depth = size // 3; "
+              help="Image side in pixels [opencell 100; bbbc021 68; allencell 64 in 2D, 48 in 3D, depth = size // 3; "
               "fov 512, depth = max(size // 32, 8)].")
 @click.option("--dims", type=click.Choice(["2", "3"]), default=None, help="allencell and fov: 2D or 3D [2].")
 @click.option("--fields", type=click.IntRange(min=1), default=None, help="fov only: fields of view per protein [2].")
@@ -51,8 +53,9 @@ def command(out, fmt, families, proteins_per_family, cells, size, dims, fields, 
     when there are several). Allen Cell format only: --treatment simulates a drug on every cell
     (compare with a --treatment vehicle set made with another --seed). --format fov writes whole
     fields of view (one protein each, --cells cells at random places) with their true nucleus
-    centroids, for prepare-crops. The same --seed gives the same files. Output is written to a
-    temporary folder and renamed.
+    centroids, for prepare-crops. --format bbbc021 writes crops of DMSO wells and of two drugs
+    (rounded cells with brighter DNA) on two plates, for VAE+ and profile-moa. The same --seed
+    gives the same files. Output is written to a temporary folder and renamed.
     """
     from statcell_tf.atomic import check_out
 
@@ -61,7 +64,13 @@ def command(out, fmt, families, proteins_per_family, cells, size, dims, fields, 
         raise click.UsageError(f"--out {out} is a file; --overwrite replaces folders only")
     fov_only = (("--fields", fields), ("--cell-size", cell_size), ("--multichannel", multichannel))
     allen_only = (("--mitotic-fraction", mitotic_fraction), ("--treatment", treatment))
-    if fmt == "opencell":
+    if fmt == "bbbc021":
+        families_given = click.get_current_context().get_parameter_source("families").name != "DEFAULT"
+        for flag, value in (("--families", families if families_given else None),
+                            ("--proteins-per-family", proteins_per_family)):
+            if value is not None:
+                raise click.UsageError(f"{flag} does not apply to --format bbbc021. Received: {flag} {value}")
+    if fmt in ("opencell", "bbbc021"):
         for flag, value in (("--dims", dims), *allen_only):
             if value is not None:
                 raise click.UsageError(f"{flag} applies to --format allencell only. Received: {flag} {value}")
@@ -92,6 +101,16 @@ def command(out, fmt, families, proteins_per_family, cells, size, dims, fields, 
                                  multichannel=bool(multichannel), seed=seed, progress=lambda: bar.update(1))
         click.echo(f"Wrote {n} synthetic {dims}D fields of view ({'x'.join(map(str, shape))}, up to {cells} cells of "
                    f"{cell_size} px each) to {out}: fovs_opencell.csv, fovs_bbbc021.csv, fovs_allencell.csv, cells.csv")
+        return
+
+    if fmt == "bbbc021":
+        cells = cells or 20
+        size = size or 68
+        wells = synthetic.BBBC021_WELLS
+        with click.progressbar(length=len(wells), label="wells", file=click.get_text_stream("stderr")) as bar:
+            synthetic.write_bbbc021(out, wells, cells, size, seed, progress=lambda: bar.update(1))
+        click.echo(f"Wrote {len(wells) * cells} BBBC021-format crops ({len(wells)} wells x {cells}, {size}x{size}, "
+                   f"channels dna, actin, tubulin) to {out}")
         return
 
     if fmt == "opencell":

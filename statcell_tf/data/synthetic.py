@@ -661,6 +661,83 @@ def write_allencell(
     return out_dir
 
 
+# BBBC021 plate design of `write_bbbc021`: (plate, well, compound, concentration, moa), DMSO on
+# every plate and one drug per MoA.
+BBBC021_WELLS: tuple[tuple[str, str, str, float, str], ...] = (
+    ("Week1_101", "B02", "DMSO", 0.0, "DMSO"),
+    ("Week1_101", "C03", "taxol", 0.3, "Microtubule stabilizers"),
+    ("Week2_201", "B02", "DMSO", 0.0, "DMSO"),
+    ("Week2_201", "D04", "nocodazole", 1.0, "Microtubule destabilizers"),
+)
+
+
+def write_bbbc021(
+    out_dir: str | os.PathLike,
+    wells=BBBC021_WELLS,
+    cells_per_well: int = 3,
+    size: int = 68,
+    seed: int = 0,
+    control: str = "DMSO",
+    progress: Callable[[], None] | None = None,
+) -> Path:
+    """Write a synthetic BBBC021-layout crop folder (atomically) and return it.
+
+    The layout of the real crops (`statcell_tf.data.bbbc021`): ``metadata.csv`` with columns
+    ``file``, ``source_image_dapi``, ``cell_index``, ``plate``, ``well``, ``site``,
+    ``replicate`` (1, 2, ... per compound and concentration, in plate order), ``compound``,
+    ``concentration``, ``moa``, and one ``crops/<moa>/<file>.npy`` per cell: uint16
+    ``(size, size, 3)``, channel-last DNA, F-actin (`make_cell`'s membrane), β-tubulin (a
+    cytoplasm-family protein), centred on the nucleus. Cells of `control` wells are untreated;
+    every other well holds ``"rounding"``-treated cells (smaller, rounder cells, brighter DNA).
+    Each well draws from its own random stream: a well's cells do not depend on the others.
+
+    Args:
+        out_dir: str or PathLike. Output folder (replaced atomically).
+        wells: sequence of (plate, well, compound, concentration, moa). Defaults to
+            `BBBC021_WELLS`.
+        cells_per_well: int. Defaults to 3.
+        size: int. Crop side in pixels. Defaults to 68.
+        seed: int. Defaults to 0.
+        control: str. The compound of untreated wells. Defaults to ``"DMSO"``.
+        progress: callable or None. Called once after each well.
+
+    Returns:
+        Path of `out_dir`.
+    """
+    wells = [tuple(w) for w in wells]
+    if not wells or any(len(w) != 5 for w in wells):
+        raise ValueError(f"`wells` must be (plate, well, compound, concentration, moa) tuples. Received: wells={wells}")
+    sites = [(plate, well) for plate, well, *_ in wells]
+    if len(set(sites)) != len(sites):
+        raise ValueError(f"every (plate, well) of `wells` must be distinct. Received: wells={wells}")
+    if cells_per_well < 1 or size < 16:
+        raise ValueError(f"`cells_per_well` must be >= 1 and `size` >= 16. Received: cells_per_well={cells_per_well}, "
+                         f"size={size}")
+    params = protein_parameters("cytoplasm", 0, seed)
+    replicates: dict[tuple[str, float], int] = {}
+    rows = []
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir, suffix="") as tmp:
+        for index, (plate, well, compound, concentration, moa) in enumerate(wells):
+            treatment = "none" if compound == control else "rounding"
+            replicate = replicates[compound, concentration] = replicates.get((compound, concentration), 0) + 1
+            folder = tmp / "crops" / str(moa).replace(" ", "_").replace("/", "_")
+            folder.mkdir(parents=True, exist_ok=True)
+            image_name = f"{well}_s1_w1{plate}"
+            rng = np.random.default_rng([seed, 21, index])
+            for i in range(cells_per_well):
+                cell = make_cell("cytoplasm", params, (size, size), "interphase", rng, True, treatment=treatment)
+                crop = np.stack([cell["dna"], cell["membrane"], cell["protein"]], -1)
+                np.save(folder / f"{image_name}_{i}.npy", np.clip(np.round(crop * 12000), 0, 65535).astype(np.uint16))
+                rows.append({"file": f"{image_name}_{i}.npy", "source_image_dapi": f"{image_name}.tif", "cell_index": i,
+                             "plate": plate, "well": well, "site": "s1", "replicate": replicate, "compound": compound,
+                             "concentration": concentration, "moa": moa})
+            if progress is not None:
+                progress()
+        pd.DataFrame(rows).to_csv(tmp / "metadata.csv", index=False)
+    return out_dir
+
+
 # ---------------------------------------------------------------------------------------------
 # Fields of view
 

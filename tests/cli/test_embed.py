@@ -12,8 +12,14 @@ import pytest
 
 from statcell_tf.cli import run_command
 from statcell_tf.data.embedding_files import read_embeddings
+from statcell_tf.data.synthetic import write_bbbc021
 from statcell_tf.training.export import save_keras
 from statcell_tf.training.run_dir import RunDirectory, make_config
+from tests._support.cytoself_run import build_tiny_run
+
+
+# Every test trains or builds a tiny run of each model (module fixtures): about 5 minutes on a loaded machine.
+pytestmark = pytest.mark.slow
 
 
 def _embed(*args) -> int:
@@ -34,17 +40,8 @@ def _check_convention(table: pd.DataFrame, metadata: pd.DataFrame) -> None:
 
 
 # ----- tiny runs ---------------------------------------------------------------------------------
-def write_bbbc021(root: Path, n: int = 6) -> Path:
-    """Tiny BBBC021-layout crops (68×68×3 uint16) with a compound literally named NA."""
-    rng = np.random.default_rng(0)
-    (root / "crops" / "a").mkdir(parents=True)
-    rows = []
-    for i in range(n):
-        np.save(root / "crops" / "a" / f"c{i}.npy", rng.integers(300, 5000, (68, 68, 3)).astype(np.uint16))
-        rows.append({"file": f"c{i}.npy", "plate": "Week1_1", "well": f"B0{i % 3}", "compound": ["DMSO", "NA"][i % 2],
-                     "concentration": 0.0 if i % 2 == 0 else 1.0, "moa": ["DMSO", "x"][i % 2]})
-    pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
-    return root
+# Three BBBC021 wells (two cells each): DMSO, a compound literally named NA, DMSO
+NA_WELLS = [("Week1_1", "B00", "DMSO", 0.0, "DMSO"), ("Week1_1", "B01", "NA", 1.0, "x"), ("Week1_1", "B02", "DMSO", 0.0, "DMSO")]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +50,7 @@ def vaeplus(tmp_path_factory):
     from statcell_tf.vaeplus.model import VAEPlus
 
     root = tmp_path_factory.mktemp("vaeplus")
-    data = write_bbbc021(root / "data")
+    data = write_bbbc021(root / "data", NA_WELLS, cells_per_well=2)
     model = VAEPlus(latent_dim=4, filters=2, discriminator_filters=2, seed=0)
     model.encode(np.zeros((1, 68, 68, 3), np.float32))
     run = RunDirectory(root / "run")
@@ -135,7 +132,7 @@ def test_vaeplus_parquet_equals_the_encoder_and_streams(vaeplus, tmp_path):
     table = pd.read_parquet(tmp_path / "a.parquet")
     cells = read_cells(data)
     _check_convention(table, cells.metadata)
-    assert table["Metadata_compound"].tolist() == ["DMSO", "NA"] * 3  # a compound named NA stays text
+    assert table["Metadata_compound"].tolist() == ["DMSO", "DMSO", "NA", "NA", "DMSO", "DMSO"]  # NA stays text
     assert table["Metadata_concentration"].dtype == np.float64
     expected = np.asarray(model.encode(normalize(cells.images[np.arange(len(cells))])))
     np.testing.assert_allclose(_features(table, "mu"), expected, rtol=1e-4, atol=1e-5)
@@ -197,12 +194,12 @@ def test_integrated_cell_latents_and_probabilities(integrated, allen, tmp_path):
     np.testing.assert_allclose(z_r, reference_model.encode(np.asarray(view.images[rows])[..., :2]), atol=1e-5)
 
 
-def test_cytoself_vectors_choice_and_alias(tmp_path, cytoself_builder):
+def test_cytoself_vectors_choice_and_alias(tmp_path):
     from statcell_tf.cytoself.embeddings import load_embeddings
     from statcell_tf.cytoself.model import load_run
     from statcell_tf.data.readers import read_cells
 
-    run, data = cytoself_builder.build_tiny_run(tmp_path / "cyto")
+    run, data = build_tiny_run(tmp_path / "cyto")
     assert _embed(run, "--data", data, "--out", tmp_path / "g.parquet") == 0
     table = pd.read_parquet(tmp_path / "g.parquet")
     cells = read_cells(data).select_channels(["pro", "nucdist"])

@@ -1,4 +1,4 @@
-"""bin/feature-interpret on the tiny cytoself run of test_feature_spectrum.py (shared builder)."""
+"""bin/feature-interpret on the tiny cytoself run (the `tiny_cytoself` fixture)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from statcell_tf.cli import cli, run_command
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory, cytoself_builder):
-    return cytoself_builder.build_tiny_run(tmp_path_factory.getbasetemp() / "cytoself_tiny")
+def tiny(tiny_cytoself):
+    return tiny_cytoself
 
 
+@pytest.mark.slow
 def test_difference_maps_for_a_feature_cluster_and_a_code(tiny):
     run_dir, data_dir = tiny
     runner = CliRunner()

@@ -162,14 +162,9 @@ def _runs_that_know_their_data(root: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def cytoself_run(tmp_path_factory):
-    """The tiny trained cytoself run shared with the other CLI tests (test_feature_spectrum.py)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("fs_builder", Path(__file__).with_name("test_feature_spectrum.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build_tiny_run(tmp_path_factory.getbasetemp() / "cytoself_tiny")
+def cytoself_run(tiny_cytoself):
+    """The tiny trained cytoself run shared with the other CLI tests."""
+    return tiny_cytoself
 
 
 # ----- the rows ---------------------------------------------------------------------------------------

@@ -4,12 +4,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-from fake_data import write_manifest, write_opencell  # noqa: E402
-
-from statcell_tf.cli import cli  # noqa: E402
+from statcell_tf.cli import cli
+from tests._support.fake_data import write_manifest, write_opencell
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,6 +39,7 @@ def test_opencell_folder_counts_ranges_splits_and_problems(tmp_path):
     assert "1 label class(es) have fewer than 3 images (e.g. RARE)" in output
 
 
+@pytest.mark.slow
 def test_clean_allen_manifest_has_no_problems(tmp_path):
     manifest = write_manifest(tmp_path / "ac", n=6, dims=3)
     code, output = _inspect(manifest, "--group-column", "CellId")
@@ -59,6 +59,7 @@ def test_unreadable_data_is_a_one_line_user_error(tmp_path):
     assert code == 0, output
 
 
+@pytest.mark.slow
 def test_bin_shim_runs_the_command(tmp_path):
     folder = write_opencell(tmp_path / "oc", size=8)
     done = subprocess.run([str(ROOT / "bin" / "inspect-data"), str(folder), "--max-images", "5"],
@@ -67,6 +68,7 @@ def test_bin_shim_runs_the_command(tmp_path):
     assert "12 images" in done.stdout and "only the first 5 of 12 images were scanned" in done.stdout
 
 
+@pytest.mark.slow
 def test_real_bbbc021(shared_data):
     code, output = _inspect(shared_data("bbbc021-dmso-cycloheximide"))
     assert code == 0, output
@@ -116,6 +118,7 @@ def test_duplicate_rows_are_a_problem(tmp_path):
     assert "2 row(s) repeat an earlier file (first: m0_0.npy)" in output
 
 
+@pytest.mark.slow
 def test_identifiers_named_na_are_names_not_gaps(tmp_path):
     """A field of view and a protein literally called NA keep their names (no merged nan
     group, no RuntimeWarning)."""

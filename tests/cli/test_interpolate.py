@@ -3,45 +3,12 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from statcell_tf.atomic import write_json
 from statcell_tf.cli import cli, run_command
 from statcell_tf.cli.interpolate import compound_rows, resolve_cell
+from statcell_tf.data.synthetic import write_bbbc021
 from statcell_tf.errors import UserError
 from statcell_tf.vaeplus import interpolation
-
-
-def write_bbbc021(root, cells_per_well=3, size=68, seed=0):
-    """A tiny folder in the BBBC021 crops layout (metadata.csv + crops/<moa>/<file>.npy)."""
-    rng = np.random.default_rng(seed)
-    wells = [("Week1_101", "B02", "DMSO", 0.0, "DMSO"), ("Week1_101", "C03", "taxol", 0.3, "Microtubule stabilizers"),
-             ("Week2_201", "B02", "DMSO", 0.0, "DMSO"), ("Week2_201", "D04", "nocodazole", 1.0, "Microtubule destabilizers")]
-    rows = []
-    yy, xx = np.mgrid[:size, :size]
-    for plate, well, compound, concentration, moa in wells:
-        folder = root / "crops" / moa.replace(" ", "_")
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(cells_per_well):
-            cy, cx, r = rng.uniform(size * 0.3, size * 0.7, 2).tolist() + [rng.uniform(size * 0.1, size * 0.25)]
-            blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
-            image = np.stack([blob * (3000 + 1000 * c) + rng.uniform(300, 500, blob.shape) for c in range(3)], -1)
-            name = f"{well}_s1_w1{plate[-3:]}ABC_{i}.npy"
-            np.save(folder / name, image.astype(np.uint16))
-            rows.append({"file": name, "source_image_dapi": name.rsplit("_", 1)[0] + ".tif", "cell_index": i,
-                         "plate": plate, "well": well, "site": "s1", "replicate": 1, "compound": compound,
-                         "concentration": concentration, "moa": moa})
-    pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
-    return root
-
-
-def untrained_run(path):
-    """A run folder holding the SavedModel of an untrained tiny VAE+ (endpoints only matter here)."""
-    from statcell_tf.vaeplus.model import VAEPlus
-    from statcell_tf.training import export
-
-    write_json(path / "config.json", {"variant": "vaeplus"})
-    export.export_saved_model(VAEPlus("vaeplus", latent_dim=5, filters=2, discriminator_filters=2, seed=0),
-                              path / "saved_model")
-    return path
+from tests._support.runs import untrained_vaeplus_run
 
 
 def test_feature_shift_path_moves_largest_differences_first():
@@ -69,9 +36,10 @@ def test_cell_and_compound_lookup():
         compound_rows(metadata, "Taxol", 1.0)
 
 
+@pytest.mark.slow
 def test_interpolate_writes_strip_and_similarities(tmp_path, capsys):
     data = write_bbbc021(tmp_path / "data")
-    run = untrained_run(tmp_path / "run")
+    run = untrained_vaeplus_run(tmp_path / "run")
     metadata = pd.read_csv(data / "metadata.csv")
     source = metadata.loc[metadata["compound"] == "DMSO", "file"].iloc[0]
     out = tmp_path / "strip.png"

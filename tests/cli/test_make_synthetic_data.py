@@ -72,3 +72,21 @@ def test_allencell_treatment_and_opencell_refusal(tmp_path):
     result = _run("--out", tmp_path / "oc", "--format", "opencell", "--treatment", "rounding")
     assert result.exit_code == 2 and "--treatment applies to --format allencell only" in result.output
     assert not (tmp_path / "oc").exists()
+
+
+def test_bbbc021_crops_read_back_and_flag_refusals(tmp_path):
+    from statcell_tf.data.readers import read_cells
+
+    out = tmp_path / "b"
+    result = _run("--out", out, "--format", "bbbc021", "--cells", 2, "--size", 32, "--seed", 1)
+    assert result.exit_code == 0, result.output
+    assert "Wrote 8 BBBC021-format crops (4 wells x 2, 32x32, channels dna, actin, tubulin)" in result.output
+    cells = read_cells(out)
+    assert len(cells) == 8 and cells.channel_names == ("dna", "actin", "tubulin")
+    assert np.load(out / "crops" / "DMSO" / cells.metadata["file"][0]).shape == (32, 32, 3)
+    for flag, value in (("--families", 3), ("--proteins-per-family", 2)):
+        result = _run("--out", tmp_path / "x", "--format", "bbbc021", flag, value)
+        assert result.exit_code == 2 and f"{flag} does not apply to --format bbbc021. Received: {flag} {value}" in result.output
+    result = _run("--out", tmp_path / "x", "--format", "bbbc021", "--treatment", "rounding")
+    assert result.exit_code == 2 and "--treatment applies to --format allencell only" in result.output
+    assert not (tmp_path / "x").exists()

@@ -35,6 +35,7 @@ def _error_line(result) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_make_synthetic_fov_and_prepare_every_layout(tmp_path):
     data = tmp_path / "fovs"
     result = CliRunner().invoke(cli, ["make-synthetic-data", "--out", str(data), "--format", "fov", "--families", "2",
@@ -193,6 +194,7 @@ def _example_human(shared_data, tmp_path):
     return row
 
 
+@pytest.mark.slow
 def test_example_human_opencell_and_bbbc021(shared_data, tmp_path):
     """The CellProfiler ExampleHuman field (HT29, 512×512; ~300 nuclei) in both 2D layouts.
 

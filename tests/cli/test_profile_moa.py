@@ -5,9 +5,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from statcell_tf.atomic import write_json
 from statcell_tf.cli import cli, run_command
 from statcell_tf.data.embedding_files import read_embeddings
+from statcell_tf.data.synthetic import write_bbbc021
+from tests._support.runs import untrained_vaeplus_run
 
 
 def _cells(tmp_path: Path, unreferenced: bool = False) -> Path:
@@ -30,6 +31,7 @@ def _cells(tmp_path: Path, unreferenced: bool = False) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_profile_moa_from_an_embedding_table(tmp_path):
     out = tmp_path / "profiles"
     result = CliRunner().invoke(cli, ["profile-moa", "--embeddings", str(_cells(tmp_path)), "--out", str(out),
@@ -46,6 +48,7 @@ def test_profile_moa_from_an_embedding_table(tmp_path):
     assert (predictions["compound"] != predictions["neighbor_compound"]).all()
 
 
+@pytest.mark.slow
 def test_profile_moa_leaves_out_and_lists_unreferenced_treatments(tmp_path):
     """BBBC021-like: MoA z's two compounds live in Week1 only (no NSCB reference); the x and y
     compounds one per week. NSC evaluates all 6, NSCB the 4 others and names c1, c2 and z."""
@@ -96,34 +99,9 @@ def test_profile_moa_flag_errors(tmp_path, capsys):
     assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
 
 
-def write_bbbc021(root, wells, cells_per_well=3, size=68, seed=0):
-    """A tiny folder in the BBBC021 crops layout (metadata.csv + crops/<moa>/<file>.npy)."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    yy, xx = np.mgrid[:size, :size]
-    for plate, well, compound, concentration, moa in wells:
-        folder = root / "crops" / moa.replace(" ", "_")
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(cells_per_well):
-            cy, cx, r = rng.uniform(size * 0.3, size * 0.7, 2).tolist() + [rng.uniform(size * 0.1, size * 0.25)]
-            blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
-            image = np.stack([blob * (3000 + 1000 * c) + rng.uniform(300, 500, blob.shape) for c in range(3)], -1)
-            name = f"{well}_s1_w1{plate[-3:]}ABC_{i}.npy"
-            np.save(folder / name, image.astype(np.uint16))
-            rows.append({"file": name, "source_image_dapi": name.rsplit("_", 1)[0] + ".tif", "cell_index": i,
-                         "plate": plate, "well": well, "site": "s1", "replicate": 1, "compound": compound,
-                         "concentration": concentration, "moa": moa})
-    pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
-    return root
-
-
+@pytest.mark.slow
 def test_profile_moa_embeds_crops_with_a_run(tmp_path):
-    from statcell_tf.vaeplus.model import VAEPlus
-    from statcell_tf.training import export
-
-    run = tmp_path / "run"
-    write_json(run / "config.json", {"variant": "vae"})
-    export.export_saved_model(VAEPlus("vae", latent_dim=3, filters=2, seed=0), run / "saved_model")
+    run = untrained_vaeplus_run(tmp_path / "run", "vae", latent_dim=3)
     wells = [("Week1_1", "A01", "DMSO", 0.0, "DMSO"), ("Week1_1", "A02", "a1", 1.0, "x"),
              ("Week1_1", "A03", "b1", 1.0, "y"), ("Week2_1", "A01", "DMSO", 0.0, "DMSO"),
              ("Week2_1", "A02", "a2", 1.0, "x"), ("Week2_1", "A03", "b2", 1.0, "y")]
@@ -158,6 +136,7 @@ def _cytoself_layout(path: Path, table: pd.DataFrame, arrays: dict) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_profile_moa_reads_embed_cytoself_files(tmp_path):
     table = pd.read_csv(_cells(tmp_path))
     z = table[["z_0", "z_1", "z_2"]].to_numpy(np.float32)
@@ -238,12 +217,13 @@ def test_profile_moa_vector_dataset_errors(tmp_path, capsys):
     assert result.exit_code == 2 and "--vectors is only used with --embeddings" in result.output
 
 
+@pytest.mark.slow
 def test_profile_moa_reads_what_embed_cytoself_writes(tmp_path):
     import json
 
     from statcell_tf.cytoself.embeddings import embed_cytoself
-    from statcell_tf.data.source import ArrayImages, CellImages
     from statcell_tf.cytoself.model import CytoselfModel
+    from statcell_tf.data.source import ArrayImages, CellImages
     from statcell_tf.training.export import save_keras
 
     run = tmp_path / "run"
@@ -294,6 +274,7 @@ def _metadata_table(tmp_path: Path, controls_per_plate=None) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("error")
 def test_profile_moa_reports_several_embeddings_side_by_side(tmp_path, capsys):
     parquet = _metadata_table(tmp_path)
@@ -322,6 +303,7 @@ def test_profile_moa_reports_several_embeddings_side_by_side(tmp_path, capsys):
     assert list(treatments.filter(regex="^(?!Metadata_)").columns) == ["z_0", "z_1", "z_2"]
 
 
+@pytest.mark.slow
 def test_profile_moa_falls_back_on_plates_with_0_or_1_control_cell_and_says_so(tmp_path, capsys):
     # One plate with 1 control cell, the other with all 40: the first borrows the pooled controls.
     table = _metadata_table(tmp_path, controls_per_plate={"Week1_11": 1, "Week2_21": 40})

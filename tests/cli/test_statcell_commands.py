@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
-from statcell_tf.statcell import coupling
+
 from statcell_tf.cli import run_command
 from statcell_tf.data.synthetic import write_allencell
 from statcell_tf.naming import file_stem
+from statcell_tf.statcell import coupling
 
 TRAIN = ["--beta", "0.5", "--epochs", "1", "--batch-size", "8", "--preset", "tiny", "--eval-samples", "1"]
 
@@ -26,6 +27,10 @@ def _write_manifest(folder):
     table["treatment"] = np.where(np.arange(len(table)) % 2 == 1, "drug", "untreated")
     table.to_csv(folder / "manifest.csv", index=False)
     return folder / "manifest.csv"
+
+
+# The module fixture trains runs through the commands (with test_train_cytoself.py: 30 min on a loaded machine).
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

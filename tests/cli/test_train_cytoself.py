@@ -17,6 +17,10 @@ EXPECTED_COLUMNS = {
 }
 
 
+# The module fixture trains runs through the commands (with test_train_cytoself.py: 30 min on a loaded machine).
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     from statcell_tf.data.synthetic import write_opencell

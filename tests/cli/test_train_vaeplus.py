@@ -4,32 +4,10 @@ import pytest
 from click.testing import CliRunner
 
 from statcell_tf.cli import cli, run_command
+from statcell_tf.data.synthetic import write_bbbc021
 from statcell_tf.training import export
 
 TINY = ["--batch-size", "4", "--latent-dim", "4", "--filters", "2", "--quiet"]
-
-
-def write_bbbc021(root, cells_per_well=3, size=68, seed=0):
-    """A tiny folder in the BBBC021 crops layout (metadata.csv + crops/<moa>/<file>.npy)."""
-    rng = np.random.default_rng(seed)
-    wells = [("Week1_101", "B02", "DMSO", 0.0, "DMSO"), ("Week1_101", "C03", "taxol", 0.3, "Microtubule stabilizers"),
-             ("Week2_201", "B02", "DMSO", 0.0, "DMSO"), ("Week2_201", "D04", "nocodazole", 1.0, "Microtubule destabilizers")]
-    rows = []
-    yy, xx = np.mgrid[:size, :size]
-    for plate, well, compound, concentration, moa in wells:
-        folder = root / "crops" / moa.replace(" ", "_")
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(cells_per_well):
-            cy, cx, r = rng.uniform(size * 0.3, size * 0.7, 2).tolist() + [rng.uniform(size * 0.1, size * 0.25)]
-            blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
-            image = np.stack([blob * (3000 + 1000 * c) + rng.uniform(300, 500, blob.shape) for c in range(3)], -1)
-            name = f"{well}_s1_w1{plate[-3:]}ABC_{i}.npy"
-            np.save(folder / name, image.astype(np.uint16))
-            rows.append({"file": name, "source_image_dapi": name.rsplit("_", 1)[0] + ".tif", "cell_index": i,
-                         "plate": plate, "well": well, "site": "s1", "replicate": 1, "compound": compound,
-                         "concentration": concentration, "moa": moa})
-    pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
-    return root
 
 
 @pytest.mark.slow
@@ -91,8 +69,8 @@ def test_train_vaeplus_user_errors(tmp_path, capsys):
 
 
 def test_feature_reduction_reaches_the_model_and_old_configs_keep_the_default():
-    from statcell_tf.vaeplus.training import VAEPlusTrainConfig, build_model
     from statcell_tf.errors import UserError
+    from statcell_tf.vaeplus.training import VAEPlusTrainConfig, build_model
 
     assert build_model(VAEPlusTrainConfig(data="d", feature_reduction="sum")).feature_reduction == "sum"
     old = {k: v for k, v in VAEPlusTrainConfig(data="d").to_dict().items() if k != "feature_reduction"}

@@ -1,4 +1,4 @@
-"""bin/umap-cytoself on the tiny cytoself run of test_feature_spectrum.py (shared builder)."""
+"""bin/umap-cytoself on the tiny cytoself run (the `tiny_cytoself` fixture)."""
 
 from __future__ import annotations
 
@@ -8,19 +8,20 @@ import pytest
 from click.testing import CliRunner
 
 from statcell_tf.cli import cli, run_command
+from tests._support import cytoself_run as builder
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, cytoself_builder):
-    return cytoself_builder.build_tiny_run(tmp_path_factory.getbasetemp() / "cytoself_tiny")[0]
+def tiny_run(tiny_cytoself):
+    return tiny_cytoself[0]
 
 
-def test_umap_per_image_and_per_protein_with_score(tiny_run, cytoself_builder):
+@pytest.mark.slow
+def test_umap_per_image_and_per_protein_with_score(tiny_run):
     runner = CliRunner()
     result = runner.invoke(cli, ["umap-cytoself", str(tiny_run), "--color-by", "family", "--score", "--split", "all"])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(tiny_run / "umap" / "umap_global_all_image_family.csv")
-    builder = cytoself_builder
     assert len(table) == builder.N_FAMILIES * builder.PROTEINS_PER_FAMILY * builder.CELLS_PER_PROTEIN
     assert {"protein", "family", "umap1", "umap2"} <= set(table.columns)
     assert np.isfinite(table[["umap1", "umap2"]].to_numpy()).all()

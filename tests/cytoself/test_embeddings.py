@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from statcell_tf.cytoself.embeddings import embed_cytoself, load_embeddings, normalize_images
+from statcell_tf.cytoself.model import CytoselfModel
 from statcell_tf.data.source import ArrayImages, CellImages
 from statcell_tf.errors import UserError
-from statcell_tf.cytoself.model import CytoselfModel
 from statcell_tf.training.export import save_keras
 
 TINY = dict(
@@ -42,6 +42,7 @@ def _cells(n=7):
     return CellImages(ArrayImages(images), metadata, ("nuc", "pro", "nucdist"), "test-data")
 
 
+@pytest.mark.slow
 def test_embed_writes_every_array_with_model_values(run, tmp_path):
     path, model = run
     cells = _cells()
@@ -60,6 +61,7 @@ def test_embed_writes_every_array_with_model_values(run, tmp_path):
     assert metadata.attrs["num_embeddings"] == 8 and json.loads(metadata.attrs["channels"]) == ["pro", "nucdist"]
 
 
+@pytest.mark.slow
 def test_subset_float16_and_no_local(run, tmp_path):
     path, _ = run
     out = embed_cytoself(path, _cells(), tmp_path / "sub.h5", indices=[5, 1], dtype="float16",

@@ -44,6 +44,7 @@ def _losses_and_gradients(model, batch, compiled):
             [np.asarray(v) for v in stats])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("compiled", [False, True])
 def test_forward_gradients_and_batch_statistics_match_the_reference_layers(compiled):
     batch = _batch(n=4)
@@ -71,6 +72,7 @@ def test_forward_gradients_and_batch_statistics_match_the_reference_layers(compi
     np.testing.assert_array_equal(fast_out["local_indices"], ref_out["local_indices"])
 
 
+@pytest.mark.slow
 def test_default_optimizer_is_fused_adam_and_one_step_matches_keras_adam():
     batch = _batch(n=4)
     models = []
@@ -90,6 +92,7 @@ def test_default_optimizer_is_fused_adam_and_one_step_matches_keras_adam():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_model_saved_with_the_keras_layers_loads_into_the_fast_ones(tmp_path):
     # Runs saved before the fast layers existed: Keras batch norm in every block.
     batch = _batch(n=4)

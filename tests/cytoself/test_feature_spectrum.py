@@ -157,6 +157,7 @@ def test_cluster_examples_pick_images_of_the_owning_family(data, spectrum):
         assert set(families[images]) == {f"fam{owner[0]}"}
 
 
+@pytest.mark.slow
 def test_spectrum_table_and_figures(data, spectrum, tmp_path):
     hist, proteins, _ = data
     table = spectrum.spectrum_table("P00")

@@ -5,27 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from statcell_tf.backend import keras, tf
 from statcell_tf.cytoself.model import CytoselfModel
 from statcell_tf.cytoself.presets import preset_config
+from tests._support import cytoself_run
 
-TINY = dict(
-    num_classes=3,
-    image_shape=(16, 16, 2),
-    stem_filters=4,
-    encoder1_stages=[[1, 3, 1, 4, 1], [2, 3, 2, 6, 1]],  # 16 → 8 → 4: local 4×4×8
-    local_filters=8,
-    encoder2_stages=[[2, 3, 2, 8, 1]],  # 4 → 2: global 2×2×16 split in 2 vectors of 8
-    global_filters=16,
-    local_num_embeddings=8,
-    global_num_embeddings=8,
-    global_num_splits=2,
-    decoder_filters=4,
-    decoder_min_filters=4,
-    decoder_units_per_block=1,
-    classifier_units=8,
-    seed=0,
-)
+# The CLI tests' tiny model (16 → 8 → 4: local 4×4×8; global 2×2×16 split in 2 vectors of 8), 8 local codes
+TINY = dict(cytoself_run.TINY, num_classes=3, local_num_embeddings=8)
 ALL_TERMS = {
     "loss", "reconstruction", "mse_lyr1", "vq1", "vq2", "vq1_codebook", "vq1_commitment", "vq2_codebook",
     "vq2_commitment", "perplexity1", "perplexity2", "classification1", "classification2", "accuracy1", "accuracy2",
@@ -37,6 +22,7 @@ def _batch(n=4, shape=(16, 16, 2), seed=0):
     return {"image": rng.random((n,) + shape).astype("float32"), "label": (np.arange(n) % 3).astype("int32")}
 
 
+@pytest.mark.slow
 def test_paper_preset_shape_trace_and_histograms():
     model = CytoselfModel(**preset_config("paper", num_classes=5))
     out = model(np.random.default_rng(0).random((1, 100, 100, 2)).astype("float32"))
@@ -52,6 +38,7 @@ def test_paper_preset_shape_trace_and_histograms():
     assert model.fc1.hidden.units == 1000 and model.learning_rate == 4e-4
 
 
+@pytest.mark.slow
 def test_one_train_step_every_term_finite():
     model = CytoselfModel(**TINY)
     batch = _batch()
@@ -78,6 +65,7 @@ def test_total_is_weighted_sum_and_variance_normalises_reconstruction():
         CytoselfModel(**TINY, loss_weights={"kl": 1.0})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "ablation, absent, global_hist_sum",
     [
@@ -102,6 +90,7 @@ def test_ablations_remove_their_terms(ablation, absent, global_hist_sum):
         np.testing.assert_array_equal(embedded["global_hist"].sum(axis=1), [global_hist_sum] * 2)
 
 
+@pytest.mark.slow
 def test_reconstruct_with_codes_removed():
     model = CytoselfModel(**TINY)
     images = _batch(2)["image"]
@@ -122,6 +111,7 @@ def test_config_round_trip():
     assert clone.get_config() == model.get_config()
 
 
+@pytest.mark.slow
 def test_save_load_reproduces_outputs(tmp_path):
     from statcell_tf.training.export import load_keras, save_keras
 

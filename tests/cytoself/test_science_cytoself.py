@@ -16,7 +16,6 @@ Numbers are printed (run with ``-s``); the closing note reports them.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 pytestmark = pytest.mark.science
@@ -147,7 +146,7 @@ def test_bbbc021_moa_score_and_cycloheximide_spectrum(tmp_path_factory, shared_d
     no_id_arrays, _ = _embed(no_id_dir, cells)
     assert np.array_equal(_test_rows(no_id_dir, no_id_arrays, len(cells)), rows)  # the same held-out plate
     no_id_scores = _scores(np.asarray(no_id_arrays["global"])[rows], moa)
-    print(f"[cytoself BBBC021] no-ID ablation, clustering score by MoA: "
+    print("[cytoself BBBC021] no-ID ablation, clustering score by MoA: "
           + ", ".join(f"{s:.2f}" for s in no_id_scores) + f"; mean {np.mean(no_id_scores):.2f} "
           f"(full / no-ID = {np.mean(scores) / np.mean(no_id_scores):.2f}x)")
 

@@ -6,6 +6,7 @@ from statcell_tf.cytoself.umap_atlas import compute_umap, mean_per_group, plot_u
 from statcell_tf.errors import UserError
 
 
+@pytest.mark.slow
 def test_umap_separates_known_clusters_and_keeps_their_score(tmp_path):
     # 4 classes of 15 vectors (4x4x2 "embeddings", flattened inside), well apart in 32-D.
     rng = np.random.default_rng(0)

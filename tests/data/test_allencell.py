@@ -1,16 +1,11 @@
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 import tifffile
 
-sys.path.insert(0, str(Path(__file__).parent))
-from fake_data import write_manifest  # noqa: E402
-
-from statcell_tf.data import allencell  # noqa: E402
-from statcell_tf.errors import UserError  # noqa: E402
+from statcell_tf.data import allencell
+from statcell_tf.errors import UserError
+from tests._support.fake_data import write_manifest
 
 
 @pytest.mark.parametrize("dims", [2, 3])

@@ -1,17 +1,12 @@
 """Every reader rejects bad input with one line naming the file and the problem."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from fake_data import write_manifest, write_opencell  # noqa: E402
-
-from statcell_tf.data import opencell, readers, validation  # noqa: E402
-from statcell_tf.errors import UserError  # noqa: E402
+from statcell_tf.data import opencell, readers, validation
+from statcell_tf.errors import UserError
+from tests._support.fake_data import write_manifest, write_opencell
 
 
 def _raises(pattern, function, *args, **kwargs) -> str:

@@ -1,15 +1,10 @@
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from fake_data import write_opencell  # noqa: E402
-
-from statcell_tf.data import opencell  # noqa: E402
-from statcell_tf.errors import UserError  # noqa: E402
+from statcell_tf.data import opencell
+from statcell_tf.errors import UserError
+from tests._support.fake_data import write_opencell
 
 
 def test_folder_streams_stacked_channels_from_memory_maps(tmp_path):

@@ -1,19 +1,14 @@
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from fake_data import write_opencell  # noqa: E402
-
-from statcell_tf.backend import tf  # noqa: E402
-from statcell_tf.data import opencell  # noqa: E402
-from statcell_tf.data.pipeline import augment_images, dihedral, dihedral_numpy, make_dataset  # noqa: E402
-from statcell_tf.data.source import ArrayImages, CellImages  # noqa: E402
-from statcell_tf.cli._errors import user_message  # noqa: E402
-from statcell_tf.errors import UserError  # noqa: E402
+from statcell_tf.backend import tf
+from statcell_tf.cli._errors import user_message
+from statcell_tf.data import opencell
+from statcell_tf.data.pipeline import augment_images, dihedral, dihedral_numpy, make_dataset
+from statcell_tf.data.source import ArrayImages, CellImages
+from statcell_tf.errors import UserError
+from tests._support.fake_data import write_opencell
 
 
 def _cells(tmp_path):
@@ -197,6 +192,7 @@ def test_bad_arguments_are_user_errors(tmp_path):
         make_dataset(cells, [0], 2, normalize="zscore")
 
 
+@pytest.mark.slow
 def test_an_epoch_is_positioned_without_state_and_has_a_known_length():
     images = np.random.default_rng(0).random((10, 4, 4, 1)).astype("float32")
     cells = _array_cells(images)

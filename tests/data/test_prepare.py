@@ -68,6 +68,7 @@ def test_known_answer_opencell(fovs, tmp_path):
     assert (table["status"] == "ok").all() and table["crops"].sum() == len(labels)
 
 
+@pytest.mark.slow
 def test_known_answer_3d_multichannel_and_downsample(tmp_path):
     fovs = write_fovs(tmp_path / "fovs3", n_families=2, fields_per_protein=1, cells_per_field=4,
                       size=(10, 192, 192), cell_size=64, multichannel=True, seed=1)
@@ -138,6 +139,7 @@ def _outputs(folder):
     return cells.images[np.arange(len(cells))], cells.metadata[keep].reset_index(drop=True)
 
 
+@pytest.mark.slow
 def test_chunks_resume_and_workers_give_the_same_output(fovs, tmp_path):
     csv = fovs / "fovs_opencell.csv"
     settings = {"layout": "opencell", "size": 48, "downsample": 1}

@@ -54,6 +54,7 @@ def test_bbbc021_split_by_plate_and_well_without_leakage(shared_data):
     assert sum(len(w) for w in wells.values()) == cells.metadata["group"].nunique()
 
 
+@pytest.mark.slow
 def test_split_does_not_depend_on_python_hash_seed(tmp_path):
     import os
     import subprocess

@@ -215,6 +215,7 @@ def _membrane_and_nucleus_props(folder):
     return pd.DataFrame(rows)
 
 
+@pytest.mark.slow
 def test_rounding_treatment_makes_cells_smaller_and_rounder(tmp_path):
     kwargs = {"n_families": 4, "cells_per_structure": 12, "size": (48, 48)}
     untreated = write_allencell(tmp_path / "untreated", seed=0, **kwargs)
@@ -312,3 +313,37 @@ def test_bad_arguments(tmp_path):
         write_allencell(tmp_path / "y", dims=4)
     with pytest.raises(ValueError, match="phase"):
         make_cell("er", phase="telophase")
+
+
+def test_bbbc021_layout_design_and_rounded_drug_cells(tmp_path):
+    from statcell_tf.data.bbbc021 import is_bbbc021
+    from statcell_tf.data.readers import read_cells
+
+    out = synthetic.write_bbbc021(tmp_path / "b", cells_per_well=6, seed=3)
+    assert is_bbbc021(out) and sorted(p.name for p in (out / "crops").iterdir()) == [
+        "DMSO", "Microtubule_destabilizers", "Microtubule_stabilizers"]
+    cells = read_cells(out)
+    meta = cells.metadata
+    assert len(cells) == 24 and list(meta["compound"].unique()) == ["DMSO", "taxol", "nocodazole"]
+    # DMSO on both plates: replicates 1 and 2; each drug once
+    assert meta.groupby(["plate", "compound"])["replicate"].first().to_dict() == {
+        ("Week1_101", "DMSO"): 1, ("Week1_101", "taxol"): 1, ("Week2_201", "DMSO"): 2, ("Week2_201", "nocodazole"): 1}
+    assert meta["file"].iloc[7] == "C03_s1_w1Week1_101_1.npy" and meta["cell_index"].tolist() == list(range(6)) * 4
+    images = np.asarray(cells.images[np.arange(len(cells))])
+    assert images.shape == (24, 68, 68, 3) and images.dtype == np.uint16
+    # Drug wells hold rounded cells: smaller actin-bounded bodies (radius × 0.8 → about 0.64 × the area)
+    area = (images[..., 1] > 1000).mean(axis=(1, 2))
+    drug = (meta["compound"] != "DMSO").to_numpy()
+    assert area[drug].mean() < 0.85 * area[~drug].mean()
+    # Deterministic, and each well its own stream: the first well alone has the same crops
+    again = synthetic.write_bbbc021(tmp_path / "again", cells_per_well=6, seed=3)
+    first = synthetic.write_bbbc021(tmp_path / "first", wells=synthetic.BBBC021_WELLS[:1], cells_per_well=6, seed=3)
+    for name in meta["file"][:6]:
+        expected = np.load(out / "crops" / "DMSO" / name)
+        assert np.array_equal(np.load(again / "crops" / "DMSO" / name), expected)
+        assert np.array_equal(np.load(first / "crops" / "DMSO" / name), expected)
+    other = synthetic.write_bbbc021(tmp_path / "other", wells=synthetic.BBBC021_WELLS[:1], cells_per_well=6, seed=4)
+    assert not np.array_equal(np.load(other / "crops" / "DMSO" / meta["file"][0]), np.load(first / "crops" / "DMSO" / meta["file"][0]))
+    with pytest.raises(ValueError, match="distinct"):
+        synthetic.write_bbbc021(tmp_path / "twice", wells=synthetic.BBBC021_WELLS[:1] * 2)
+    assert not (tmp_path / "twice").exists()

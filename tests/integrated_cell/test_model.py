@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from statcell_tf.backend import keras, tf
-from statcell_tf.losses import adversarial
 from statcell_tf.integrated_cell.model import OPTIMIZERS, IntegratedCellConditional, IntegratedCellReference
 from statcell_tf.integrated_cell.networks import encoder_filters, num_stages
+from statcell_tf.losses import adversarial
 
 SIZE = (32, 32)
 K = 3
@@ -80,6 +80,7 @@ def test_output_batchnorm_option():
     assert isinstance(conv, keras.layers.Conv2DTranspose) and conv.use_bias and conv.filters == 2
 
 
+@pytest.mark.slow
 def test_shape_traces():
     ref = _reference()
     cond = _conditional(ref)
@@ -116,6 +117,7 @@ def test_optimizer_variables_partition_the_networks(stage):
         model.optimizer_variables("generator")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["reference", "conditional"])
 def test_each_optimizer_updates_exactly_its_network(stage):
     reference = _reference()
@@ -155,6 +157,7 @@ def _same(a, b):
     return all(np.allclose(x, y, rtol=1e-5, atol=1e-7) for x, y in zip(a, b))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["reference", "conditional"])
 def test_discriminator_gradients_reach_only_their_networks(stage):
     # γ = 1 so the adversarial terms are visible next to the reconstruction in the gradients.
@@ -173,6 +176,7 @@ def test_discriminator_gradients_reach_only_their_networks(stage):
     assert not _same(enc2, enc3) and _same(dec2, dec3)
 
 
+@pytest.mark.slow
 def test_conditional_objectives_and_k_plus_one_labels():
     model = _conditional(_reference())
     batch = _batch()
@@ -211,6 +215,7 @@ def test_conditional_objectives_and_k_plus_one_labels():
 # ----- noise ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["reference", "conditional"])
 def test_noise_only_on_image_discriminator_inputs_during_training(stage):
     model = _reference() if stage == "reference" else _conditional(_reference())
@@ -238,6 +243,7 @@ def test_noise_only_on_image_discriminator_inputs_during_training(stage):
 # ----- Algorithm 3 ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_integrate_decodes_every_structure_at_the_prior_mode():
     model = _conditional(_reference())
     reference_images = _batch(2)["image"][..., :2]
@@ -253,6 +259,7 @@ def test_integrate_decodes_every_structure_at_the_prior_mode():
 # ----- config and persistence -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_config_round_trip_and_errors():
     model = IntegratedCellConditional(K, image_size=SIZE, filters=4, decoder_condition="one_hot", class_names=list("abc"))
     clone = IntegratedCellConditional.from_config(model.get_config())
@@ -270,6 +277,7 @@ def test_config_round_trip_and_errors():
         model.load_reference_encoder(IntegratedCellReference(image_size=SIZE, filters=2))
 
 
+@pytest.mark.slow
 def test_keras_save_load_and_saved_model_endpoints(tmp_path):
     from statcell_tf.training import export
 
@@ -292,6 +300,7 @@ def test_keras_save_load_and_saved_model_endpoints(tmp_path):
     assert set(encoded) == {"z_r", "probabilities", "z_s"}
 
 
+@pytest.mark.slow
 def test_losses_are_batch_means_of_adversarial_terms():
     # The reference model's discriminator loss is Eq. 6 on (observed, decoded prior draws).
     model = _reference()

@@ -61,6 +61,7 @@ def _top_singular_value(kernel):
     return float(np.linalg.svd(matrix, compute_uv=False)[0])
 
 
+@pytest.mark.slow
 def test_spectral_norm_keeps_largest_singular_value_near_one():
     x, ref, one_hot = _inputs(2, (8, 8), types=3)
     target = np.random.default_rng(5).random((2, 16, 16, 4)).astype("float32") * 3

@@ -48,6 +48,7 @@ def write_crops(root: Path, crops, compounds=None) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_known_answer_on_drawn_disks(tmp_path):
     data = write_crops(tmp_path / "data", [_crop(), _crop(shift=3, actin=20000)])
     out = write_classical(read_cells(data), tmp_path / "f.parquet", chunk_size=1).path
@@ -156,6 +157,7 @@ def test_cli_writes_parquet(tmp_path, capsys):
     assert [p.name for p in out.parent.iterdir()] == ["classical.parquet"]
 
 
+@pytest.mark.slow
 def test_real_bbbc021_cycloheximide_differs_from_dmso(shared_data, tmp_path):
     """40 DMSO and 40 cycloheximide (50 µM) cells: the features separate them far above chance."""
     from sklearn.linear_model import LogisticRegression

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from statcell_tf.data.embedding_files import feature_columns, read_embeddings, write_embedding_table
-from statcell_tf.profiling import moa as profiling
 from statcell_tf.errors import UserError
+from statcell_tf.profiling import moa as profiling
 
 
 def _treatments(rows):

@@ -2,10 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from statcell_tf.statcell import beta_sweep
 from statcell_tf.errors import UserError
-from statcell_tf.statcell.model import ConditionalBetaVAE
+from statcell_tf.statcell import beta_sweep
 from statcell_tf.statcell.data import StatcellData, toy_cells
+from statcell_tf.statcell.model import ConditionalBetaVAE
 
 
 def test_parse_betas():

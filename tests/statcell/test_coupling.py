@@ -2,10 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from statcell_tf.statcell import coupling
 from statcell_tf.backend import keras
 from statcell_tf.data.controls import CONTROL_NAMES, control_images
 from statcell_tf.data.source import ArrayImages, CellImages
+from statcell_tf.statcell import coupling
 from statcell_tf.statcell.data import StatcellData, toy_cells
 
 

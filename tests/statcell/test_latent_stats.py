@@ -2,10 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from statcell_tf.statcell import latent_stats
 from statcell_tf.errors import UserError
-from statcell_tf.statcell.model import ConditionalBetaVAE
+from statcell_tf.statcell import latent_stats
 from statcell_tf.statcell.data import StatcellData, toy_cells
+from statcell_tf.statcell.model import ConditionalBetaVAE
 
 
 def test_rank_and_kld_hand_values():
@@ -61,6 +61,7 @@ def test_spearman_and_pearson():
     assert len(latent_stats.cluster_order(rng.random((5, 6)))) == 6
 
 
+@pytest.mark.slow
 def test_latent_walk_and_full_analysis(tmp_path):
     cells = toy_cells(12, (16, 16), seed=0)
     data = StatcellData(cells, "reference", (16, 16))

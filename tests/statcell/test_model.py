@@ -3,8 +3,8 @@ import pytest
 
 from statcell_tf.backend import tf
 from statcell_tf.losses import statcell as objective
-from statcell_tf.statcell.model import ConditionalBetaVAE
 from statcell_tf.statcell.data import StatcellData, toy_cells
+from statcell_tf.statcell.model import ConditionalBetaVAE
 from statcell_tf.training import export, trainer
 
 
@@ -60,6 +60,7 @@ def test_kl_of_standard_normal_posterior_is_zero_and_elbo_is_minus_distortion():
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 def test_loss_terms_match_hand_computation(reduction):
     model = _tiny(beta=0.3, reconstruction_reduction=reduction)
@@ -83,6 +84,7 @@ def test_loss_terms_match_hand_computation(reduction):
     np.testing.assert_allclose(float(classic.compute_losses(batch)["loss"]), distortion.mean() + 0.3 * rate, rtol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "role,rank,shape",
     [("reference", 2, (16, 12)), ("target", 2, (16, 12)), ("reference", 3, (8, 8, 4)), ("target", 3, (8, 8, 4))],
@@ -117,6 +119,7 @@ def test_paper_defaults():
         ConditionalBetaVAE("reference", 2, beta=2.0)
 
 
+@pytest.mark.slow
 def test_config_round_trip_save_load_and_saved_model(tmp_path):
     model = _tiny("target", 2, (16, 16), beta=0.2)
     batch = _batch(model)

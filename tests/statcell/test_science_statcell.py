@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from statcell_tf.statcell import coupling
 from statcell_tf.data.controls import CONTROL_NAMES, control_images
 from statcell_tf.data.source import ArrayImages, CellImages
 from statcell_tf.layers.input_normalization import InputNormalization
+from statcell_tf.statcell import coupling
 from statcell_tf.statcell.data import StatcellData, fit_shape, toy_cells
 
 KINDS = ("dna", "membrane", "blank")
@@ -126,8 +126,8 @@ def test_bbbc021_controls_couple_only_to_what_they_copy(shared_data):
 
 @pytest.mark.slow
 def test_beta_sweep_rate_falls_and_distortion_rises():
-    from statcell_tf.statcell.beta_sweep import rate_distortion
     from statcell_tf.backend import keras
+    from statcell_tf.statcell.beta_sweep import rate_distortion
     from statcell_tf.statcell.model import ConditionalBetaVAE
 
     cells = toy_cells(80, (16, 16), seed=2)

@@ -2,16 +2,11 @@
 ETA, not "1/Unknown"): the four recipes are run up to `trainer.fit`, which is replaced by a
 probe that records the cardinality of epoch 1's training data and of the validation data."""
 
-import sys
-from pathlib import Path
-
 import pytest
 
 from statcell_tf.cli import run_command
+from statcell_tf.data.synthetic import write_bbbc021
 from statcell_tf.training import trainer
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cli"))
-from test_train_vaeplus import write_bbbc021  # noqa: E402
 
 
 class _Stop(Exception):
@@ -41,6 +36,7 @@ FLAGS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command,flags", [(c, f) for c, many in FLAGS.items() for f in many])
 def test_every_epoch_has_a_known_number_of_steps(tmp_path, monkeypatch, command, flags):
     seen = {}

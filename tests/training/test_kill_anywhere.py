@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "cli"))
 
 
 def _data(kind, root):
@@ -22,7 +23,7 @@ def _data(kind, root):
 
         return write_opencell(root / "oc", n_families=2, proteins_per_family=2, cells_per_protein=8, seed=0)
     if kind == "vaeplus":
-        from test_train_vaeplus import write_bbbc021
+        from statcell_tf.data.synthetic import write_bbbc021
 
         return write_bbbc021(root / "bbbc")
     from statcell_tf.data.synthetic import write_allencell
@@ -75,7 +76,6 @@ def test_every_registered_paper_has_a_kill_test():
     assert set(TRAINERS) == set(registry.BUILTIN), "add the new paper's trainer to TRAINERS"
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(TRAINERS))
 def test_killed_anywhere_then_resumed_equals_uninterrupted(tmp_path, kind):
     command, args, instants = TRAINERS[kind]

@@ -1,23 +1,18 @@
 """The one run lifecycle: validate → lock → create/resume → train → export, on a tiny model."""
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from tiny import TinyModel, tiny_dataset  # noqa: E402
-
-from statcell_tf.errors import UserError  # noqa: E402
-from statcell_tf.training import lifecycle, trainer  # noqa: E402
-from statcell_tf.training.run_dir import RunDirectory, make_config, upgrade_config  # noqa: E402
-
-HERE = Path(__file__).parent
+from statcell_tf.errors import UserError
+from statcell_tf.training import lifecycle, trainer
+from statcell_tf.training.run_dir import RunDirectory, make_config, upgrade_config
+from tests._support.processes import python_env
+from tests.training.tiny import TinyModel, tiny_dataset
 
 
 def recipe(epochs=4, fail=None, lr=1e-2):
@@ -49,6 +44,7 @@ def train(out, epochs=4, resume=False, **kw):
     return lifecycle.train_run("cytoself", out, recipe(epochs, **kw), resume=resume, verbose=0)
 
 
+@pytest.mark.slow
 def test_new_run_writes_the_one_schema_and_refuses_reuse(tmp_path):
     run, history, _ = train(tmp_path / "run", 2)
     config = json.loads(run.config.read_text())
@@ -85,6 +81,7 @@ def test_out_is_checked_before_anything_is_read(tmp_path, out):
         lifecycle.train_run("cytoself", tmp_path / out, recipe(), inputs=[tmp_path / "input"], verbose=0)
 
 
+@pytest.mark.slow
 def test_failed_resume_changes_nothing(tmp_path):
     run, _, _ = train(tmp_path / "run", 2)
     before = run.config.read_text()
@@ -97,6 +94,7 @@ def test_failed_resume_changes_nothing(tmp_path):
     assert shutil_copy.keys() == {p.name for p in run.checkpoints.iterdir()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content", ["null", "[1, 2]", "{}", '{"format": 2, "paper": "cytoself"}', "{not json"])
 def test_damaged_config_is_one_line_naming_config_json(tmp_path, content):
     run, _, _ = train(tmp_path / "run", 1)
@@ -106,6 +104,7 @@ def test_damaged_config_is_one_line_naming_config_json(tmp_path, content):
     assert "\n" not in str(error.value) and "--preset" not in str(error.value)
 
 
+@pytest.mark.slow
 def test_missing_checkpoints_never_restart_silently(tmp_path):
     run, _, _ = train(tmp_path / "run", 2)
     history = run.history.read_text()
@@ -117,6 +116,7 @@ def test_missing_checkpoints_never_restart_silently(tmp_path):
     assert run.history.read_text() == history and run.best_model.exists()
 
 
+@pytest.mark.slow
 def test_missing_state_file_and_damaged_newest_checkpoint_fall_back(tmp_path, capsys):
     _, straight, straight_model = train(tmp_path / "straight", 4)
     run, _, _ = train(tmp_path / "run", 3)
@@ -130,6 +130,7 @@ def test_missing_state_file_and_damaged_newest_checkpoint_fall_back(tmp_path, ca
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_stale_temporaries_are_removed_on_resume(tmp_path):
     run, _, _ = train(tmp_path / "run", 1)
     stale = [run.path / ".best.keras.abc.tmp.keras", run.path / ".history.csv.x.tmp.csv",
@@ -151,6 +152,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.slow
 def test_a_second_process_is_refused_and_a_stale_lock_taken_over(tmp_path, capsys):
     run, _, _ = train(tmp_path / "run", 1)
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run.lock_file)], stdout=subprocess.PIPE, text=True)
@@ -169,20 +171,19 @@ def test_a_second_process_is_refused_and_a_stale_lock_taken_over(tmp_path, capsy
 
 
 KILLED = """
-import sys
-sys.path.insert(0, {here!r})
-from test_lifecycle import train
+from tests.training.test_lifecycle import train
 train({run!r}, 4, resume=True)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("instant", ["before_commit:2", "mid_commit:2", "after_commit:2", "after_history:2",
                                      "after_publish:2", "after_commit:1"])
 def test_killed_anywhere_resumes_to_the_uninterrupted_run(tmp_path, instant):
     _, straight, straight_model = train(tmp_path / "straight", 4)
     run = tmp_path / "run"
-    env = {**os.environ, "STATCELL_TF_KILL_AT": instant, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    killed = subprocess.run([sys.executable, "-c", KILLED.format(here=str(HERE), run=str(run))], env=env,
+    env = python_env(STATCELL_TF_KILL_AT=instant)
+    killed = subprocess.run([sys.executable, "-c", KILLED.format(run=str(run))], env=env,
                             capture_output=True, text=True, timeout=300)
     assert killed.returncode == -9, killed.stderr[-1500:]
     _, history, model = train(run, 4, resume=True)
@@ -212,6 +213,7 @@ def test_legacy_configs_upgrade():
     assert (vaeplus["paper"], vaeplus["role"], vaeplus["settings"]["steps_per_epoch"]) == ("vaeplus", "vae", 5)
 
 
+@pytest.mark.slow
 def test_bit_flipped_checkpoint_falls_back_quietly(tmp_path, capfd):
     """A flipped byte in the newest checkpoint: one line says so, no TensorFlow warning lines."""
     run, _, _ = train(tmp_path / "run", 3)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # about 2 minutes on 2 idle cores
+
 SCRIPT = Path(__file__).with_name("mirrored_models.py")
 
 
@@ -27,7 +29,6 @@ def test_every_registered_paper_has_a_model_here():
     assert not missing, f"add {missing} to tests/training/mirrored_models.py and GROUPS"
 
 
-@pytest.mark.slow
 def test_every_model_trains_on_two_replicas_that_stay_identical(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     outputs = [tmp_path / f"report{k}.json" for k in range(len(GROUPS))]

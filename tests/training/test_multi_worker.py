@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow
+
 WORKER = Path(__file__).parent / "tiny.py"
 TIME_LIMIT_S = 240
 
@@ -54,7 +56,6 @@ def _run_workers(out_dirs, *args):
     return [process.returncode for process in processes], outputs
 
 
-@pytest.mark.slow
 def test_two_workers_end_with_identical_weights_and_resume_together(tmp_path):
     codes, outputs = _run_workers([tmp_path / "chief", tmp_path / "worker"])
     for index, (code, output) in enumerate(zip(codes, outputs)):

@@ -1,16 +1,14 @@
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from tiny import TinyModel, tiny_dataset  # noqa: E402
-
-from statcell_tf.backend import keras, tf  # noqa: E402
-from statcell_tf.training import export, trainer  # noqa: E402
-from statcell_tf.training.run_dir import RunDirectory  # noqa: E402
+from statcell_tf.backend import keras, tf
+from statcell_tf.training import export, trainer
+from statcell_tf.training.run_dir import RunDirectory
+from tests._support.processes import python_env
+from tests.training.tiny import TinyModel, tiny_dataset
 
 
 def _fit(run, epochs, callbacks=(), shuffle=False, **kw):
@@ -22,6 +20,7 @@ def _fit(run, epochs, callbacks=(), shuffle=False, **kw):
     return model, history
 
 
+@pytest.mark.slow
 def test_fit_logs_every_term_and_loss_falls(tmp_path):
     model, history = _fit(tmp_path / "run", 6)
     assert list(history["epoch"]) == [1, 2, 3, 4, 5, 6]
@@ -34,6 +33,7 @@ def test_fit_logs_every_term_and_loss_falls(tmp_path):
     assert any((tmp_path / "run" / "tensorboard").iterdir())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_interrupted_run_resumes_step_count_and_history(tmp_path, shuffle):
     run = tmp_path / "run"
@@ -58,8 +58,7 @@ def test_interrupted_run_resumes_step_count_and_history(tmp_path, shuffle):
 
 KILLED_WORKER = """
 import os, signal, sys
-sys.path.insert(0, {tests!r})
-from tiny import TinyModel, tiny_dataset
+from tests.training.tiny import TinyModel, tiny_dataset
 from statcell_tf.backend import keras
 from statcell_tf.training import trainer
 
@@ -74,13 +73,15 @@ trainer.fit(TinyModel(learning_rate=1e-2), tiny_dataset(), tiny_dataset(32, seed
 """
 
 
+@pytest.mark.slow
 def test_run_killed_by_sigkill_resumes_where_it_stopped(tmp_path):
     import signal
     import subprocess
 
     run = tmp_path / "run"
-    code = KILLED_WORKER.format(tests=str(Path(__file__).parent), run=str(run))
-    killed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    code = KILLED_WORKER.format(run=str(run))
+    killed = subprocess.run([sys.executable, "-c", code], env=python_env(), capture_output=True, text=True,
+                            timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert list(pd.read_csv(run / "history.csv")["epoch"]) == [1, 2]
     trained = []
@@ -96,6 +97,7 @@ def test_run_killed_by_sigkill_resumes_where_it_stopped(tmp_path):
         np.testing.assert_allclose(resumed.numpy(), reference.numpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_plateau_and_early_stopping(tmp_path):
     # lr 0 never improves val_loss after epoch 1: plateau every 2 epochs, stop after 3.
     keras.utils.set_random_seed(0)
@@ -128,6 +130,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
         _fit(run, 2)
 
 
+@pytest.mark.slow
 def test_best_keras_and_saved_model_reload(tmp_path):
     model, _ = _fit(tmp_path / "run", 2)
     x = np.random.default_rng(0).random((2, 8, 8, 1)).astype("float32")
@@ -139,6 +142,7 @@ def test_best_keras_and_saved_model_reload(tmp_path):
     assert best(x)[0].shape == (2, 8, 8, 1)
 
 
+@pytest.mark.slow
 def test_saved_model_loads_in_a_process_without_statcell_tf(tmp_path):
     import subprocess
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from statcell_tf.backend import keras, tf
+from statcell_tf.backend import tf
+from statcell_tf.training import export
 from statcell_tf.vaeplus.model import VAEPlus
-from statcell_tf.training import export, trainer
 
 TINY = {"latent_dim": 6, "filters": 3, "discriminator_filters": 4, "seed": 0}
 
@@ -42,6 +42,7 @@ def test_shape_trace_68_32_14_5_and_back_to_68():
     assert model.encode(x).shape == (2, 6) and model.decode(np.zeros((4, 6), "float32")).shape == (4, 68, 68, 3)
 
 
+@pytest.mark.slow
 def test_losses_logged_per_variant():
     batch = _batch()
     full = VAEPlus("vaeplus", **TINY).compute_losses(batch)
@@ -73,6 +74,7 @@ def test_discriminator_terms_enter_the_loss_with_gamma():
     assert float(losses["loss"]) == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_each_optimizer_updates_only_its_network():
     model = VAEPlus("vaeplus", schedule_period=1.0, weight_decay=0.0, **TINY)
     batch = _batch()
@@ -130,6 +132,7 @@ def test_config_round_trip_and_validation():
         VAEPlus(schedule_period=0)
 
 
+@pytest.mark.slow
 def test_keras_save_load_keeps_weights_and_schedule_step(tmp_path):
     model = VAEPlus("vaeplus", **TINY)
     batch = _batch()
@@ -144,6 +147,7 @@ def test_keras_save_load_keeps_weights_and_schedule_step(tmp_path):
     np.testing.assert_allclose(loaded.reconstruct(x), model.reconstruct(x), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_saved_model_endpoints_normalise_their_input(tmp_path):
     model = VAEPlus("ae", **TINY)
     x = _batch()["image"]
@@ -157,6 +161,7 @@ def test_saved_model_endpoints_normalise_their_input(tmp_path):
     assert loaded.decode(tf.constant(mu)).shape == (2, 68, 68, 3)
 
 
+@pytest.mark.slow
 def test_checkpoint_restores_the_schedule_step_and_optimizer_state(tmp_path):
     # The trainer checkpoints `model` and its optimizers: a resumed run continues t.
     batch = _batch()
