@@ -530,7 +530,6 @@ def plot_spectrum(
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
 
     from statcell_tf import figures
 
@@ -564,7 +563,6 @@ def plot_family_spectra(spectrum: FeatureSpectrum, path: str | os.PathLike) -> N
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
 
     consensus = spectrum.family_consensus()
     if consensus.empty:
@@ -596,7 +594,6 @@ def plot_correlation_heatmap(spectrum: FeatureSpectrum, path: str | os.PathLike)
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
 
     from statcell_tf import figures
 
@@ -631,7 +628,6 @@ def plot_cluster_examples(
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
 
     from statcell_tf import figures
 

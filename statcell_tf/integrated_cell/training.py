@@ -18,7 +18,6 @@ from statcell_tf.errors import UserError
 from statcell_tf.integrated_cell import data as icd
 
 STAGES = ("reference", "conditional")
-from statcell_tf.integrated_cell.presets import PAPER_EPOCHS  # noqa: F401  (section 3.3)
 SPLITS = ("train", "val", "test")
 
 

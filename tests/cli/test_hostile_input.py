@@ -355,14 +355,14 @@ def _unfinished_rows() -> list[Row]:
     """A data set whose writing command was stopped (UNFINISHED.json): every reader refuses it."""
     fragment = "is an unfinished data set"
     rows = [
-        Row("inspect-data", f"stopped-{layout}", lambda w, tmp, l=layout: [w / f"stopped_{l}"], fragment)
+        Row("inspect-data", f"stopped-{layout}", lambda w, tmp, kind=layout: [w / f"stopped_{kind}"], fragment)
         for layout in ("opencell", "bbbc021", "allencell")
     ]
     for command, layout in (("train-cytoself", "opencell"), ("train-vaeplus", "bbbc021"),
                             ("train-integrated-cell", "allencell"), ("train-statcell", "allencell")):
         rest = TRAINERS[command] + QUICK[command]
         rows.append(Row(command, "data-stopped-prepare",
-                        lambda w, tmp, r=rest, l=layout: ["--data", w / f"stopped_{l}", *r, "--out", tmp / "run"],
+                        lambda w, tmp, r=rest, kind=layout: ["--data", w / f"stopped_{kind}", *r, "--out", tmp / "run"],
                         fragment))
     rows += [
         Row("embed-classical", "data-stopped-prepare",
