@@ -17,7 +17,7 @@ EXPECTED_COLUMNS = {
 }
 
 
-# The module fixture trains runs through the commands (with test_train_cytoself.py: 30 min on a loaded machine).
+# The module fixture trains runs through the commands (with test_statcell_commands.py: 30 min on a loaded machine).
 pytestmark = pytest.mark.slow
 
 
