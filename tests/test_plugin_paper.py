@@ -20,6 +20,7 @@ import pytest
 from statcell_tf.data.synthetic import write_bbbc021
 from tests.toy_paper import NAME, write_entry_point
 
+pytestmark = pytest.mark.slow  # fresh processes train, kill, resume, embed and profile (about 2 min)
 ROOT = Path(__file__).resolve().parents[1]
 WELLS = [("Week1_1", "A01", "DMSO", 0.0, "DMSO"), ("Week1_1", "A02", "a1", 1.0, "x"),
          ("Week1_1", "A03", "b1", 1.0, "y"), ("Week2_1", "A01", "DMSO", 0.0, "DMSO"),
