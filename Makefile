@@ -13,7 +13,7 @@ export MPLBACKEND := Agg
 .PHONY: demo demo-statcell test check lint science bench install clean-demo
 
 # gallery "['FOLDER', ...]" OUT.html TITLE: one HTML page of every figure under the folders, captioned.
-GALLERY = PYTHONPATH=$(CURDIR) $(PY) -c 'import ast, sys; from statcell_tf.figures import gallery; gallery(ast.literal_eval(sys.argv[1]), sys.argv[2], sys.argv[3])'
+GALLERY = PYTHONPATH=$(CURDIR) $(PY) -c 'import ast, sys; from statcell_tf.gallery import gallery; gallery(ast.literal_eval(sys.argv[1]), sys.argv[2], sys.argv[3])'
 
 install: $(STAMP)
 

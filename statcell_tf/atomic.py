@@ -239,7 +239,7 @@ def write_csv(path: str | os.PathLike, frame, **kwargs) -> Path:
 
 def save_figure(path: str | os.PathLike, figure, **kwargs) -> Path:
     """Save a matplotlib figure atomically and close it; a PNG stores the figure's title as its
-    ``Title`` (the caption `figures.write_gallery` shows)."""
+    ``Title`` (the caption `gallery.write_gallery` shows)."""
     import matplotlib.pyplot as plt
 
     from statcell_tf.figures import figure_caption

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from statcell_tf import atomic, figures
+from statcell_tf import atomic, figures, gallery
 
 PACKAGE = Path(__file__).resolve().parents[1] / "statcell_tf"
 PHASES = ["interphase", "prophase", "metaphase", "anaphase"]
@@ -38,7 +38,7 @@ PNG_WRITERS = {
     "cytoself/interpretation.py:plot_feature_removal": "test_cytoself_images",
     "cytoself/training.py:write_panel": "test_cytoself_images (reconstruction_panel)",
     "cytoself/umap_atlas.py:plot_umap": "test_umap",
-    "data/prepare.py:write_montages": "test_prepare_montage",
+    "data/prepare/montage.py:write_montages": "test_prepare_montage",
     "integrated_cell/training.py:callback": "test_integrated_cell_figures (reconstruction_figure)",
     "profiling/report.py:plot_activity": "test_profiling_report",
     "profiling/report.py:plot_consistency": "test_profiling_report",
@@ -62,9 +62,6 @@ def checked(monkeypatch):
         return original(path, figure, **kwargs)
 
     monkeypatch.setattr(atomic, "save_figure", save_checked)
-    from statcell_tf.data import prepare
-
-    monkeypatch.setattr(prepare, "save_figure", save_checked)
     yield seen
     problems = [f"{name}: {p}" for name, found in seen for p in found]
     assert not problems, "\n".join(problems)
@@ -477,8 +474,8 @@ def test_gallery_lists_every_png_with_its_caption(tmp_path):
     axes[0, 0].plot([0, 1])
     figure.suptitle("a < b & c (Fig. 1)")
     png = atomic.save_figure(tmp_path / "run" / "one.png", figure)
-    page = figures.write_gallery(tmp_path / "gallery.html", [png], title="demo")
+    page = gallery.write_gallery(tmp_path / "gallery.html", [png], title="demo")
     text = page.read_text()
     assert '<img src="run/one.png"' in text
     assert "a &lt; b &amp; c (Fig. 1)" in text
-    assert figures.png_caption(png) == "a < b & c (Fig. 1)"
+    assert gallery.png_caption(png) == "a < b & c (Fig. 1)"

@@ -25,7 +25,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "statcell_tf"
 from statcell_tf import registry  # noqa: E402  (light: names and a base class)
 
-CORE = {"errors", "atomic", "backend", "naming", "registry", "figures", "parallel", "limits", ""}  # "" = the package's own __init__
+CORE = {"errors", "atomic", "backend", "naming", "registry", "figures", "gallery", "parallel", "limits", ""}  # "" = the package's own __init__
 SPINE = {"data", "layers", "losses", "training"}
 PAPERS = {target.split(".")[1] for target in registry.BUILTIN.values()}  # the paper packages
 PROFILING = {"profiling"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from statcell_tf.atomic import save_figure
+from statcell_tf import atomic
 from statcell_tf.data.prepare.settings import PrepareConfig
 from statcell_tf.naming import file_stem
 
@@ -73,5 +73,5 @@ def write_montages(
             ax.set_title(f"{row['field']}:{row['nucleus_label']}", fontsize=6)
         figures.suptitle(figure, f"{config.group_column} = {group}: {len(picks)} random crops of {seen[group]}; "
                                  "title: field:nucleus")
-        paths.append(save_figure(folder / f"{file_stem(group)}.png", figure))
+        paths.append(atomic.save_figure(folder / f"{file_stem(group)}.png", figure))
     return paths
