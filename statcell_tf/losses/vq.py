@@ -71,7 +71,8 @@ def index_histogram(indices, num_embeddings: int):
     flat = keras.ops.reshape(keras.ops.cast(indices, "int32"), (keras.ops.shape(indices)[0], -1))
     # Length fixed to K (indices < K): `keras.ops.bincount` sizes it max(indices) + 1, a
     # data-dependent shape that XLA (jit_compile) cannot compile.
-    counts = tf.math.bincount(flat, minlength=num_embeddings, maxlength=num_embeddings, axis=-1, dtype=tf.int32)
+    # (`tf.math.bincount(maxlength=K)` still computes the size from the data.)
+    counts = tf.raw_ops.DenseBincount(input=flat, size=num_embeddings, weights=tf.zeros([0], tf.int32))
     return keras.ops.reshape(counts, (-1, num_embeddings))
 
 
