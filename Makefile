@@ -10,7 +10,7 @@ DEMO_PROTEIN := ER_1
 export TF_CPP_MIN_LOG_LEVEL := 3
 export MPLBACKEND := Agg
 
-.PHONY: demo demo-statcell test check lint science bench install clean-demo
+.PHONY: demo demo-statcell test check lint science bench bench-gpu install clean-demo
 
 # gallery "['FOLDER', ...]" OUT.html TITLE: one HTML page of every figure under the folders, captioned.
 GALLERY = PYTHONPATH=$(CURDIR) $(PY) -c 'import ast, sys; from statcell_tf.gallery import gallery; gallery(ast.literal_eval(sys.argv[1]), sys.argv[2], sys.argv[3])'
@@ -79,6 +79,11 @@ science: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/pipeline.py --normalize max
 	@for b in bench/train_*.py; do [ -f $$b ] && $(PY) $$b || true; done
+
+# Every model × float32/mixed_float16/mixed_bfloat16 × XLA off/on on the visible GPUs, plus
+# MirroredStrategy over all of them: one table, bench-gpu.json (under 8 minutes; one line without a GPU).
+bench-gpu: $(STAMP)
+	$(PY) bench/gpu.py --json bench-gpu.json
 
 clean-demo:
 	rm -rf $(DEMO_DATA) $(DEMO_RUN)

@@ -42,7 +42,8 @@ precision_option = click.option(
     type=click.Choice(["auto", "float32", "mixed_bfloat16", "mixed_float16"]),
     default="auto",
     show_default=True,
-    help="auto = float32 on CPU, mixed_bfloat16 on GPU.",
+    help="auto = float32 on CPU, mixed_bfloat16 on GPUs with bfloat16 tensor cores (compute capability "
+    ">= 8.0), mixed_float16 on older GPUs.",
 )
 
 

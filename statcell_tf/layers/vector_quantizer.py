@@ -126,7 +126,8 @@ class VectorQuantizer(keras.layers.Layer):
         """Code vectors of `indices` (B, H, W[, S]) merged back to (B, H, W, S·D) float32."""
         indices = keras.ops.cast(indices, "int32")
         if self.num_splits == 1:
-            indices = indices[..., None]
+            # expand_dims, not `indices[..., None]`: TFLite has no int32 strided slice with a new axis.
+            indices = keras.ops.expand_dims(indices, -1)
         return self.merge(keras.ops.take(self.embeddings, indices, axis=0))
 
     def call(self, inputs):

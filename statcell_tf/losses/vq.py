@@ -11,7 +11,7 @@ like `statcell_tf.losses.elbo`; callers take the batch mean.
 
 from __future__ import annotations
 
-from statcell_tf.backend import keras
+from statcell_tf.backend import keras, tf
 
 
 def _per_example_mean(x):
@@ -69,9 +69,11 @@ def index_histogram(indices, num_embeddings: int):
         int32 tensor (B, K); row b sums to the number of vectors of example b.
     """
     flat = keras.ops.reshape(keras.ops.cast(indices, "int32"), (keras.ops.shape(indices)[0], -1))
-    counts = keras.ops.bincount(flat, minlength=num_embeddings)
-    # bincount's length is dynamic; indices < K so it is exactly K.
-    return keras.ops.reshape(keras.ops.cast(counts, "int32"), (-1, num_embeddings))
+    # Length fixed to K (indices < K): `keras.ops.bincount` sizes it max(indices) + 1, a
+    # data-dependent shape that XLA (jit_compile) cannot compile.
+    # (`tf.math.bincount(maxlength=K)` still computes the size from the data.)
+    counts = tf.raw_ops.DenseBincount(input=flat, size=num_embeddings, weights=tf.zeros([0], tf.int32))
+    return keras.ops.reshape(counts, (-1, num_embeddings))
 
 
 def perplexity(counts):

@@ -50,7 +50,8 @@ class TrainableModel(keras.Model):
         return list(self.trainable_variables)
 
     def export_endpoints(self) -> dict:
-        """Return ``{endpoint: (function, [tf.TensorSpec, ...])}`` for SavedModel export."""
+        """Return ``{endpoint: (function, [tf.TensorSpec, ...])}`` for SavedModel export; the
+        first one (the encoder, batched inputs) is also exported as ``serving_default``."""
         return {}
 
     # ----- provided -----------------------------------------------------------------------

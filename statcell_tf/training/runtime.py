@@ -88,16 +88,27 @@ def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
     return task_type is None or task_type == "chief" or (task_type == "worker" and task_id == 0)
 
 
-def set_precision(name: str = "auto") -> str:
-    """Set the global Keras dtype policy and return its name.
-
-    ``auto`` is float32 on the CPU (mixed precision measured 1.6–4.4× slower there, see
-    ARCHITECTURE.md) and mixed_bfloat16 on a GPU.
+def auto_precision(capabilities: list | None = None) -> str:
+    """The dtype policy the device computes fastest with: float32 on a CPU (mixed precision
+    measured 1.6–4.4× slower on this project's CPU, ARCHITECTURE.md), mixed_bfloat16 on GPUs with
+    bfloat16 tensor cores (compute capability 8.0 and up: A100, H100, RTX 30xx/40xx), and
+    mixed_float16 (with loss scaling) on older GPUs, whose tensor cores take float16 only (V100, T4).
     """
+    if capabilities is None:  # the visible GPUs' (major, minor) compute capabilities
+        capabilities = [tf.config.experimental.get_device_details(d).get("compute_capability") for d in gpus()]
+    if not capabilities:
+        return "float32"
+    if all(c is not None and tuple(c) >= (8, 0) for c in capabilities):
+        return "mixed_bfloat16"
+    return "mixed_float16"
+
+
+def set_precision(name: str = "auto") -> str:
+    """Set the global Keras dtype policy and return its name (``auto``: `auto_precision`)."""
     if name not in PRECISIONS:
         raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}. Received: {name!r}")
     if name == "auto":
-        name = "mixed_bfloat16" if gpus() else "float32"
+        name = auto_precision()
     keras.mixed_precision.set_global_policy(name)
     return name
 

@@ -49,3 +49,12 @@ def test_mixed_float16_wraps_optimizers_in_loss_scaling():
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert not isinstance(wrap_for_precision(keras.optimizers.Adam(1e-3)), keras.optimizers.LossScaleOptimizer)
+
+
+def test_auto_precision_is_what_the_device_computes_fastest():
+    assert runtime.auto_precision() == "float32"  # this CPU-only test machine
+    assert runtime.auto_precision([]) == "float32"
+    assert runtime.auto_precision([(9, 0)]) == "mixed_bfloat16"  # H100
+    assert runtime.auto_precision([(8, 0), (8, 6)]) == "mixed_bfloat16"  # A100, RTX 30xx
+    assert runtime.auto_precision([(7, 0)]) == "mixed_float16"  # V100: float16 tensor cores only
+    assert runtime.auto_precision([(8, 0), (7, 5)]) == "mixed_float16"  # one T4 decides
