@@ -18,8 +18,7 @@ from statcell_tf.backend import keras, tf
 CPU = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(CPU, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-sys.path.insert(0, str(Path(__file__).parent))
-import tiny_papers  # noqa: E402
+from tests.training import tiny_papers  # noqa: E402  (after the logical devices: run with PYTHONPATH=<root>)
 
 
 def main(out_json: str) -> None:

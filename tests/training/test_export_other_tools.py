@@ -7,13 +7,11 @@ unsaved custom gradients at load."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import tiny_papers  # noqa: E402
+from tests.training import tiny_papers
 
 from statcell_tf.training.export import export_saved_model  # noqa: E402
 

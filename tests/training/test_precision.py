@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import tiny_papers  # noqa: E402
+from tests._support.processes import python_env
+from tests.training import tiny_papers
 
 from statcell_tf.backend import keras, tf  # noqa: E402
 
@@ -77,6 +77,12 @@ def _first_step(model, batch, jit, scale=1.0):
 
 
 @pytest.mark.slow
+def test_every_registered_paper_has_a_tiny_model():
+    from statcell_tf import registry
+
+    assert set(tiny_papers.PAPERS) == set(registry.BUILTIN), "add the new paper to tests/training/tiny_papers.py"
+
+
 @pytest.mark.parametrize("paper", sorted(tiny_papers.PAPERS))
 def test_policies_and_xla_agree_with_float32_and_train(paper):
     model, batch = tiny_papers.build(paper)
@@ -159,11 +165,10 @@ def test_checkpoint_resume_under_policy(policy, tmp_path):
 def test_mixed_policies_under_mirrored_strategy(tmp_path):
     """The fused layers under each mixed policy and two replicas: finite, replicas identical."""
     import json
-    import os
     import subprocess
 
     script = Path(__file__).parent / "mirrored_precision.py"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = python_env()
     subprocess.run([sys.executable, str(script), str(tmp_path / "out.json")], check=True, env=env, timeout=900)
     report = json.loads((tmp_path / "out.json").read_text())
     for policy, result in report.items():
