@@ -73,7 +73,7 @@ def test_a_full_disk_message_names_the_output_being_written(tmp_path):
     import errno
 
     from statcell_tf.atomic import atomic_path, writing
-    from statcell_tf.errors import user_message
+    from statcell_tf.cli._errors import user_message
 
     def short_write():  # numpy's writers report a full disk without a file name
         raise OSError(errno.ENOSPC, "No space left on device")

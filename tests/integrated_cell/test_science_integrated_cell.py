@@ -71,7 +71,7 @@ def run_experiment(
     conditional = dataclasses.replace(
         reference, stage="conditional", reference_run=str(root / "reference"), epochs=conditional_epochs
     )
-    history = train(conditional, root / "conditional", verbose=0)
+    history = train(conditional, root / "conditional", verbose=0).history
 
     run = RunDirectory(root / "conditional")
     model = load_model(run, "conditional")
