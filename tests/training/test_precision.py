@@ -161,7 +161,7 @@ def test_checkpoint_resume_under_policy(policy, tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
-@pytest.mark.slow
+@pytest.mark.science  # about 2 minutes: `make science` (the per-policy replica check; make test keeps the rest)
 def test_mixed_policies_under_mirrored_strategy(tmp_path):
     """The fused layers under each mixed policy and two replicas: finite, replicas identical."""
     import json
