@@ -58,8 +58,10 @@ class Paper:
         title: str. Human-readable name with the reference, for messages and --help.
         keras_modules: tuple of str. Modules whose import registers the Keras classes a
             ``best.keras`` of this paper names (imported before any archive is loaded).
-        settings: the settings dataclass: ``from_dict(values, source)`` / ``to_dict()``,
-            validated in ``__post_init__``; ``data`` names the training data.
+        settings_class: str. ``"module:Class"`` of the settings dataclass (``from_dict(values,
+            source)`` / ``to_dict()``, validated in ``__post_init__``; ``data`` names the
+            training data); read through the `settings` property.
+        training_module: str. The module whose ``train`` is the recipe (`train`).
         encoder_options: tuple of str. Extra keyword options `encoder` accepts (e.g.
             ``reference``); any other option given to ``bin/embed`` is refused.
 
@@ -70,12 +72,23 @@ class Paper:
     name: str = ""
     title: str = ""
     keras_modules: tuple[str, ...] = ()
-    settings = None
     encoder_options: tuple[str, ...] = ()
+    # "module:Class" of the settings dataclass and the module whose ``train`` is the recipe;
+    # a paper may instead override `settings` and `train` itself.
+    settings_class: str = ""
+    training_module: str = ""
+
+    @property
+    def settings(self):
+        """The settings dataclass (imported on first use)."""
+        module, _, attribute = self.settings_class.partition(":")
+        return getattr(importlib.import_module(module), attribute)
 
     def train(self, settings, out, *, resume: bool = False, strategy=None, verbose: int = 1) -> TrainResult:
-        """Train (or resume) one run in `out` through `training.lifecycle.train_run`."""
-        raise NotImplementedError
+        """Train (or resume) one run in `out` through `training.lifecycle.train_run`: by default
+        ``<training_module>.train(settings, out, resume=, strategy=, verbose=)``."""
+        recipe = importlib.import_module(self.training_module).train
+        return recipe(settings, out, resume=resume, strategy=strategy, verbose=verbose)
 
     def load_run(self, run):
         """``(model, settings, RunDirectory)`` of a trained run folder of this paper."""

@@ -14,16 +14,8 @@ class Cytoself(Paper):
     keras_modules = ("statcell_tf.cytoself.model",)
     encoder_options = ("dtype", "include_local")
 
-    @property
-    def settings(self):
-        from statcell_tf.cytoself.training import CytoselfTrainConfig
-
-        return CytoselfTrainConfig
-
-    def train(self, settings, out, *, resume=False, strategy=None, verbose=1):
-        from statcell_tf.cytoself.training import train
-
-        return train(settings, out, resume=resume, strategy=strategy, verbose=verbose)
+    settings_class = "statcell_tf.cytoself.training:CytoselfTrainConfig"
+    training_module = "statcell_tf.cytoself.training"
 
     def load_run(self, run):
         from statcell_tf.cytoself.model import load_run

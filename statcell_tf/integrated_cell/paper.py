@@ -13,16 +13,8 @@ class IntegratedCell(Paper):
     title = "Integrated Cell (Johnson et al. 2017)"
     keras_modules = ("statcell_tf.integrated_cell.model",)
 
-    @property
-    def settings(self):
-        from statcell_tf.integrated_cell.training import IntegratedCellSettings
-
-        return IntegratedCellSettings
-
-    def train(self, settings, out, *, resume=False, strategy=None, verbose=1):
-        from statcell_tf.integrated_cell.training import train
-
-        return train(settings, out, resume=resume, strategy=strategy, verbose=verbose)
+    settings_class = "statcell_tf.integrated_cell.training:IntegratedCellSettings"
+    training_module = "statcell_tf.integrated_cell.training"
 
     def load_run(self, run):
         from statcell_tf.integrated_cell.training import load_model

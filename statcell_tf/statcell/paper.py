@@ -14,16 +14,8 @@ class StatisticalCell(Paper):
     keras_modules = ("statcell_tf.statcell.model",)
     encoder_options = ("reference",)
 
-    @property
-    def settings(self):
-        from statcell_tf.statcell.training import StatcellTrainConfig
-
-        return StatcellTrainConfig
-
-    def train(self, settings, out, *, resume=False, strategy=None, verbose=1):
-        from statcell_tf.statcell.training import train
-
-        return train(settings, out, resume=resume, strategy=strategy, verbose=verbose)
+    settings_class = "statcell_tf.statcell.training:StatcellTrainConfig"
+    training_module = "statcell_tf.statcell.training"
 
     def load_run(self, run):
         from statcell_tf.statcell.training import load_run

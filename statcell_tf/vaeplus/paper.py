@@ -14,16 +14,8 @@ class VAEPlus(Paper):
     title = "VAE+ (Lafarge et al. 2019)"
     keras_modules = ("statcell_tf.vaeplus.model",)
 
-    @property
-    def settings(self):
-        from statcell_tf.vaeplus.training import VAEPlusTrainConfig
-
-        return VAEPlusTrainConfig
-
-    def train(self, settings, out, *, resume=False, strategy=None, verbose=1):
-        from statcell_tf.vaeplus.training import train
-
-        return train(settings, out, resume=resume, strategy=strategy, verbose=verbose)
+    settings_class = "statcell_tf.vaeplus.training:VAEPlusTrainConfig"
+    training_module = "statcell_tf.vaeplus.training"
 
     def load_run(self, run):
         from statcell_tf.training.run_dir import open_run
