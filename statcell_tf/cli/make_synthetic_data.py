@@ -1,6 +1,6 @@
 """`make-synthetic-data`: procedural cells with known localisation families (OpenCell or Allen Cell format),
 drug-treated crops on a plate (BBBC021 format), or whole fields of view with known cell positions for
-`prepare-crops`."""
+`prepare-crops` (also as an OME-Zarr HCS plate)."""
 
 from __future__ import annotations
 
@@ -15,25 +15,29 @@ TREATMENTS = ("none", "vehicle", "rounding")
 
 @click.command("make-synthetic-data")
 @click.option("--out", type=out_path, required=True, help="Output folder (must be empty or absent).")
-@click.option("--format", "fmt", type=click.Choice(["opencell", "allencell", "bbbc021", "fov"]), required=True,
+@click.option("--format", "fmt", type=click.Choice(["opencell", "allencell", "bbbc021", "fov", "plate"]), required=True,
               help="opencell: <ENSG>_pro/_nuc/_nucdist.npy + _label.csv; allencell: manifest.csv + one TIFF per cell; "
               "bbbc021: metadata.csv + crops/<moa>/<file>.npy (DNA, actin, tubulin; DMSO and two drugs on two plates); "
-              "fov: fields of view (OME-TIFF) + fovs_<layout>.csv for prepare-crops + cells.csv (true centroids).")
+              "fov: fields of view (OME-TIFF) + fovs_<layout>.csv for prepare-crops + cells.csv (true centroids); "
+              "plate: the fov files plus the same fields as an OME-Zarr HCS plate (plate.zarr, one well per protein) "
+              "+ plate_map.csv.")
+@click.option("--ngff", type=click.Choice(["0.4", "0.5"]), default=None,
+              help="plate only: NGFF version of plate.zarr (0.4: zarr v2 .zattrs; 0.5: zarr v3 zarr.json) [0.4].")
 @click.option("--families", type=click.IntRange(1, 11), default=11, show_default=True,
               help="Localisation families (the first N of nucleoplasm, nucleolus, ..., centrosome).")
 @click.option("--proteins-per-family", type=click.IntRange(min=1), default=None,
               help="Distinct proteins per family [opencell 3; allencell 1].")
 @click.option("--cells", type=click.IntRange(min=1), default=None,
-              help="Cells per protein [opencell 40; allencell 20]; bbbc021: cells per well [20]; fov: cells per field [8].")
+              help="Cells per protein [opencell 40; allencell 20]; bbbc021: cells per well [20]; fov, plate: cells per field [8].")
 @click.option("--size", type=click.IntRange(min=16), default=None,
               help="Image side in pixels [opencell 100; bbbc021 68; allencell 64 in 2D, 48 in 3D, depth = size // 3; "
               "fov 512, depth = max(size // 32, 8)].")
-@click.option("--dims", type=click.Choice(["2", "3"]), default=None, help="allencell and fov: 2D or 3D [2].")
-@click.option("--fields", type=click.IntRange(min=1), default=None, help="fov only: fields of view per protein [2].")
+@click.option("--dims", type=click.Choice(["2", "3"]), default=None, help="allencell, fov and plate: 2D or 3D [2].")
+@click.option("--fields", type=click.IntRange(min=1), default=None, help="fov and plate: fields of view per protein (per well) [2].")
 @click.option("--cell-size", type=click.IntRange(min=16), default=None,
-              help="fov only: side of each cell's box in pixels (the nucleus is about a third of it) [64].")
+              help="fov and plate: side of each cell's box in pixels (the nucleus is about a third of it) [64].")
 @click.option("--multichannel", is_flag=True, default=None,
-              help="fov only: one multi-channel OME-TIFF per field (membrane, dna, protein) instead of one per channel.")
+              help="fov and plate: one multi-channel OME-TIFF per field (membrane, dna, protein) instead of one per channel.")
 @click.option("--mitotic-fraction", type=click.FloatRange(0.0, 1.0), default=None,
               help="allencell only: fraction of mitotic cells [0.15].")
 @click.option("--treatment", type=click.Choice(TREATMENTS), default=None,
@@ -43,8 +47,8 @@ TREATMENTS = ("none", "vehicle", "rounding")
               "for bin/perturbation-embed --treated / --untreated.")
 @seed_option
 @click.option("--overwrite", is_flag=True, default=False, help="Replace a non-empty --out folder.")
-def command(out, fmt, families, proteins_per_family, cells, size, dims, fields, cell_size, multichannel, mitotic_fraction,
-            treatment, seed, overwrite):
+def command(out, fmt, families, proteins_per_family, cells, size, dims, fields, cell_size, multichannel, ngff,
+            mitotic_fraction, treatment, seed, overwrite):
     """Generate a synthetic data set of procedural cells for demos and tests.
 
     Every cell has a membrane-bounded body, a nucleus and a protein channel from one of 11
@@ -53,7 +57,10 @@ def command(out, fmt, families, proteins_per_family, cells, size, dims, fields, 
     when there are several). Allen Cell format only: --treatment simulates a drug on every cell
     (compare with a --treatment vehicle set made with another --seed). --format fov writes whole
     fields of view (one protein each, --cells cells at random places) with their true nucleus
-    centroids, for prepare-crops. --format bbbc021 writes crops of DMSO wells and of two drugs
+    centroids, for prepare-crops; --format plate writes the same fields also as a small OME-Zarr
+    HCS plate (plate.zarr, NGFF --ngff, one well per protein) with plate_map.csv (well,
+    compound, concentration, moa), for prepare-crops plate.zarr --plate-map plate_map.csv.
+    --format bbbc021 writes crops of DMSO wells and of two drugs
     (rounded cells with brighter DNA) on two plates, for VAE+ and profile-moa. The same --seed
     gives the same files. Output is written to a temporary folder and renamed.
     """
@@ -74,18 +81,20 @@ def command(out, fmt, families, proteins_per_family, cells, size, dims, fields, 
         for flag, value in (("--dims", dims), *allen_only):
             if value is not None:
                 raise click.UsageError(f"{flag} applies to --format allencell only. Received: {flag} {value}")
-    if fmt == "fov":
+    if fmt != "plate" and ngff is not None:
+        raise click.UsageError(f"--ngff applies to --format plate only. Received: --ngff {ngff}")
+    if fmt in ("fov", "plate"):
         for flag, value in allen_only:
             if value is not None:
                 raise click.UsageError(f"{flag} applies to --format allencell only. Received: {flag} {value}")
     else:
         for flag, value in fov_only:
             if value is not None:
-                raise click.UsageError(f"{flag} applies to --format fov only. Received: {flag} {value}")
+                raise click.UsageError(f"{flag} applies to --format fov and plate only. Received: {flag} {value}")
 
     from statcell_tf.data import synthetic
 
-    if fmt == "fov":
+    if fmt in ("fov", "plate"):
         dims = int(dims or 2)
         side = size or 512
         shape = (side, side) if dims == 2 else (max(side // 32, 8), side, side)
@@ -98,9 +107,13 @@ def command(out, fmt, families, proteins_per_family, cells, size, dims, fields, 
         n = families * proteins_per_family * fields
         with click.progressbar(length=n, label="fields", file=click.get_text_stream("stderr")) as bar:
             synthetic.write_fovs(out, families, proteins_per_family, fields, cells, shape, cell_size,
-                                 multichannel=bool(multichannel), seed=seed, progress=lambda: bar.update(1))
+                                 multichannel=bool(multichannel), seed=seed, progress=lambda: bar.update(1),
+                                 plate=(ngff or "0.4") if fmt == "plate" else None)
+        plate = (f", plate.zarr (NGFF {ngff or '0.4'}, {families * proteins_per_family} wells x {fields} fields), "
+                 "plate_map.csv") if fmt == "plate" else ""
         click.echo(f"Wrote {n} synthetic {dims}D fields of view ({'x'.join(map(str, shape))}, up to {cells} cells of "
-                   f"{cell_size} px each) to {out}: fovs_opencell.csv, fovs_bbbc021.csv, fovs_allencell.csv, cells.csv")
+                   f"{cell_size} px each) to {out}: fovs_opencell.csv, fovs_bbbc021.csv, fovs_allencell.csv, "
+                   f"cells.csv{plate}")
         return
 
     if fmt == "bbbc021":

@@ -1,4 +1,5 @@
-"""`prepare-crops FOVS.csv`: microscope fields of view → single-cell crops in a paper's layout."""
+"""`prepare-crops FOVS.csv` (or OME-Zarr HCS plates + a plate map): fields of view → single-cell crops in a
+paper's layout."""
 
 from __future__ import annotations
 
@@ -20,13 +21,22 @@ LAYOUTS = ("opencell", "bbbc021", "allencell")
 
 @commits_progress
 @click.command("prepare-crops")
-@click.argument("fovs", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("fovs", nargs=-1, required=True, metavar="FOVS.csv | PLATE.zarr...",
+                type=click.Path(exists=True, path_type=Path))
 @click.option("--layout", type=click.Choice(LAYOUTS), required=True,
               help="opencell: cytoself crops (pro, nuc, nucdist .npy); bbbc021: VAE+ crops (.npy + metadata.csv); "
               "allencell: aligned per-cell OME-TIFFs + manifest.csv (Integrated Cell / Statistical Cell).")
 @click.option("--out", type=out_path, required=True, help="Output folder (new or empty; with --resume, an earlier run's).")
 @click.option("--channels", default=None,
-              help="bbbc021 only: the FOVS.csv columns of the crop's channels in order, e.g. dna,actin,tubulin.")
+              help="bbbc021 only: the FOVS.csv columns of the crop's channels in order, e.g. dna,actin,tubulin "
+              "(with plates: the plate's channel names, or names given by --plate-channels).")
+@click.option("--plate-map", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Plates only: CSV / TSV / Parquet, one row per well (a well column: B03, B3 or B/3, or row and "
+              "column columns; a plate column for several plates) whose other columns (compound, concentration, "
+              "moa, ...) are copied onto every crop of the well.")
+@click.option("--plate-channels", default=None, metavar="CHANNEL=NAME,...",
+              help="Plates only: the plate channel (omero name or index) of each layout channel, e.g. "
+              "dna=DAPI,actin=Phalloidin [channels matched by name, ignoring case].")
 @click.option("--size", type=click.IntRange(min=8), default=None,
               help="Crop side in pixels after downsampling [opencell 100, bbbc021 68, allencell 128].")
 @click.option("--downsample", type=click.IntRange(min=1), default=None,
@@ -51,7 +61,7 @@ LAYOUTS = ("opencell", "bbbc021", "allencell")
 @workers_option("fields")
 @click.option("--resume", is_flag=True, default=False,
               help="Continue the run in --out: skip the fields it finished (FOVS.csv rows must be unchanged).")
-@shard_option("fields of view (FOVS.csv rows)")
+@shard_option("fields of view (FOVS.csv rows, or plate fields)")
 @click.option("--nonfinite", type=click.Choice(["error", "skip"]), default="error", show_default=True,
               help="A field with NaN/inf pixels: stop naming file and field (error), or skip it and count it in "
               "summary.csv (skip).")
@@ -59,7 +69,7 @@ LAYOUTS = ("opencell", "bbbc021", "allencell")
               help="What the pages of a multi-page TIFF without axis names are: z-slices or channels (such a file "
               "is refused until you say).")
 @seed_option
-def command(fovs, layout, out, channels, size, downsample, projection, nucleus_channel, cell_channel, min_distance,
+def command(fovs, layout, out, channels, plate_map, plate_channels, size, downsample, projection, nucleus_channel, cell_channel, min_distance,
             qc, group_column, montage_crops, workers, resume, shard, nonfinite, pages, seed):
     """Cut the fields of view listed in FOVS.csv into single-cell crops in a paper's layout.
 
@@ -70,6 +80,13 @@ def command(fovs, layout, out, channels, size, downsample, projection, nucleus_c
     nucleus_mask / cell_mask columns name label images (CellProfiler, Cellpose) used instead
     of the built-in segmentation. Every other column (protein, plate, well, compound, ...) is
     copied onto each crop; a fov column names the fields.
+
+    Instead of FOVS.csv, give one or more OME-Zarr HCS plate folders (NGFF 0.4 or 0.5: plate
+    → rows/columns → wells → fields) and --plate-map, a table with one row per well joined
+    by well (and by plate if it has a plate column). Each field becomes a FOVS row: the
+    layout's channels matched to the plate's channel names (or --plate-channels), and plate,
+    well (B03), site and fov columns plus every plate-map column. Every plate well must be in
+    the plate map. Fields are read one at a time, one channel at a time.
 
     Per field: z max projection, downsampling, nucleus segmentation, crops centred on each
     nucleus (border cells skipped), per-crop QC columns (qc_nucleus_area, qc_cell_area,
@@ -97,17 +114,40 @@ def command(fovs, layout, out, channels, size, downsample, projection, nucleus_c
         nonfinite=nonfinite,
         pages=pages,
     )
-    fields, carried = prepare.read_fields(fovs, config)
+    folders = [path for path in fovs if path.is_dir()]
+    if folders and len(folders) != len(fovs):
+        raise click.UsageError("give either one FOVS.csv or OME-Zarr plate folders, not both. "
+                               f"Received: {' '.join(map(str, fovs))}")
+    note = ""
+    if folders:
+        if plate_map is None:
+            raise click.UsageError(f"a plate needs --plate-map (one row per well: well, compound, ...). Received: "
+                                   f"{' '.join(map(str, fovs))} without --plate-map")
+        fields, carried, plates = prepare.read_plates(fovs, plate_map, config, plate_channels)
+        sources = plates.inputs
+        if plates.unmatched:
+            shown = ", ".join(plates.unmatched[:5]) + (", ..." if len(plates.unmatched) > 5 else "")
+            note = f"plate map: {len(plates.unmatched)} well(s) are on no plate given (not used): {shown}"
+    else:
+        if len(fovs) > 1:
+            raise click.UsageError(f"give one FOVS.csv (or plate folders). Received: {' '.join(map(str, fovs))}")
+        for flag, value in (("--plate-map", plate_map), ("--plate-channels", plate_channels)):
+            if value is not None:
+                raise click.UsageError(f"{flag} applies to OME-Zarr plate input, not to a FOVS.csv. "
+                                       f"Received: {fovs[0]} {flag} {value}")
+        fields, carried = prepare.read_fields(fovs[0], config)
+        sources = list(fovs)
     if shard is not None:
         from statcell_tf.data.shards import part_path
 
         fields, out = shard.select(fields), part_path(out, shard)
-    prepare.check_out(out, fovs, fields, resume)
+    prepare.check_out(out, sources, fields, resume)
     todo = len(prepare.pending_fields(out, fields)) if resume else len(fields)
     with click.progressbar(length=todo, label="fields", show_eta=True, file=click.get_text_stream("stderr")) as bar:
         summary = prepare.prepare_crops(
             fields, out, config, carried, workers=workers, resume=resume, progress=bar.update,
-            montage_crops=montage_crops, seed=seed, finish=f"prepare-crops {fovs} --out {out} --resume (same options)",
+            montage_crops=montage_crops, seed=seed,
+            finish=f"prepare-crops {' '.join(map(str, fovs))} --out {out} --resume (same options)",
         )
     counts = summary.counts
     skipped = ", ".join(f"{k.removeprefix('skipped_').replace('_', ' ')} {v}" for k, v in counts.items()
@@ -119,6 +159,8 @@ def command(fovs, layout, out, channels, size, downsample, projection, nucleus_c
         f"({summary.total_crops} in all; {config.size}x{config.size} px, downsample {config.downsample}, "
         f"{counts.get('nuclei', 0)} nuclei found) in {summary.seconds:.1f} s"
     )
+    if note:
+        click.echo(note)
     if skipped:
         click.echo(f"skipped: {skipped}")
     if dropped:

@@ -193,11 +193,25 @@ def _zarr_open(path: str):
         raise UserError(f"{path} is not a readable zarr store ({_error_text(error)})") from None
 
 
+def ngff_attributes(attrs: dict) -> dict:
+    """The NGFF attributes of a zarr node: 0.5 (zarr v3) nests them under ``"ome"``, 0.1–0.4 do not."""
+    attrs = dict(attrs)
+    return attrs["ome"] if isinstance(attrs.get("ome"), dict) else attrs
+
+
+def zarr_attributes(path: str | Path) -> dict:
+    """The NGFF attributes of the zarr group at `path` (`ngff_attributes`); a plain array has none.
+
+    Raises:
+        UserError: `path` is not a readable zarr store, or zarr is not installed.
+    """
+    return ngff_attributes(_zarr_open(str(path)).attrs)
+
+
 def _ngff(attrs: dict) -> dict | None:
-    """The NGFF attributes (0.5 nests them under "ome"), or None."""
-    if "ome" in attrs and isinstance(attrs["ome"], dict):
-        return attrs["ome"]
-    return attrs if "multiscales" in attrs else None
+    """The NGFF attributes of an image (0.5 nests them under "ome"), or None."""
+    ngff = ngff_attributes(attrs)
+    return ngff if "ome" in attrs or "multiscales" in ngff else None
 
 
 def _zarr_axes(path: str, multiscale: dict, ndim: int) -> str:

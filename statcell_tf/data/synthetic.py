@@ -780,6 +780,43 @@ def _paste(field, covered, box, region, corner):
     target[both] = np.maximum(target[both], values[both])
 
 
+PLATE_CHANNELS: tuple[str, ...] = ("Membrane", "DNA", "Protein")  # omero labels of FOV_CHANNELS in a plate
+PLATE_NAME = "SYN01"
+NGFF_VERSIONS: tuple[str, ...] = ("0.4", "0.5")
+
+
+def _plate_wells(n: int) -> list[tuple[str, str]]:
+    """(row, column) names of `n` wells filled row by row on a near-square plate: A/1, A/2, B/1, ..."""
+    columns = int(np.ceil(np.sqrt(n)))
+    return [(chr(ord("A") + i // columns), str(i % columns + 1)) for i in range(n)]
+
+
+def _ngff_attrs(group, version: str, **attrs) -> None:
+    """NGFF metadata: 0.4 keys at the top with a version each, 0.5 under ``"ome"``."""
+    if version == "0.5":
+        group.attrs["ome"] = {"version": version, **attrs}
+    else:
+        group.attrs.update({k: ({**v, "version": version} if isinstance(v, dict) else v) for k, v in attrs.items()})
+
+
+def _write_plate_field(plate, path: str, stack: np.ndarray, version: str) -> None:
+    """One field (C, [Z,] Y, X) as an OME-Zarr image at `path` of the plate group, one chunk per channel."""
+    image = plate.require_group(path)
+    axes = [{"name": "c", "type": "channel"}] + [{"name": a, "type": "space"} for a in "zyx"[3 - (stack.ndim - 1):]]
+    extra = {"dimension_names": [a["name"] for a in axes]} if version == "0.5" else {}
+    array = image.create_array("0", shape=stack.shape, dtype=stack.dtype, chunks=(1, *stack.shape[1:]), **extra)
+    array[:] = stack
+    scale = {"coordinateTransformations": [{"type": "scale", "scale": [1.0] * stack.ndim}]}
+    multiscale = {"axes": axes, "datasets": [{"path": "0", **scale}], "name": path}
+    if version != "0.5":
+        multiscale["version"] = version
+    omero = {"channels": [{"label": label, "active": True} for label in PLATE_CHANNELS]}
+    if version == "0.5":
+        image.attrs["ome"] = {"version": version, "multiscales": [multiscale], "omero": omero}
+    else:
+        image.attrs.update({"multiscales": [multiscale], "omero": omero})
+
+
 def write_fovs(
     out_dir: str | os.PathLike,
     n_families: int = 11,
@@ -792,6 +829,7 @@ def write_fovs(
     multichannel: bool = False,
     seed: int = 0,
     progress: Callable[[], None] | None = None,
+    plate: str | None = None,
 ) -> Path:
     """Write synthetic fields of view with known cells (atomically) and return the folder.
 
@@ -810,7 +848,13 @@ def write_fovs(
       compound, concentration, moa; structure_name);
     - ``cells.csv``: the truth, one row per cell: fov, cell, centroid ``[z,] y, x`` of its
       nucleus (pixels of the field), nucleus_area, cell_area, inside (the whole cell box
-      lies in the field), family, protein.
+      lies in the field), family, protein (with `plate` also well and site);
+    - with `plate` (an NGFF version, ``"0.4"``: zarr v2, or ``"0.5"``: zarr v3), the same fields
+      again as an OME-Zarr HCS plate ``plate.zarr`` (plate ``SYN01``, one well per protein on a
+      near-square plate: A/1, A/2, B/1, ...; `fields_per_protein` fields per well; channels
+      `PLATE_CHANNELS`, one chunk per channel) and ``plate_map.csv`` (well, compound = the
+      protein, concentration, moa = the family) for ``prepare-crops plate.zarr
+      --plate-map plate_map.csv``.
 
     Args:
         out_dir: str or PathLike. Output folder (replaced atomically).
@@ -826,6 +870,7 @@ def write_fovs(
         multichannel: bool. One multi-channel file per field. Defaults to False.
         seed: int. Defaults to 0.
         progress: callable or None. Called once after each field.
+        plate: str or None. Also write the fields as an HCS plate of this NGFF version.
 
     Returns:
         Path of `out_dir`.
@@ -852,14 +897,26 @@ def write_fovs(
     out_dir = Path(out_dir)
     tables: dict[str, list[dict]] = {"opencell": [], "bbbc021": [], "allencell": []}
     truth = []
+    if plate is not None and plate not in NGFF_VERSIONS:
+        raise ValueError(f"`plate` must be one of {NGFF_VERSIONS} or None. Received: {plate!r}")
+    wells = _plate_wells(len(families) * proteins_per_family)
+    plate_rows = []
     with atomic_path(out_dir, suffix="") as tmp:
         (tmp / "fields").mkdir(parents=True)
+        if plate is not None:
+            import zarr
+
+            plate_group = zarr.open_group(tmp / "plate.zarr", mode="w", zarr_format=2 if plate == "0.4" else 3)
         index = 0
         for fi, family in enumerate(families):
             for pi in range(proteins_per_family):
                 params = protein_parameters(family, pi, seed)
                 protein, ensg = f"{family.upper()}_{pi + 1}", _ensg(fi, pi)
-                for _ in range(fields_per_protein):
+                well_row, well_column = wells[fi * proteins_per_family + pi]
+                well = f"{well_row}{int(well_column):02d}"
+                concentration = round(0.1 * (len(plate_rows) + 1), 6)
+                plate_rows.append({"well": well, "compound": protein, "concentration": concentration, "moa": family})
+                for site in range(fields_per_protein):
                     fov = f"fov{index:04d}"
                     rng = np.random.default_rng([seed, 211, index])
                     background, photons = rng.uniform(0.02, 0.06), rng.uniform(150, 400)
@@ -879,7 +936,7 @@ def write_fovs(
                         covered |= covered_box
                         centroid = np.array(ndi.center_of_mass(cell["nucleus_mask"])) + np.array(corner)
                         inside = all(0 <= a and a + n <= s for a, n, s in zip(corner, box, size))
-                        row = {"fov": fov, "cell": k}
+                        row = {"fov": fov, "cell": k, **({"well": well, "site": site} if plate else {})}
                         row.update({f"centroid_{n}": float(c) for n, c in zip(names, centroid)})
                         row.update(
                             {
@@ -892,6 +949,9 @@ def write_fovs(
                         )
                         truth.append(row)
                     stacks = {c: np.round(channels[c] * 60000).astype(np.uint16) for c in FOV_CHANNELS}
+                    if plate is not None:
+                        field_path = f"{well_row}/{well_column}/{site}"
+                        _write_plate_field(plate_group, field_path, np.stack([stacks[c] for c in FOV_CHANNELS]), plate)
                     if multichannel:
                         rel = f"fields/{fov}.ome.tif"
                         image = np.stack([stacks[c] for c in FOV_CHANNELS])
@@ -941,4 +1001,24 @@ def write_fovs(
         for layout, rows in tables.items():
             pd.DataFrame(rows).to_csv(tmp / f"fovs_{layout}.csv", index=False)
         pd.DataFrame(truth).to_csv(tmp / "cells.csv", index=False)
+        if plate is not None:
+            rows_used = sorted({r for r, _ in wells})
+            columns_used = sorted({c for _, c in wells}, key=int)
+            for well_row, well_column in wells:
+                images = [{"path": str(site), "acquisition": 0} for site in range(fields_per_protein)]
+                _ngff_attrs(plate_group.require_group(f"{well_row}/{well_column}"), plate, well={"images": images})
+            _ngff_attrs(
+                plate_group,
+                plate,
+                plate={
+                    "name": PLATE_NAME,
+                    "rows": [{"name": r} for r in rows_used],
+                    "columns": [{"name": c} for c in columns_used],
+                    "wells": [{"path": f"{r}/{c}", "rowIndex": rows_used.index(r), "columnIndex": columns_used.index(c)}
+                              for r, c in wells],
+                    "acquisitions": [{"id": 0, "name": "synthetic"}],
+                    "field_count": fields_per_protein,
+                },
+            )
+            pd.DataFrame(plate_rows).to_csv(tmp / "plate_map.csv", index=False)
     return out_dir

@@ -28,12 +28,15 @@ from statcell_tf.errors import UserError
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
 
 
-def read_table(path, flag: str | None = None) -> pd.DataFrame:
+def read_table(path, flag: str | None = None, text: bool = False) -> pd.DataFrame:
     """Read a CSV/TSV or Parquet table with identifiers kept as written (see module docstring).
 
     Args:
         path: str or Path. The table; the suffix chooses the format.
         flag: str or None. The command-line flag that named `path`, for error messages.
+        text: bool. Every column as text (CSV / TSV: as written, so a well ``01`` or a plate
+            ``0001`` keeps its zeros; Parquet: each value's ``str``), empty cells as ``""``.
+            Defaults to False (numbers parsed, empty cells missing).
     """
     path = Path(path)
     where = f"{flag} {path}" if flag else str(path)
@@ -53,7 +56,8 @@ def read_table(path, flag: str | None = None) -> pd.DataFrame:
             raise UserError(f"{where} is not a readable Parquet file ({str(error).splitlines()[0]})") from None
     else:
         table = validation.read_csv(
-            path, sep="\t" if suffix == ".tsv" else ",", keep_default_na=False, na_values=[""]
+            path, sep="\t" if suffix == ".tsv" else ",", keep_default_na=False, na_values=[""],
+            dtype=str if text else None,
         )
     if len(table.columns) == 0:
         raise UserError(f"{where} has no columns")
@@ -61,6 +65,9 @@ def read_table(path, flag: str | None = None) -> pd.DataFrame:
     duplicated = sorted({str(c) for c in header if header.count(c) > 1})
     if duplicated:
         raise UserError(f"{where} has duplicate column name(s): {', '.join(map(str, duplicated))}")
+    if text:
+        table = table.astype(object).where(table.notna(), "").astype(str)
+        table.columns = [str(c).strip() for c in table.columns]
     return table
 
 

@@ -7,6 +7,12 @@ index, or a name from its metadata); optional ``nucleus_mask`` / ``cell_mask`` c
 label images (CellProfiler, Cellpose, ...) used instead of the built-in segmentation. Every
 other column is metadata, carried onto each crop of the field.
 
+Or: OME-Zarr HCS plates (NGFF 0.4 / 0.5) and a plate map (one row per well: compound,
+concentration, moa or any columns). `read_plates` turns each plate field into the FOVS row
+above (`statcell_tf.data.hcs`: channel columns naming the field image and its channel, plate,
+well, site, fov and the plate map's columns joined by well) and validates it with the same
+`validate_fields` as a FOVS.csv, so plates and tables give the same fields, crops and resume.
+
 Per field (one at a time, in worker processes with ``workers > 1``): read the channels →
 max projection along z (``projection="max"``; ``"none"`` keeps 3D stacks for the Allen layout and
 refuses them for the 2D layouts)
@@ -40,14 +46,14 @@ recorded (`QC_MEASURES`) and ``qc`` rules drop crops, counted per rule in ``summ
 (one row per field; empty fields say so there). ``montage/<group>.png`` shows random crops
 per group.
 
-Modules: `settings` (PrepareConfig, QC rules, output columns), `fovs` (FOVS.csv → Field, the
---out check), `crops` (one field → crops), `writers` (chunks per layout; files from
+Modules: `settings` (PrepareConfig, QC rules, output columns), `fovs` (FOVS.csv or plates → Field,
+the --out check), `crops` (one field → crops), `writers` (chunks per layout; files from
 `statcell_tf.data.layout_files`), `journal` (prepare_progress.jsonl), `run` (prepare_crops),
 `montage`.
 """
 
 from statcell_tf.data.prepare.crops import FieldResult, match_cells, process_field, segment_cells, segment_nuclei_3d
-from statcell_tf.data.prepare.fovs import Field, check_out, read_fields
+from statcell_tf.data.prepare.fovs import Field, check_out, read_fields, read_plates, validate_fields
 from statcell_tf.data.prepare.journal import CONFIG_FILE, PROGRESS_FILE, pending_fields, read_progress
 from statcell_tf.data.prepare.montage import MAX_MONTAGE_GROUPS, MONTAGE_DIR, write_montages
 from statcell_tf.data.prepare.run import SUMMARY_FILE, PrepareSummary, prepare_crops
@@ -60,6 +66,7 @@ from statcell_tf.data.prepare.settings import (
     MASK_COLUMNS,
     PROJECTIONS,
     QC_MEASURES,
+    NUMERIC_METADATA,
     REQUIRED_METADATA,
     PrepareConfig,
     QCRule,
@@ -69,8 +76,8 @@ from statcell_tf.data.prepare.settings import (
 
 __all__ = [
     "CONFIG_FILE", "DEFAULT_DOWNSAMPLE", "DEFAULT_GROUP", "DEFAULT_SIZE", "LAYOUTS", "LAYOUT_CHANNELS",
-    "MASK_COLUMNS", "MAX_MONTAGE_GROUPS", "MONTAGE_DIR", "PROGRESS_FILE", "PROJECTIONS", "QC_MEASURES",
+    "MASK_COLUMNS", "MAX_MONTAGE_GROUPS", "NUMERIC_METADATA", "MONTAGE_DIR", "PROGRESS_FILE", "PROJECTIONS", "QC_MEASURES",
     "REQUIRED_METADATA", "SUMMARY_FILE", "Field", "FieldResult", "PrepareConfig", "PrepareSummary", "QCRule",
     "check_out", "match_cells", "output_columns", "parse_qc", "pending_fields", "prepare_crops",
-    "process_field", "read_fields", "read_progress", "segment_cells", "segment_nuclei_3d", "write_montages",
+    "process_field", "read_fields", "read_plates", "read_progress", "segment_cells", "segment_nuclei_3d", "validate_fields", "write_montages",
 ]

@@ -9,9 +9,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from statcell_tf.atomic import check_out as atomic_check_out
+import numpy as np
+import pandas as pd
+
 from statcell_tf.data import fields as fieldio
+from statcell_tf.data import hcs
 from statcell_tf.data.prepare.journal import CONFIG_FILE
-from statcell_tf.data.prepare.settings import MASK_COLUMNS, REQUIRED_METADATA, PrepareConfig, output_columns, parse_qc
+from statcell_tf.data.prepare.settings import MASK_COLUMNS, NUMERIC_METADATA, REQUIRED_METADATA, PrepareConfig, output_columns, parse_qc
 from statcell_tf.errors import UserError
 from statcell_tf.naming import file_stem
 
@@ -42,12 +46,7 @@ class Field:
 def read_fields(fovs_csv: str | Path, config: PrepareConfig) -> tuple[list[Field], list[str]]:
     """Read and validate every row of FOVS.csv from the files' headers (no pixels, nothing written).
 
-    Checks, naming the row, column and file: the channel (and mask) columns exist, every path
-    exists and is a readable image, multi-channel files have a valid channel index, all
-    channels of a field share one shape, 2D fields where the layout needs them (z-stacks are
-    fine with ``projection="max"``), one depth for 3D Allen output, masks of the field's
-    shape, a crop of ``size`` fits in the (downsampled) field, the metadata the layout's reader
-    needs is there, field ids are unique, and no metadata column clashes with an output column.
+    Image paths are relative to the CSV's folder (or absolute). See `validate_fields` for the checks.
 
     Args:
         fovs_csv: str or Path. The table.
@@ -62,6 +61,63 @@ def read_fields(fovs_csv: str | Path, config: PrepareConfig) -> tuple[list[Field
     if not fovs_csv.is_file():
         raise UserError(f"FOVS.csv {fovs_csv} does not exist; expected a CSV with one row per field of view")
     table = validation.read_csv(fovs_csv, dtype=str, keep_default_na=False)
+    return validate_fields(table, config, str(fovs_csv), fovs_csv.parent)
+
+
+def read_plates(
+    plates: Sequence[str | Path],
+    plate_map: str | Path,
+    config: PrepareConfig,
+    plate_channels: str | None = None,
+) -> tuple[list[Field], list[str], hcs.PlateTable]:
+    """Validate OME-Zarr HCS plates + a plate map as FOVS rows (`statcell_tf.data.hcs`), headers only.
+
+    Args:
+        plates: sequence of str or Path. Plate folders.
+        plate_map: str or Path. CSV / TSV / Parquet table, one row per well.
+        config: PrepareConfig. Its channels are matched to the plates' channel names.
+        plate_channels: str or None. ``--plate-channels`` (``dna=DAPI,actin=1``).
+
+    Returns:
+        (fields, carried metadata column names, the PlateTable: its inputs and unmatched wells).
+    """
+    reserved = [*MASK_COLUMNS, *(f"{c}_channel" for c in MASK_COLUMNS)]
+    plate_table = hcs.plate_table(plates, plate_map, config.channels, plate_channels, reserved)
+    fields, carried = validate_fields(
+        plate_table.table, config, f"--plate-map {plate_map}", Path("."), plate_table.row_names
+    )
+    return fields, carried, plate_table
+
+
+def validate_fields(
+    table: pd.DataFrame,
+    config: PrepareConfig,
+    source: str,
+    base: Path,
+    row_names: Sequence[str] | None = None,
+) -> tuple[list[Field], list[str]]:
+    """Validate FOVS rows (one field of view each, every value text) from the files' headers.
+
+    Checks, naming the row, column and file: the channel (and mask) columns exist, every path
+    exists and is a readable image, multi-channel files have a valid channel index, all
+    channels of a field share one shape, 2D fields where the layout needs them (z-stacks are
+    fine with ``projection="max"``), one depth for 3D Allen output, masks of the field's
+    shape, a crop of ``size`` fits in the (downsampled) field, the metadata the layout's reader
+    needs is there (numbers where it reads numbers), field ids are unique, and no metadata
+    column clashes with an output column.
+
+    Args:
+        table: DataFrame of str. The rows (from FOVS.csv, or made from plates by `hcs`).
+        config: PrepareConfig.
+        source: str. Names the table in messages (``"fovs.csv"``, ``"--plate-map map.csv"``).
+        base: Path. Relative image paths are relative to it.
+        row_names: sequence of str or None. How messages name each row (None: ``<source> row N``).
+
+    Returns:
+        (fields, carried metadata column names).
+    """
+    fovs_csv = source
+    table = table.copy()
     table.columns = [str(c).strip() for c in table.columns]
     if table.empty:
         raise UserError(f"{fovs_csv} must list at least one field of view. Received: a header without rows")
@@ -90,24 +146,35 @@ def read_fields(fovs_csv: str | Path, config: PrepareConfig) -> tuple[list[Field
     clash = [c for c in carried if c in generated and not (c == "fov" and config.layout == "opencell")]
     if clash:
         raise UserError(
-            f"{fovs_csv}: column {clash[0]} is written by prepare-crops; rename it in FOVS.csv. "
+            f"{fovs_csv}: column {clash[0]} is written by prepare-crops; rename it there. "
             f"Received columns: {', '.join(table.columns)}"
         )
+    for column in (c for c in NUMERIC_METADATA[config.layout] if c in carried):
+        text = table[column].astype(str).str.strip()
+        numbers = pd.to_numeric(text, errors="coerce")
+        bad = ~np.isfinite(numbers.to_numpy(dtype=float, na_value=np.nan))
+        if bad.any():
+            row = int(np.argmax(bad))
+            where = row_names[row] if row_names is not None else f"{fovs_csv} row {row + 1}"
+            raise UserError(
+                f"{where}: column {column} must hold a finite number for --layout {config.layout} (its reader "
+                f"reads it as one). Received: {table[column].iloc[row]!r} ({int(bad.sum())} such row(s))"
+            )
     if "cell_mask" not in masks and config.cell_channel is None and config.layout == "allencell":
         raise UserError(
-            "--layout allencell needs cells: a cell_mask column in FOVS.csv or --cell-channel (e.g. membrane). "
+            f"--layout allencell needs cells: a cell_mask column in {fovs_csv} or --cell-channel (e.g. membrane). "
             "Received: --cell-channel none and no cell_mask column"
         )
     if any(rule.measure == "cell_area" for rule in parse_qc(config.qc, config.channels)):
         if "cell_mask" not in masks and config.cell_channel is None:
             raise UserError(
-                "--qc cell_area needs cells: a cell_mask column in FOVS.csv or --cell-channel. "
+                f"--qc cell_area needs cells: a cell_mask column in {fovs_csv} or --cell-channel. "
                 "Received: no cell segmentation"
             )
     headers: dict[str, fieldio.ImageHeader] = {}
     fields, seen, depth = [], {}, None
     for row, values in enumerate(table.to_dict("records")):
-        where = f"{fovs_csv} row {row + 1}"
+        where = row_names[row] if row_names is not None else f"{fovs_csv} row {row + 1}"
         field_id = file_stem(values["fov"].strip()) if values.get("fov", "").strip() else f"row{row:05d}"
         if field_id in seen:
             raise UserError(
@@ -122,7 +189,7 @@ def read_fields(fovs_csv: str | Path, config: PrepareConfig) -> tuple[list[Field
                 if name in masks:
                     continue
                 raise UserError(f"{where}: column {name} must name an image file. Received: an empty value")
-            path = Path(text) if Path(text).is_absolute() else fovs_csv.parent / text
+            path = Path(text) if Path(text).is_absolute() else base / text
             if not path.exists():
                 raise UserError(f"{where}: column {name} names {path}, which does not exist. Received: {text!r}")
             key = str(path)
@@ -201,20 +268,21 @@ def _shape_text(shape) -> str:
     return "x".join(map(str, shape)) + (" (z-stack)" if len(shape) == 3 else " (2D)")
 
 
-def check_out(out: str | Path, fovs_csv: str | Path, fields: Sequence[Field], resume: bool) -> None:
+def check_out(out: str | Path, fovs_csv: str | Path | Sequence[str | Path], fields: Sequence[Field], resume: bool) -> None:
     """Refuse an --out that is a file, lies under a file, is the input folder (or holds inputs),
     or is a non-empty folder without ``resume`` (with ``resume``: one prepare-crops wrote).
 
     Args:
         out: str or Path. The output folder.
-        fovs_csv: str or Path. The input table.
+        fovs_csv: str or Path, or a sequence of them. The input table (or the plates and plate map).
         fields: sequence of Field. Their image paths must not lie inside `out`.
         resume: bool. Continue an earlier run in `out`.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; expected a folder. Received: --out {out}")
-    inputs = [Path(fovs_csv)] + [Path(h.path) for f in fields for _, h, _ in (*f.channels, *f.masks)]
+    tables = [fovs_csv] if isinstance(fovs_csv, (str, Path)) else list(fovs_csv)
+    inputs = [Path(t) for t in tables] + [Path(h.path) for f in fields for _, h, _ in (*f.channels, *f.masks)]
     atomic_check_out(out, "--out", inputs=inputs)
     resolved = out.resolve()
     if resolved.is_dir() and any(resolved.iterdir()):

@@ -24,6 +24,8 @@ REQUIRED_METADATA: dict[str, tuple[str, ...]] = {
     "bbbc021": ("plate", "well", "compound"),
     "allencell": ("structure_name",),
 }
+# Metadata each layout's reader reads as numbers (finite, on every crop) when the column is there.
+NUMERIC_METADATA: dict[str, tuple[str, ...]] = {"opencell": (), "bbbc021": ("concentration",), "allencell": ()}
 # Paper defaults per layout (cytoself: 100×100 after ×2 downsampling; VAE+: 68×68).
 DEFAULT_SIZE = {"opencell": 100, "bbbc021": 68, "allencell": 128}
 DEFAULT_DOWNSAMPLE = {"opencell": 2, "bbbc021": 1, "allencell": 1}
