@@ -120,8 +120,8 @@ def _plate_name(path: Path, plate: dict) -> str:
     return stem
 
 
-def _wells(path: Path) -> tuple[str, list[tuple[str, str, list[str]]], tuple[str, ...]]:
-    """(plate name, [(well "B03", well path "B/3", [field paths])], the first field's channel names)."""
+def _wells(path: Path) -> tuple[str, list[tuple[str, str, list[str]]], fieldio.ImageHeader]:
+    """(plate name, [(well "B03", well path "B/3", [field paths])], the first field's header)."""
     if not path.is_dir():
         raise UserError(f"{path} is not an OME-Zarr HCS plate folder. Received: a file")
     attrs = fieldio.zarr_attributes(path) if any((path / n).is_file() for n in _METADATA_FILES) else {}
@@ -181,30 +181,33 @@ def _wells(path: Path) -> tuple[str, list[tuple[str, str, list[str]]], tuple[str
         raise UserError(f"{path}: the plate metadata lists well {repeated[0]} more than once. Received: {wells!r}")
     order = {w: i for i, w in enumerate(rows)}, {c: i for i, c in enumerate(columns)}
     found.sort(key=lambda f: (order[0].get(f[1].split("/")[0], 0), order[1].get(f[1].split("/")[1], 0)))
-    first = fieldio.read_header(path / found[0][1] / found[0][2][0])
-    return _plate_name(path, plate), found, first.channel_names
+    return _plate_name(path, plate), found, fieldio.read_header(path / found[0][1] / found[0][2][0])
 
 
-def _channel_columns(
-    channels: Sequence[str], mapping: dict[str, str], names: tuple[str, ...], where: Path
-) -> dict[str, str]:
-    """Layout channel → the plate channel (its name, or an index as text)."""
-    chosen = {}
+def _channel_columns(channels: Sequence[str], mapping: dict[str, str], header, where: Path) -> dict[str, str]:
+    """Layout channel → the plate channel (its name, or an index as text), checked against `header`."""
+    names = header.channel_names
+    count = header.n_channels(True)
     lowered = [n.lower() for n in names]
+    listed = ", ".join(names) if any(names) else f"{count} unnamed"
+    chosen = {}
     for channel in channels:
         wanted = mapping.get(channel, channel)
-        if wanted.lstrip("-").isdigit() and channel in mapping:
+        given = f"--plate-channels {channel}={wanted}" if channel in mapping else f"channel {channel}"
+        if wanted.isdigit() and channel in mapping:
+            if int(wanted) >= count:
+                raise UserError(
+                    f"{given}: plate {where} has channels 0 to {count - 1} ({listed}). Received: index {wanted}"
+                )
             chosen[channel] = wanted
         elif wanted in names:
             chosen[channel] = wanted
         elif lowered.count(wanted.lower()) == 1:
             chosen[channel] = names[lowered.index(wanted.lower())]
         else:
-            given = f"--plate-channels {channel}={wanted}" if channel in mapping else f"channel {channel}"
             raise UserError(
-                f"{given}: no such channel in plate {where} (its channels: {', '.join(names) or 'unnamed'}); name "
-                "each layout channel's plate channel with --plate-channels, e.g. "
-                f"{','.join(f'{c}={names[i] if i < len(names) else i}' for i, c in enumerate(channels))}. "
+                f"{given}: no such channel in plate {where} (its channels: {listed}); name the plate channel of each "
+                f"layout channel with --plate-channels, e.g. {channel}=NAME (a channel name or index). "
                 f"Received: {wanted!r}"
             )
     return chosen
@@ -280,14 +283,15 @@ def plate_table(
             f"plates {shown} are all named {repeated[0]!r} (NGFF plate name, else the folder name); expected one "
             "name per plate, or their wells would merge"
         )
-    first_path, _, _, first_names = read[0]
-    for path, _, _, channel_names in read[1:]:
-        if channel_names != first_names:
+    first_path, _, _, first = read[0]
+    for path, _, _, header in read[1:]:
+        if (header.channel_names, header.n_channels(True)) != (first.channel_names, first.n_channels(True)):
             raise UserError(
-                f"plate {path} has the channels {', '.join(channel_names) or 'unnamed'}, but plate {first_path} has "
-                f"{', '.join(first_names) or 'unnamed'}; expected plates of one screen with the same channels"
+                f"plate {path} has the channels {', '.join(header.channel_names) or 'unnamed'}, but plate "
+                f"{first_path} has {', '.join(first.channel_names) or 'unnamed'}; expected plates of one screen with "
+                "the same channels"
             )
-    chosen = _channel_columns(channels, mapping, first_names, first_path)
+    chosen = _channel_columns(channels, mapping, first, first_path)
     table, key = _read_map(plate_map)
     made = [*channels, *(f"{c}_channel" for c in channels), "fov", "site", *reserved]
     clash = [c for c in table.columns if c in made]

@@ -92,6 +92,9 @@ def world(tmp_path_factory):
     write_opencell(root / "opencell", n_families=2, proteins_per_family=2, cells_per_protein=6, size=16, seed=0)
     write_allencell(root / "allen", n_families=2, cells_per_structure=4, dims=2, size=(16, 16), seed=0)
     write_fovs(root / "fovs", n_families=1, fields_per_protein=1, cells_per_field=2, size=(256, 256), cell_size=64)
+    for version in ("0.4", "0.5"):  # 2 wells (A/1, A/2) x 1 field as an OME-Zarr HCS plate + plate_map.csv
+        write_fovs(root / f"plate{version}", n_families=2, fields_per_protein=1, cells_per_field=2, size=(128, 128),
+                   cell_size=48, plate=version)
     _write_bbbc021(root / "bbbc021")
     (root / "empty").mkdir()
     (root / "unrelated").mkdir()
@@ -689,8 +692,117 @@ def _run_data_rows() -> list[Row]:
     return rows
 
 
+def _ngff_edit(group: Path, edit) -> None:
+    """Apply `edit` to the NGFF attributes of a zarr group (0.4: .zattrs; 0.5: zarr.json under "ome")."""
+    if (group / ".zattrs").is_file():
+        attrs = json.loads((group / ".zattrs").read_text())
+        edit(attrs)
+        (group / ".zattrs").write_text(json.dumps(attrs))
+    else:
+        meta = json.loads((group / "zarr.json").read_text())
+        edit(meta["attributes"]["ome"])
+        (group / "zarr.json").write_text(json.dumps(meta))
+
+
+def _plate_case(version: str, edit=None, edit_map=None):
+    """Setup: the world's plate of NGFF `version` copied to tmp/p, then `edit(plate folder)` and
+    `edit_map(plate map table)`."""
+    def setup(w, tmp):
+        import shutil
+
+        shutil.copytree(w / f"plate{version}" / "plate.zarr", tmp / "p" / "plate.zarr")
+        table = pd.read_csv(w / f"plate{version}" / "plate_map.csv", dtype=str, keep_default_na=False)
+        if edit is not None:
+            edit(tmp / "p" / "plate.zarr")
+        if edit_map is not None:
+            table = edit_map(table)
+        table.to_csv(tmp / "p" / "plate_map.csv", index=False)
+    return setup
+
+
+def _other_channels(plate: Path) -> None:
+    """A second plate (renamed) whose fields name their channels otherwise."""
+    import shutil
+
+    other = plate.parent / "other.zarr"
+    shutil.copytree(plate, other)
+    _ngff_edit(other, lambda a: a["plate"].update(name="SYN02"))
+    for field in (other / "A" / "1" / "0", other / "A" / "2" / "0"):
+        _ngff_edit(field, lambda a: a["omero"]["channels"][1].update(label="Hoechst"))
+
+
+def _plate_rows() -> list[Row]:
+    """OME-Zarr HCS plates + plate maps: broken plate or well metadata, missing wells, plate maps that do
+    not cover the plate, channels that do not match (all before anything is written)."""
+    def args(*extra, plates=("plate.zarr",)):
+        return lambda w, tmp: [*(tmp / "p" / p for p in plates), "--plate-map", tmp / "p" / "plate_map.csv",
+                               "--layout", "bbbc021", "--channels", "dna,membrane,protein", "--out", tmp / "o", *extra]
+
+    def world(*inputs, plate_map=True):
+        return lambda w, tmp: [*(w / i for i in inputs), *(["--plate-map", w / "plate0.4" / "plate_map.csv"]
+                                                           if plate_map else []),
+                               "--layout", "bbbc021", "--channels", "dna,membrane,protein", "--out", tmp / "o"]
+
+    drop = lambda column: (lambda t: t.drop(columns=[column]))  # noqa: E731
+    return [
+        Row("prepare-crops", "plate-is-a-well-group", world("plate0.4/plate.zarr/A/1"), "is not an OME-Zarr HCS plate"),
+        Row("prepare-crops", "plate-is-an-unrelated-folder", world("unrelated"), "is not an OME-Zarr HCS plate"),
+        Row("prepare-crops", "plate-without-plate-map", world("plate0.5/plate.zarr", plate_map=False),
+            "a plate needs --plate-map", usage=True),
+        Row("prepare-crops", "fovs-csv-with-plate-map", world("fovs/fovs_bbbc021.csv"),
+            "--plate-map applies to OME-Zarr plate input", usage=True),
+        Row("prepare-crops", "fovs-csv-and-plate", world("fovs/fovs_bbbc021.csv", "plate0.4/plate.zarr"),
+            "not both", usage=True),
+        Row("prepare-crops", "same-plate-twice", world("plate0.4/plate.zarr", "plate0.4/plate.zarr"),
+            "are all named 'SYN01'"),
+        Row("prepare-crops", "out-inside-the-plate",
+            lambda w, tmp: [*world("plate0.4/plate.zarr")(w, tmp)[:-1], w / "plate0.4" / "plate.zarr" / "crops"],
+            "overlaps the input"),
+        Row("prepare-crops", "plate-metadata-without-wells", args(), "must list its wells",
+            setup=_plate_case("0.5", lambda p: _ngff_edit(p, lambda a: a["plate"].pop("wells")))),
+        Row("prepare-crops", "plate-well-index-names-another-well", args(), "which name another well",
+            setup=_plate_case("0.4", lambda p: _ngff_edit(p, lambda a: a["plate"]["wells"][0].update(columnIndex=1)))),
+        Row("prepare-crops", "plate-well-missing-on-disk", args(), "well A/2 is listed in the plate metadata but "
+            "missing on disk", setup=_plate_case("0.4", lambda p: __import__("shutil").rmtree(p / "A" / "2"))),
+        Row("prepare-crops", "well-without-well-metadata", args(), "expected NGFF well metadata",
+            setup=_plate_case("0.5", lambda p: _ngff_edit(p / "A" / "2", lambda a: a.pop("well")))),
+        Row("prepare-crops", "field-missing-on-disk", args(), "field 0 is listed in the well metadata but missing",
+            setup=_plate_case("0.5", lambda p: __import__("shutil").rmtree(p / "A" / "1" / "0"))),
+        Row("prepare-crops", "first-field-without-multiscales", args(), "without OME-Zarr multiscales metadata",
+            setup=_plate_case("0.4", lambda p: _ngff_edit(p / "A" / "1" / "0", lambda a: a.pop("multiscales")))),
+        Row("prepare-crops", "later-field-without-multiscales", args(), "A/2/0 is a zarr group without OME-Zarr "
+            "multiscales", setup=_plate_case("0.5", lambda p: _ngff_edit(p / "A" / "2" / "0",
+                                                                          lambda a: a.pop("multiscales")))),
+        Row("prepare-crops", "plates-with-different-channels", args(plates=("plate.zarr", "other.zarr")),
+            "expected plates of one screen with the same channels", setup=_plate_case("0.4", _other_channels)),
+        Row("prepare-crops", "plate-map-without-well-column", args(), "needs a well column",
+            setup=_plate_case("0.4", edit_map=drop("well"))),
+        Row("prepare-crops", "plate-map-bad-well-name", args(), "row 2: expected a well name such as B03",
+            setup=_plate_case("0.4", edit_map=lambda t: t.assign(well=["A01", "second"]))),
+        Row("prepare-crops", "plate-map-duplicate-well", args(), "well A01 is listed more than once (rows 1 and 2)",
+            setup=_plate_case("0.5", edit_map=lambda t: t.assign(well=["A01", "A1"]))),
+        Row("prepare-crops", "plate-well-absent-from-plate-map", args(), "1 well(s) are not in it: A02",
+            setup=_plate_case("0.5", edit_map=lambda t: t.iloc[:1])),
+        Row("prepare-crops", "plate-map-column-made-from-the-plate", args(), "column site is made from the plates",
+            setup=_plate_case("0.4", edit_map=lambda t: t.assign(site="1"))),
+        Row("prepare-crops", "plate-map-text-concentration", args(), "column concentration must hold a finite number",
+            setup=_plate_case("0.5", edit_map=lambda t: t.assign(concentration=["0.1", "lots"]))),
+        Row("prepare-crops", "plate-map-missing-compound", args(), "needs the column(s) compound",
+            setup=_plate_case("0.4", edit_map=drop("compound"))),
+        Row("prepare-crops", "plate-channel-unknown", args("--channels", "dna,actin"),
+            "channel actin: no such channel in plate", setup=_plate_case("0.4")),
+        Row("prepare-crops", "plate-channels-names-unknown-plate-channel", args("--plate-channels", "dna=DAPI"),
+            "--plate-channels dna=DAPI: no such channel", setup=_plate_case("0.5")),
+        Row("prepare-crops", "plate-channels-names-no-layout-channel", args("--plate-channels", "purple=DNA"),
+            "--plate-channels names the layout's channels", setup=_plate_case("0.5")),
+        Row("prepare-crops", "plate-channels-index-out-of-range", args("--plate-channels", "dna=7"),
+            "--plate-channels dna=7: plate", setup=_plate_case("0.4")),
+    ]
+
+
 ROWS = (_run_data_rows() + _run_rows() + _data_rows() + _table_rows() + _list_flag_rows() + _cytoself_rows()
-        + _embedding_rows() + _unfinished_rows() + _limit_rows() + _control_and_pairing_rows() + _field_rows())
+        + _embedding_rows() + _unfinished_rows() + _limit_rows() + _control_and_pairing_rows() + _field_rows()
+        + _plate_rows())
 
 
 def test_every_command_has_rows():
