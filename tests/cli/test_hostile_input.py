@@ -731,6 +731,15 @@ def _other_channels(plate: Path) -> None:
         _ngff_edit(field, lambda a: a["omero"]["channels"][1].update(label="Hoechst"))
 
 
+def _text_concentration(w: Path, tmp: Path) -> None:
+    """Setup: the world's fovs_bbbc021.csv (absolute paths) with concentration 'high'."""
+    table = pd.read_csv(w / "fovs" / "fovs_bbbc021.csv", dtype=str, keep_default_na=False)
+    for column in ("dna", "membrane", "protein"):
+        table[column] = [str(w / "fovs" / p) for p in table[column]]
+    table["concentration"] = "high"
+    table.to_csv(tmp / "fovs.csv", index=False)
+
+
 def _plate_rows() -> list[Row]:
     """OME-Zarr HCS plates + plate maps: broken plate or well metadata, missing wells, plate maps that do
     not cover the plate, channels that do not match (all before anything is written)."""
@@ -787,6 +796,10 @@ def _plate_rows() -> list[Row]:
             setup=_plate_case("0.4", edit_map=lambda t: t.assign(site="1"))),
         Row("prepare-crops", "plate-map-text-concentration", args(), "column concentration must hold a finite number",
             setup=_plate_case("0.5", edit_map=lambda t: t.assign(concentration=["0.1", "lots"]))),
+        Row("prepare-crops", "fovs-csv-text-concentration",
+            lambda w, tmp: [tmp / "fovs.csv", "--layout", "bbbc021", "--channels", "dna,membrane,protein", "--out",
+                            tmp / "o"], "fovs.csv row 1: column concentration must hold a finite number",
+            setup=_text_concentration),
         Row("prepare-crops", "plate-map-missing-compound", args(), "needs the column(s) compound",
             setup=_plate_case("0.4", edit_map=drop("compound"))),
         Row("prepare-crops", "plate-channel-unknown", args("--channels", "dna,actin"),

@@ -90,3 +90,31 @@ def test_bbbc021_crops_read_back_and_flag_refusals(tmp_path):
     result = _run("--out", tmp_path / "x", "--format", "bbbc021", "--treatment", "rounding")
     assert result.exit_code == 2 and "--treatment applies to --format allencell only" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_plate_holds_the_fields_of_the_tiffs(tmp_path):
+    """--format plate: plate.zarr (NGFF 0.5, zarr v3) holds the very pixels of the OME-TIFF fields, 3D too."""
+    from statcell_tf.data import fields
+    from statcell_tf.data.hcs import is_plate, plate_table
+
+    out = tmp_path / "plate"
+    result = _run("--out", out, "--format", "plate", "--ngff", "0.5", "--families", 3, "--fields", 2, "--cells", 2,
+                  "--size", 64, "--cell-size", 32, "--dims", 3)
+    assert result.exit_code == 0, result.output
+    assert "plate.zarr (NGFF 0.5, 3 wells x 2 fields), plate_map.csv" in result.output
+    assert is_plate(out / "plate.zarr") and not is_plate(out / "fields")
+    plate_map = pd.read_csv(out / "plate_map.csv")
+    assert list(plate_map["well"]) == ["A01", "A02", "B01"] and list(plate_map["concentration"]) == [0.1, 0.2, 0.3]
+    table = plate_table([out / "plate.zarr"], out / "plate_map.csv", ("dna", "membrane")).table
+    tiffs = pd.read_csv(out / "fovs_allencell.csv")
+    assert len(table) == len(tiffs) == 6
+    for (_, row), tiff in zip(table.iterrows(), tiffs["dna"]):
+        header = fields.read_header(row["dna"])
+        assert header.axes == "CZYX" and header.shape == (3, 8, 64, 64)
+        dna = fields.read_channel(header, fields.channel_index(header, row["dna_channel"]))
+        np.testing.assert_array_equal(dna, tifffile.imread(out / tiff))
+    truth = pd.read_csv(out / "cells.csv")
+    assert {"well", "site"} <= set(truth.columns) and set(truth["well"]) == {"A01", "A02", "B01"}
+    result = _run("--out", tmp_path / "x", "--format", "fov", "--ngff", "0.4")
+    assert result.exit_code == 2 and "--ngff applies to --format plate only" in result.output
+    assert not (tmp_path / "x").exists()
