@@ -40,6 +40,7 @@ fsspec, aiohttp and requests for the few lines of JSON read here.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import re
 from collections.abc import Sequence
@@ -176,7 +177,8 @@ def _wells(path: Path) -> tuple[str, list[tuple[str, str, list[str]]], fieldio.I
                 )
             sites.append(image_path)
         found.append((well, well_path, sites))
-    repeated = sorted({w for w, _, _ in found if [x for x, _, _ in found].count(w) > 1})
+    counts = collections.Counter(w for w, _, _ in found)
+    repeated = sorted(w for w, n in counts.items() if n > 1)
     if repeated:
         raise UserError(f"{path}: the plate metadata lists well {repeated[0]} more than once. Received: {wells!r}")
     order = {w: i for i, w in enumerate(rows)}, {c: i for i, c in enumerate(columns)}
