@@ -60,7 +60,8 @@ LAYOUTS = ("opencell", "bbbc021", "allencell")
               help="Random crops per montage (0: no montages).")
 @workers_option("fields")
 @click.option("--resume", is_flag=True, default=False,
-              help="Continue the run in --out: skip the fields it finished (FOVS.csv rows must be unchanged).")
+              help="Continue the run in --out: skip the fields it finished (FOVS.csv rows, or plates and plate map, must "
+              "be unchanged).")
 @shard_option("fields of view (FOVS.csv rows, or plate fields)")
 @click.option("--nonfinite", type=click.Choice(["error", "skip"]), default="error", show_default=True,
               help="A field with NaN/inf pixels: stop naming file and field (error), or skip it and count it in "
