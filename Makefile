@@ -67,11 +67,16 @@ demo-statcell: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check statcell_tf tests bench
 
+# pytest-xdist: one worker per core (TEST_WORKERS=1 for one process), whole files per worker so a
+# file's session fixtures are built once.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
 test: lint
-	$(PY) -m pytest -q --durations=15
+	$(PYTEST) --durations=15
 
 check: lint
-	$(PY) -m pytest -q -m "not slow and not science" --durations=10
+	$(PYTEST) -m "not slow and not science" --durations=10
 
 science: $(STAMP)
 	$(PY) -m pytest -q -m science --durations=0 -s

@@ -58,8 +58,17 @@ def parse_variant(text: str) -> tuple[str, dict]:
     return label, env
 
 
+def run(command: list, **kwargs) -> subprocess.CompletedProcess:
+    """`command` with its output captured; on failure, exit naming it with the end of its stderr."""
+    out = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    if out.returncode:
+        tail = "\n".join(out.stderr.strip().splitlines()[-15:])
+        sys.exit(f"{' '.join(command[:3])} exited {out.returncode}:\n{tail}")
+    return out
+
+
 def run_torch(python: str, steps: int) -> dict:
-    out = subprocess.run([python, REFERENCE, "matched", str(steps)], check=True, capture_output=True, text=True)
+    out = run([python, REFERENCE, "matched", str(steps)])
     row = json.loads(out.stdout.strip().splitlines()[-1])
     return {"train": row["train_img_s"], "inference": row["infer_img_s"]}
 
@@ -68,7 +77,7 @@ def run_tf(env: dict, steps: int, tmp: str) -> dict:
     path = os.path.join(tmp, "tf.json")
     command = [sys.executable, os.path.join(HERE, "train_cytoself.py"), "--preset", "paper", "--steps", str(steps),
                "--no-flops", "--json", path]
-    subprocess.run(command, check=True, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
+    run(command, env={**os.environ, **env})
     with open(path) as file:
         row = json.load(file)["runs"][0]
     return {"train": row["train_images_per_s"], "inference": row["inference_images_per_s"]}
@@ -84,8 +93,7 @@ def gflops(env: dict) -> dict:
         "m = CytoselfModel(**preset_config('paper', num_classes=1311)); m.build((None,) + m.image_shape)\n"
         "print(json.dumps({'forward': b.gflops_per_image(m, 'forward'), 'embed': b.gflops_per_image(m, 'embed')}))\n"
     ) % (HERE, ROOT)
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
-                         env={**os.environ, **env})
+    out = run([sys.executable, "-c", code], env={**os.environ, **env})
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

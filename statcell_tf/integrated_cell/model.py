@@ -292,7 +292,9 @@ class IntegratedCellConditional(_AdversarialAutoencoder):
     Algorithm 3 (`integrate`).
 
     Args:
-        num_classes: int. K, the number of labelled structures.
+        num_classes: int. K >= 1, the number of labelled structures (with K = 1, ŷ is always 1,
+            L_y is 0 and DecD_{r,s} tells observed from generated images: Algorithm 3 still
+            predicts the one structure from x^r).
         image_size: list of int. [H, W] (256×256 in the paper).
         reference_channels: list of int. Channels of x^r in ``batch["image"]``. Defaults to [0, 1].
         structure_channel: int. Channel of x^s. Defaults to 2.
@@ -360,8 +362,8 @@ class IntegratedCellConditional(_AdversarialAutoencoder):
         self.beta_1 = float(beta_1)
         self.seed = int(seed)
         self._check_common()
-        if self.num_classes < 2:
-            raise ValueError(f"`num_classes` must be >= 2. Received: num_classes={self.num_classes}")
+        if self.num_classes < 1:  # one structure is a model too: ŷ ≡ 1, DecD real-vs-generated (K + 1 = 2)
+            raise ValueError(f"`num_classes` must be >= 1. Received: num_classes={self.num_classes}")
         if self.decoder_condition not in DECODER_CONDITIONS:
             raise ValueError(
                 f"`decoder_condition` must be one of {DECODER_CONDITIONS}. "
@@ -426,7 +428,9 @@ class IntegratedCellConditional(_AdversarialAutoencoder):
         out = self.encoder(images, training=training)
         return {
             "z_r": out["z_r"],
-            "probabilities": ops.softmax(out["y_logits"], axis=-1),
+            # K = 1: ŷ ≡ 1 (Keras warns about a softmax over one class).
+            "probabilities": (ops.ones_like(out["y_logits"]) if self.num_classes == 1
+                              else ops.softmax(out["y_logits"], axis=-1)),
             "z_s": out["z_s"],
             "y_logits": out["y_logits"],
         }

@@ -255,8 +255,6 @@ def train(settings: IntegratedCellSettings, out, *, resume: bool = False, strate
                 current = dataclasses.replace(current, image_size=tuple(reference.image_size))
         cells = read_data(current.data)
         class_names = icd.class_names_of(cells) if current.stage == "conditional" else None
-        if class_names is not None and len(class_names) < 2:
-            raise UserError(f"--data {current.data}: the conditional stage needs >= 2 structures. Received: {class_names}")
         if saved is not None and class_names != saved["data"].get("class_names"):
             raise UserError(
                 f"--data {current.data}: its structures differ from the run's. "

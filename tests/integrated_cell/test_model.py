@@ -256,6 +256,23 @@ def test_integrate_decodes_every_structure_at_the_prior_mode():
         np.testing.assert_allclose(out[:, k], expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
+def test_one_structure_is_a_model():
+    """K = 1 (Algorithm 3 needs no second structure): ŷ ≡ 1 so L_y = 0, DecD_{r,s} is a 2-way
+    observed-vs-generated discriminator, integration returns the one structure."""
+    keras.utils.set_random_seed(1)
+    model = IntegratedCellConditional(1, image_size=SIZE, filters=4, class_names=["tubulin"])
+    batch = {"image": _batch()["image"], "label": np.zeros(4, "int32")}
+    model.prepare(batch)
+    losses = model.train_step_fn(batch)
+    assert float(losses["classification"]) == 0 and float(losses["accuracy"]) == 1
+    assert model.image_discriminator.outputs[0].shape[-1] == 2
+    np.testing.assert_array_equal(model.classify(batch["image"]), np.ones((4, 1)))
+    assert np.asarray(model.integrate(batch["image"][..., :2])).shape == (4, 1, *SIZE, 1)
+    with pytest.raises(ValueError, match="num_classes"):
+        IntegratedCellConditional(0, image_size=SIZE, filters=4)
+
+
 # ----- config and persistence -----------------------------------------------------------------
 
 

@@ -15,9 +15,9 @@ import pytest
 
 from statcell_tf.data.controls import CONTROL_NAMES, control_images
 from statcell_tf.data.source import ArrayImages, CellImages
-from statcell_tf.layers.input_normalization import InputNormalization
 from statcell_tf.statcell import coupling
-from statcell_tf.statcell.data import StatcellData, fit_shape, toy_cells
+from statcell_tf.statcell.data import StatcellData, toy_cells
+from tests._support.bbbc021 import bbbc021_reference
 
 KINDS = ("dna", "membrane", "blank")
 
@@ -87,26 +87,6 @@ def _assert_controls_couple_to_what_they_copy(per_cell, label):
     return summary
 
 
-def _bbbc021_reference(folder, n, size, seed=0, structure=False):
-    """[membrane := F-actin, dna := DNA] of `n` DMSO crops, background-subtracted, (n, size, size, 2);
-    with `structure`, β-tubulin as a third (structure) channel."""
-    from statcell_tf.data.bbbc021 import read_bbbc021
-
-    cells = read_bbbc021(folder)
-    metadata = cells.metadata
-    keep = metadata["compound"].astype(str).eq("DMSO")
-    if "qc_flag_low_dna_contrast" in metadata:
-        keep &= ~metadata["qc_flag_low_dna_contrast"].astype(bool)
-    rows = np.sort(np.random.default_rng(seed).choice(np.flatnonzero(keep.to_numpy()), n, replace=False))
-    raw = np.asarray(cells.images[rows], "float32")
-    channels = [cells.channel_names.index(c) for c in ("actin", "dna", "tubulin")[: 3 if structure else 2]]
-    # Background (mode) subtraction and max scaling, as the models do it (InputNormalization).
-    reference = fit_shape(np.asarray(InputNormalization("mode")(raw[..., channels])), (64, 64))
-    factor = 64 // size
-    reference = reference.reshape(n, size, factor, size, factor, len(channels)).mean(axis=(2, 4))  # area downsampling
-    return np.asarray(InputNormalization("max")(reference))
-
-
 @pytest.mark.slow
 def test_synthetic_controls_couple_only_to_what_they_copy():
     base = toy_cells(40, (16, 16), seed=1)
@@ -118,7 +98,7 @@ def test_synthetic_controls_couple_only_to_what_they_copy():
 
 @pytest.mark.slow
 def test_bbbc021_controls_couple_only_to_what_they_copy(shared_data):
-    reference = _bbbc021_reference(shared_data("bbbc021-dmso-cycloheximide"), 40, 16)
+    reference = bbbc021_reference(shared_data("bbbc021-dmso-cycloheximide"), 40, 16)
     cells, source = _control_cells(reference)
     per_cell = _train_and_couple(cells, source, (16, 16), steps=200)
     _assert_controls_couple_to_what_they_copy(per_cell, "BBBC021 16×16 (F-actin = membrane)")
@@ -174,7 +154,7 @@ def test_synthetic_allen_controls_via_commands(tmp_path):
 
 @pytest.mark.science
 def test_bbbc021_controls_32px_all_five_controls(shared_data):
-    reference = _bbbc021_reference(shared_data("bbbc021-dmso-cycloheximide"), 120, 32, seed=1, structure=True)
+    reference = bbbc021_reference(shared_data("bbbc021-dmso-cycloheximide"), 120, 32, seed=1, structure=True)
     cells, source = _control_cells(reference, kinds=("dna", "membrane", "blank", "noise", "random"))
     per_cell = _train_and_couple(cells, source, (32, 32), steps=1500, filters=(8, 16, 32), latent_dim=32,
                                  permutations=8)

@@ -158,4 +158,6 @@ def test_saved_model_loads_in_a_process_without_statcell_tf(tmp_path):
     )
     env = {"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=tmp_path, timeout=120)
-    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), model(x)[1].numpy())
+    # Plain TensorFlow leaves oneDNN off on CPUs without AVX-512 where statcell_tf turns it on
+    # (statcell_tf.backend): the same graph, kernels that round differently in the last bits.
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), model(x)[1].numpy(), rtol=1e-5, atol=1e-6)
