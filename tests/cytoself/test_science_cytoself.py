@@ -25,10 +25,10 @@ EPOCHS = 12
 UMAP_SEEDS = (0, 1, 2)
 
 
-def _train(data_dir, out_dir, ablation=None, extra=()):
+def _train(data_dir, out_dir, ablation=None, extra=(), epochs=EPOCHS):
     from statcell_tf.cli import run_command
 
-    args = ["--data", str(data_dir), "--preset", "demo", "--epochs", str(EPOCHS), "--out", str(out_dir), *extra]
+    args = ["--data", str(data_dir), "--preset", "demo", "--epochs", str(epochs), "--out", str(out_dir), *extra]
     if ablation:
         args += ["--ablation", ablation]
     assert run_command("train-cytoself", args) == 0
