@@ -7,9 +7,11 @@ The C++ start-up chatter (CUDA probes, CPU feature banners) is silenced by
 oneDNN: TensorFlow turns its oneDNN CPU kernels on by itself only on CPUs with AVX-512 VNNI,
 AVX-512 BF16 or AMX; on the others (AMD EPYC, older Intel) it runs convolutions through Eigen.
 ``TF_ENABLE_ONEDNN_OPTS=1`` is set here unless the user set it: on a 2-core AMD EPYC (AVX2,
-no AVX-512) it makes the cytoself paper model's training step 1.4× and its embedding pass
-1.2× faster (``bench/vs_pytorch.py``), as PyTorch, which uses oneDNN on every x86 CPU. Results
-agree with Eigen's to float32 rounding, not bit for bit. It must be set before TensorFlow is
+no AVX-512) the cytoself paper model trains 1.42× faster with it (8.21 against 5.80 images/s,
+``bench/vs_pytorch.py``, medians of 2 alternating rounds), as PyTorch, which uses oneDNN on
+every x86 CPU; its embedding pass is about 10% slower (120 against 134 images/s, within the
+rounds' spread of 119-145), and training is where the CPU time goes. Results agree with
+Eigen's to float32 rounding, not bit for bit (``tests/training/test_precision.py``). It must be set before TensorFlow is
 imported; ``TF_ENABLE_ONEDNN_OPTS=0`` in the environment keeps Eigen.
 """
 

@@ -86,6 +86,11 @@ class ChannelFiles(ImageArray):
     def _fill(self, indices, target) -> None:
         part_of = np.searchsorted(self.offsets, indices, side="right") - 1
         local = indices - self.offsets[part_of]
+        if self.release_pages:  # data on disk: ask for every run of rows at once (see `_will_need`)
+            for part in np.unique(part_of):
+                rows = np.sort(local[part_of == part])
+                for array in self.parts[part]:
+                    _will_need(array, rows)
         for j, (part, row) in enumerate(zip(part_of, local)):
             for c, array in enumerate(self.parts[part]):
                 target(j, c)[...] = array[row]
@@ -93,6 +98,36 @@ class ChannelFiles(ImageArray):
             for part in np.unique(part_of):
                 for array in self.parts[part]:
                     _release_pages(array)
+
+
+def _will_need(array, rows: np.ndarray) -> None:
+    """Start reading the pages of `rows` of memory-mapped `array` now (MADV_WILLNEED, one call
+    per run of consecutive rows), so the disk sees every block of a block-shuffled buffer at
+    once instead of one page fault at a time as the copy reaches it."""
+    handle = getattr(array, "_mmap", None)
+    if handle is None or not hasattr(mmap, "MADV_WILLNEED") or rows.size == 0:
+        return
+    try:
+        base = np.frombuffer(handle, np.uint8).ctypes.data  # the mapping's first byte
+    except (TypeError, ValueError):  # closed map
+        return
+    row_bytes = int(np.prod(array.shape[1:])) * array.dtype.itemsize
+    for start, length in row_ranges(rows, array.ctypes.data - base, row_bytes, mmap.PAGESIZE, len(handle)):
+        try:
+            handle.madvise(mmap.MADV_WILLNEED, start, length)
+        except (OSError, ValueError):  # only speed is at stake
+            return
+
+
+def row_ranges(rows: np.ndarray, offset: int, row_bytes: int, page: int, size: int) -> list[tuple[int, int]]:
+    """(start, length) in the mapping of each run of consecutive sorted `rows`: the rows start
+    at byte `offset` of a mapping of `size` bytes; `start` rounded down to a `page` boundary."""
+    ranges = []
+    for run in np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1):
+        first = offset + int(run[0]) * row_bytes
+        aligned = first - first % page
+        ranges.append((aligned, min(offset + (int(run[-1]) + 1) * row_bytes, size) - aligned))
+    return ranges
 
 
 def _release_pages(array) -> None:

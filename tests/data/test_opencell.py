@@ -24,6 +24,28 @@ def test_folder_streams_stacked_channels_from_memory_maps(tmp_path):
     assert everything.channel_names == ("pro", "nuc", "nucdist")
 
 
+def test_data_larger_than_memory_reads_the_same_pixels(tmp_path):
+    """The large-data path (read-ahead of every run of rows, then unmapping what was read)
+    gathers the same images as the plain one, runs of rows and single rows, across files."""
+    folder = write_opencell(tmp_path / "oc")
+    plain = opencell.read_opencell(folder, channels=["pro", "nucdist"]).images
+    large = opencell.read_opencell(folder, channels=["pro", "nucdist"]).images
+    large.release_pages = True  # as `is_large` sets it for data over a quarter of the memory
+    for rows in ([0, 1, 2, 3, 7, 8, 11], [5], [6, 7, 8, 9, 10, 11], [0, 11]):
+        rows = np.array(rows)
+        np.testing.assert_array_equal(large._take(rows), plain._take(rows))
+        np.testing.assert_array_equal(large.take_planar(rows), plain.take_planar(rows))
+
+
+def test_read_ahead_ranges_are_page_aligned_runs_of_rows():
+    """Rows 1-2 and 5 of 40,000-byte rows starting at byte 128: two ranges, each from the page
+    boundary at or before its first row (40,128 -> 36,864; 200,128 -> 196,608) to the end of
+    its last row; a range is cut at the end of the mapping."""
+    ranges = opencell.row_ranges(np.array([1, 2, 5]), 128, 40_000, 4096, 10**6)
+    assert ranges == [(36_864, 120_128 - 36_864), (196_608, 240_128 - 196_608)]
+    assert opencell.row_ranges(np.array([7]), 128, 40_000, 4096, 300_000) == [(278_528, 300_000 - 278_528)]
+
+
 def test_label_columns_spelled_differently_and_extra_columns_kept(tmp_path):
     folder = write_opencell(tmp_path / "oc", proteins=("A",), n=3)
     pd.DataFrame(
