@@ -93,7 +93,11 @@ def test_killed_anywhere_then_resumed_equals_uninterrupted(tmp_path, kind):
 
     expected = pd.read_csv(tmp_path / "straight" / "history.csv").drop(columns="time_s")
     got = pd.read_csv(run / "history.csv").drop(columns="time_s")
-    pd.testing.assert_frame_equal(got, expected, rtol=1e-5)
+    # rtol 1e-4, as for the weights below: multi-threaded float32 reductions (oneDNN, Eigen)
+    # round differently from run to run (seen: 1.1e-5 relative on Integrated Cell's
+    # val_encoder_adversarial at epoch 3 with oneDNN, two runs sharing 2 cores); a lost
+    # optimizer state, RNG position or data order moves the history by far more.
+    pd.testing.assert_frame_equal(got, expected, rtol=1e-4)
     assert any(c.startswith("val_") for c in got.columns)
     reference, final = _checkpoint(tmp_path / "straight"), _checkpoint(run)
     assert reference.keys() == final.keys()
